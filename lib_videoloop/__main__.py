@@ -1,0 +1,5 @@
+import sys
+
+from lib_videoloop.cli import main
+
+sys.exit(main())

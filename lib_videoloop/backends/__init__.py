@@ -1,0 +1,46 @@
+"""Backends turn one frame's request into generated images (the WebUI, or diffusers)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass
+class GenerationRequest:
+    init_image: np.ndarray  # HxWx3 float32 in [0, 1]: the temporally superimposed frame
+    base_image: np.ndarray  # the frame this one came from (colour-correction target)
+    mask: np.ndarray | None  # HxW float32, 1 = repaint
+    prompt: str
+    negative_prompt: str
+    seed: int
+    subseed: int
+    subseed_strength: float
+    denoising_strength: float
+    steps: int
+    cfg_scale: float
+    width: int
+    height: int
+    batch_size: int
+    n_iter: int
+    control_images: list[np.ndarray] = field(default_factory=list)
+    frame_index: int = 0  # 0-based
+    loop: int = 1  # 1-based
+
+    @property
+    def image_count(self) -> int:
+        return self.batch_size * self.n_iter
+
+
+class Backend(Protocol):
+    """What the engine needs from an image generator."""
+
+    name: str
+
+    def check(self, uses_subseed: bool, uses_mask: bool) -> None:
+        """Raises VideoLoopError before any work if the run asks for what it cannot do."""
+
+    def generate(self, request: GenerationRequest) -> list[np.ndarray]:
+        """Exactly request.image_count float32 HxWx3 images; image k uses seed + k."""

@@ -1,0 +1,308 @@
+"""The command line: python -m lib_videoloop {run,smooth,metrics} ...
+
+Every setting of the run is a flag with the same name as in settings.json and the WebUI panel
+(generated from the Settings dataclass, so the three never drift apart).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import shlex
+import signal
+import sys
+import types
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from lib_videoloop.config import Settings, temporal_weights
+from lib_videoloop.errors import InterruptedRun, VideoLoopError
+
+log = logging.getLogger("lib_videoloop")
+
+_SKIP_FLAGS = {"input_directory", "output_directory", "model_name"}
+
+
+def _field_type(f: dataclasses.Field) -> type:
+    hint = typing.get_type_hints(Settings)[f.name]
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return args[0]
+    return hint
+
+
+def _add_setting_flags(parser: argparse.ArgumentParser, only: Sequence[str] | None = None) -> None:
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for f in dataclasses.fields(Settings):
+        if f.name in _SKIP_FLAGS or (only is not None and f.name not in only):
+            continue
+        group_name = f.metadata.get("group", "")
+        group = groups.setdefault(
+            group_name, parser.add_argument_group(f"{group_name} settings" if group_name else "settings")
+        )
+        kind = _field_type(f)
+        names = [f"--{f.name}"] + ([f"--{f.name.replace('_', '-')}"] if "_" in f.name else [])
+        default_text = "" if f.default in ("", None) else f" (default {f.default})"
+        help_text = (f.metadata["help"] + default_text).replace("%", "%%")  # argparse formats help with %
+        if kind is bool:
+            group.add_argument(
+                *names,
+                dest=f.name,
+                action=argparse.BooleanOptionalAction,
+                default=argparse.SUPPRESS,
+                help=help_text,
+            )
+        else:
+            group.add_argument(
+                *names,
+                dest=f.name,
+                type=kind,
+                default=argparse.SUPPRESS,
+                metavar=f.name.upper() if kind is str else kind.__name__.upper(),
+                help=help_text,
+            )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m lib_videoloop", description="Video Loopback: img2img animation of a video with little flicker."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser(
+        "run",
+        help="loopback img2img over a video or a folder of frames",
+        description="Loopback img2img over a video, a folder of frames or an image.",
+    )
+    run.add_argument("input", nargs="?", help="a video file, a folder of frames or an image")
+    run.add_argument("-o", "--output", dest="output_directory", help="folder in which the run folder is created")
+    run.add_argument(
+        "--model", help="a diffusers model folder, a .safetensors/.ckpt file, or tiny-random (noise, for smoke tests)"
+    )
+    run.add_argument("--device", help="torch device (default: cuda when present, else cpu)")
+    run.add_argument("--config", help="settings.json of an earlier run (or your own) to start from")
+    run.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run in its run folder")
+    _add_setting_flags(run)
+
+    smooth = sub.add_parser(
+        "smooth",
+        help="temporal smoothing of an existing clip (no model)",
+        description="Temporal superimpose (and optionally the FastDVDNet pass) on a clip or a folder of frames, without any model.",
+    )
+    smooth.add_argument("input", help="a video file or a folder of frames")
+    smooth.add_argument(
+        "-o", "--output", required=True, help="output video (.mp4, .webm, .gif) or a folder for PNG frames"
+    )
+    smooth.add_argument(
+        "--denoise", choices=["none", "fastdvdnet"], default="none", help="add the FastDVDNet denoise pass"
+    )
+    _add_setting_flags(
+        smooth,
+        only=[
+            "temporal_superimpose_method",
+            "temporal_superimpose_alpha_list",
+            "difference_threshold",
+            "start_frame",
+            "extract_nth_frame",
+            "max_frames",
+            "output_frame_rate",
+            "crf",
+            "lossless",
+            "keep_audio",
+            "video_post_process_alpha",
+            "fastdvdnet_noise_sigma",
+            "fastdvdnet_weights",
+        ],
+    )
+
+    metrics = sub.add_parser(
+        "metrics",
+        help="measure flicker of a clip against its source",
+        description="Warp error and tOF of a clip, against the flow of its source clip.",
+    )
+    metrics.add_argument("output", help="the clip to measure (video or frame folder)")
+    metrics.add_argument(
+        "--source", required=True, help="the source clip the output was made from (its motion is the reference)"
+    )
+    metrics.add_argument(
+        "--reference", help="frames to compare fidelity with (PSNR, SSIM), e.g. the run without smoothing"
+    )
+    metrics.add_argument("--json", action="store_true", help="print one JSON object")
+    metrics.add_argument("--plot", help="where to write the per-frame warp error plot (PNG)")
+    return parser
+
+
+def _settings_from_args(args: argparse.Namespace) -> Settings:
+    base = Settings.load(args.config).to_dict() if getattr(args, "config", None) else {}
+    names = {f.name for f in dataclasses.fields(Settings)}
+    for key, value in vars(args).items():
+        if key in names and value is not None:
+            base[key] = value
+    if getattr(args, "input", None):
+        base["input_directory"] = args.input
+    base.pop("run", None)
+    return Settings.from_dict(base)
+
+
+class _StopFlag:
+    """First Ctrl-C: finish the current frame and stop. Second: stop at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nStopping after the current frame (Ctrl-C again to stop at once)...", file=sys.stderr)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from lib_videoloop.backends.diffusers_backend import DiffusersBackend
+    from lib_videoloop.engine import Engine
+
+    if not args.model:
+        raise VideoLoopError(
+            "--model", None, "is required", "Give a diffusers model folder, a checkpoint file, or tiny-random"
+        )
+    stop = _StopFlag()
+    previous = signal.signal(signal.SIGINT, stop)
+    bar = None
+
+    def progress(p: Any) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=p.total, initial=p.done - 1, unit="frame", dynamic_ncols=True)
+        bar.set_description(p.text)
+        bar.update(1)
+
+    try:
+        if args.resume:
+            engine_backend_settings = (
+                Settings.from_dict(json.loads((Path(args.resume) / "settings.json").read_text(encoding="utf-8")))
+                if (Path(args.resume) / "settings.json").is_file()
+                else Settings()
+            )
+            backend = DiffusersBackend(args.model, engine_backend_settings.sampler_name, args.device)
+            engine = Engine.resume(args.resume, backend, on_progress=progress, should_stop=lambda: stop.requested)
+        else:
+            settings = _settings_from_args(args)
+            settings.validate()
+            backend = DiffusersBackend(args.model, settings.sampler_name, args.device)
+            engine = Engine(settings, backend, on_progress=progress, should_stop=lambda: stop.requested)
+        try:
+            result = engine.run()
+        except InterruptedRun as stopped:
+            if bar is not None:
+                bar.close()
+            command = (
+                f"python -m lib_videoloop run --resume {shlex.quote(str(stopped))} --model {shlex.quote(args.model)}"
+            )
+            print(f"Stopped. The run folder is resumable:\n  {command}")
+            return 130
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if bar is not None:
+            bar.close()
+    print(f"Run folder: {result.run_dir}")
+    print(f"Video: {result.video}")
+    if result.report:
+        from lib_videoloop.report import summary_lines
+
+        for line in summary_lines(result.report):
+            print(line)
+    return 0
+
+
+def cmd_smooth(args: argparse.Namespace) -> int:
+    from lib_videoloop.media.images import write_atomic
+    from lib_videoloop.media.sources import open_source
+    from lib_videoloop.media.store import encode_png16
+    from lib_videoloop.media.writer import AudioSpan, output_fps, write_video
+    from lib_videoloop.smooth import smooth_frames
+
+    s = _settings_from_args(args)
+    s.validate()
+    source = open_source(
+        s.input_directory, start_frame=s.start_frame, extract_nth_frame=s.extract_nth_frame, max_frames=s.max_frames
+    )
+    info = source.info
+    weights = temporal_weights(s.temporal_superimpose_alpha_list)
+    threshold = (
+        s.difference_threshold if s.temporal_superimpose_method == "with difference mask from reference" else None
+    )
+    frames = smooth_frames((f.image for f in source), info.frame_count, weights, difference_threshold=threshold)
+    if args.denoise == "fastdvdnet":
+        from lib_videoloop.denoise import denoise_pass_stream
+        from lib_videoloop.denoise.weights import find_weights
+
+        frames = denoise_pass_stream(
+            frames,
+            find_weights(s.fastdvdnet_weights),
+            s.fastdvdnet_noise_sigma / 255.0,
+            s.video_post_process_alpha,
+            seed=0,
+        )
+    out = Path(args.output)
+    if out.exists() and out.resolve() == Path(s.input_directory).resolve():
+        raise VideoLoopError("--output", str(out), "is the input", "Give a new file or folder")
+    suffix = out.suffix.lower().lstrip(".")
+    if suffix in ("mp4", "webm", "gif"):
+        if out.exists():
+            raise VideoLoopError(
+                "--output", str(out), "already exists", "Give a new file name; earlier results are never overwritten"
+            )
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fps = output_fps(info.fps, s.extract_nth_frame, s.output_frame_rate)
+        audio = None
+        if (
+            s.keep_audio
+            and info.has_audio
+            and suffix != "gif"
+            and fps == output_fps(info.fps, s.extract_nth_frame, None)
+        ):
+            audio = AudioSpan(
+                info.path, info.time_origin + info.start_time, info.frame_count * s.extract_nth_frame / float(info.fps)
+            )
+        write_video(frames, out, fps, video_format=suffix, crf=s.crf, lossless=s.lossless, audio=audio)
+    else:
+        if out.exists() and any(out.iterdir()):
+            raise VideoLoopError("--output", str(out), "is a folder that is not empty", "Give a new or empty folder")
+        out.mkdir(parents=True, exist_ok=True)
+        for i, frame in enumerate(frames):
+            write_atomic(out / f"{i + 1:06d}.png", encode_png16(frame))
+    print(f"Wrote {out} ({info.frame_count} frames)")
+    return 0
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from lib_videoloop.metrics import measure_clips
+    from lib_videoloop.report import summary_lines, write_plot
+
+    report = measure_clips(args.output, args.source, reference=args.reference)
+    if args.plot:
+        write_plot(report, args.plot)
+    if args.json:
+        print(json.dumps({k: v for k, v in report.items() if not k.startswith("per_frame")}))
+    else:
+        for line in summary_lines(report):
+            print(line)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    try:
+        return {"run": cmd_run, "smooth": cmd_smooth, "metrics": cmd_metrics}[args.command](args)
+    except VideoLoopError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,1 @@
+"""Frames in and video out: sources, the run folder (frame store) and the video writer."""

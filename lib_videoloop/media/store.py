@@ -1,0 +1,238 @@
+"""The run folder: settings, per-loop PNG frames, a manifest of finished frames, the videos.
+
+Layout of output_directory/<timestamp>-<name>/:
+
+    settings.json        every setting, schedules as typed, model and seeds actually used
+    manifest.jsonl       one line per finished frame: {"dir": "loop_001", "frame": i}
+    input/000001.png     the input frames at the working size (loop 0)
+    masks/000001.png     the binarised masks, when masks are used
+    reference_1/...      reference frames, when reference_frames_directory is set
+    loop_001/000001.png  frames of loop 1, ...
+    loop_001.mp4 ...     a video per loop (save_every_loop) and the final video
+
+Frames are 16-bit PNG: the blend of one loop is carried to the next without rounding to
+8 bits. Every file is written under a temporary name and renamed, so after a crash every file
+with its final name is whole; a frame counts as finished only once it is in the manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from lib_videoloop.errors import VideoLoopError
+from lib_videoloop.media.images import write_atomic
+
+MANIFEST = "manifest.jsonl"
+SETTINGS = "settings.json"
+
+
+def loop_dir_name(loop: int) -> str:
+    return "input" if loop == 0 else f"loop_{loop:03d}"
+
+
+def frame_file_name(index: int) -> str:
+    return f"{index + 1:06d}.png"
+
+
+def encode_png16(image: np.ndarray) -> bytes:
+    """HxWx3 float32 [0, 1] (or HxW) to 16-bit PNG bytes, fast compression."""
+    q = quantize16(image)
+    if q.ndim == 3:
+        q = q[:, :, ::-1]  # OpenCV writes BGR
+    ok, buf = cv2.imencode(".png", q, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise OSError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def decode_png(data: bytes | np.ndarray) -> np.ndarray:
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8) if isinstance(data, bytes) else data, cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        raise OSError("not a PNG image")
+    scale = 65535.0 if arr.dtype == np.uint16 else 255.0
+    if arr.ndim == 3:
+        arr = arr[:, :, 2::-1]
+    return arr.astype(np.float32) / np.float32(scale)
+
+
+def quantize16(image: np.ndarray) -> np.ndarray:
+    return (np.clip(image, 0.0, 1.0) * 65535.0 + 0.5).astype(np.uint16)
+
+
+def as_stored(image: np.ndarray) -> np.ndarray:
+    """The exact float values a frame has after a round trip through its 16-bit PNG."""
+    return quantize16(image).astype(np.float32) / np.float32(65535.0)
+
+
+def safe_name(text: str, limit: int = 40) -> str:
+    stem = re.sub(r"[^\w\-]+", "_", text, flags=re.UNICODE).strip("_")
+    return (stem or "run")[:limit]
+
+
+class FrameStore:
+    """One run folder. Create it with :meth:`create` or reopen it with :meth:`open`."""
+
+    def __init__(self, root: Path, frame_count: int) -> None:
+        self.root = root
+        self.frame_count = frame_count
+        self._complete: dict[str, set[int]] = {}
+
+    # -- creating and reopening --------------------------------------------------------------
+    @classmethod
+    def create(
+        cls, output_directory: str | Path, name: str, frame_count: int, input_path: str | Path | None = None
+    ) -> "FrameStore":
+        out = Path(str(output_directory)).expanduser()
+        if not str(output_directory).strip():
+            raise VideoLoopError(
+                "output_directory",
+                str(output_directory),
+                "is empty",
+                "Give a folder where the run folder can be created",
+            )
+        check_output_directory(out, input_path)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise VideoLoopError(
+                "output_directory", str(out), f"cannot be created ({exc.strerror})", "Choose a folder you can write to"
+            ) from None
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise VideoLoopError("output_directory", str(out), "is not writable", "Choose a folder you can write to")
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        base = f"{stamp}-{safe_name(name)}"
+        for attempt in range(1000):
+            root = out / (base if attempt == 0 else f"{base}-{attempt + 1}")
+            try:
+                root.mkdir()  # never reuse an existing folder: earlier runs stay untouched
+                break
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise VideoLoopError(
+                    "output_directory",
+                    str(out),
+                    f"is not writable ({exc.strerror})",
+                    "Choose a folder you can write to",
+                ) from None
+        else:
+            raise VideoLoopError(
+                "output_directory", str(out), "has too many runs with this name this second", "Try again"
+            )
+        store = cls(root, frame_count)
+        (root / MANIFEST).touch()
+        return store
+
+    @classmethod
+    def open(cls, root: str | Path) -> "FrameStore":
+        """Reopens a run folder after a stop or a crash; reports what is complete."""
+        root = Path(str(root)).expanduser()
+        if not (root / SETTINGS).is_file() or not (root / MANIFEST).is_file():
+            raise VideoLoopError(
+                "resume",
+                str(root),
+                "is not a Video Loopback run folder (no settings.json and manifest.jsonl)",
+                "Give the folder a run created",
+            )
+        settings = json.loads((root / SETTINGS).read_text(encoding="utf-8"))
+        store = cls(root, int(settings.get("run", {}).get("frame_count", 0)))
+        for leftover in root.rglob(".partial-*"):
+            leftover.unlink(missing_ok=True)
+        for line in (root / MANIFEST).read_text(encoding="utf-8").splitlines():
+            try:
+                entry = json.loads(line)
+                folder, frame = str(entry["dir"]), int(entry["frame"])
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut short by a crash: that frame is simply redone
+            if store.frame_path(folder, frame).is_file():
+                store._complete.setdefault(folder, set()).add(frame)
+        return store
+
+    # -- settings ----------------------------------------------------------------------------
+    def write_settings(self, data: dict[str, Any]) -> None:
+        write_atomic(self.root / SETTINGS, json.dumps(data, indent=2, ensure_ascii=False).encode("utf-8"))
+
+    def read_settings(self) -> dict[str, Any]:
+        return json.loads((self.root / SETTINGS).read_text(encoding="utf-8"))
+
+    # -- frames ------------------------------------------------------------------------------
+    def frame_path(self, folder: str, index: int) -> Path:
+        return self.root / folder / frame_file_name(index)
+
+    def mask_path(self, index: int) -> Path:
+        return self.root / "masks" / frame_file_name(index)
+
+    def write_frame(self, folder: str, index: int, image: np.ndarray) -> Path:
+        path = self.frame_path(folder, index)
+        path.parent.mkdir(exist_ok=True)
+        write_atomic(path, encode_png16(image))
+        self._mark_complete(folder, index)
+        return path
+
+    def read_frame(self, folder: str, index: int) -> np.ndarray:
+        return decode_png(np.fromfile(self.frame_path(folder, index), dtype=np.uint8))
+
+    def frames(self, folder: str) -> Iterator[np.ndarray]:
+        for index in range(self.frame_count):
+            yield self.read_frame(folder, index)
+
+    def write_mask(self, index: int, mask: np.ndarray) -> None:
+        path = self.mask_path(index)
+        path.parent.mkdir(exist_ok=True)
+        write_atomic(path, encode_png16(mask))
+
+    def read_mask(self, index: int) -> np.ndarray | None:
+        path = self.mask_path(index)
+        if not path.is_file():
+            return None
+        return decode_png(np.fromfile(path, dtype=np.uint8))
+
+    def _mark_complete(self, folder: str, index: int) -> None:
+        # Appended after the frame's rename: a frame in the manifest is always on disk.
+        with open(self.root / MANIFEST, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"dir": folder, "frame": index}) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        self._complete.setdefault(folder, set()).add(index)
+
+    def is_complete(self, folder: str, index: int) -> bool:
+        return index in self._complete.get(folder, ())
+
+    def complete_frames(self, folder: str) -> set[int]:
+        return set(self._complete.get(folder, ()))
+
+    def folder_complete(self, folder: str) -> bool:
+        return len(self._complete.get(folder, ())) >= self.frame_count > 0
+
+    def video_path(self, name: str, extension: str) -> Path:
+        return self.root / f"{name}.{extension}"
+
+
+def check_output_directory(out: Path, input_path: str | Path | None) -> None:
+    """Refuses an output folder inside the input folder: the next run would read its own output."""
+    if not input_path:
+        return
+    inp = Path(str(input_path)).expanduser()
+    if not inp.is_dir():
+        return
+    try:
+        out_resolved = out.resolve()
+        inp_resolved = inp.resolve()
+    except OSError:
+        return
+    if out_resolved == inp_resolved or inp_resolved in out_resolved.parents:
+        raise VideoLoopError(
+            "output_directory",
+            str(out),
+            f"is inside the input folder {inp}",
+            "Choose an output folder outside the input, so that runs never mix with the frames they read",
+        )

@@ -1,0 +1,272 @@
+"""What each (frame, loop) gets: schedule values, checked types and ranges, and seeds.
+
+The planner evaluates every schedule for every frame and loop before the first generation
+(check_all), so a typo in a schedule is reported in a second, not after an hour.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from PIL import Image
+
+from lib_videoloop.config import SCHEDULE_FIELDS, Settings, temporal_weights
+from lib_videoloop.errors import VideoLoopError
+from lib_videoloop.schedule import Expression, base_scope
+
+
+@dataclass
+class FramePlan:
+    frame: int  # 0-based
+    loop: int  # 1-based
+    prompt: str
+    negative_prompt: str
+    seed: int
+    subseed: int
+    subseed_strength: float
+    denoising_strength: float
+    steps: int
+    cfg_scale: float
+    superimpose_alpha: float
+    temporal_weights: list[float]
+    n_iter: int
+    batch_size: int
+    post_process: Callable[[Image.Image], Image.Image] | None
+
+    @property
+    def image_count(self) -> int:
+        return self.n_iter * self.batch_size
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _whole(value: Any) -> bool:
+    return _number(value) and float(value).is_integer()
+
+
+class Planner:
+    def __init__(
+        self, settings: Settings, frame_count: int, txt_prompts: list[tuple[str | None, str | None]] | None = None
+    ) -> None:
+        self.s = settings
+        self.frame_count = frame_count
+        self.txt_prompts = txt_prompts
+        self.expressions = {
+            name: Expression(name, getattr(settings, name))
+            for name in SCHEDULE_FIELDS
+            if str(getattr(settings, name) or "").strip()
+        }
+        self.scope = base_scope(frame_count, settings.loop_n)
+        self.base_weights = temporal_weights(settings.temporal_superimpose_alpha_list)
+        self._probe = Image.new("RGB", (8, 8), (128, 128, 128))
+
+    def _eval(self, name: str, image_i: int, loop_i: int) -> Any:
+        scope = dict(self.scope, image_i=image_i, loop_i=loop_i)
+        return self.expressions[name](scope, frame=image_i, loop=loop_i)
+
+    def _fail(self, name: str, value: Any, expected: str, image_i: int, loop_i: int) -> VideoLoopError:
+        return VideoLoopError(
+            name,
+            self.s.__dict__[name],
+            f"gave {value!r}, expected {expected}",
+            "Fix the expression for this frame and loop",
+            frame=image_i,
+            loop=loop_i,
+        )
+
+    def _scheduled(
+        self, name: str, default: Any, image_i: int, loop_i: int, check: Callable[[Any], bool], expected: str
+    ) -> Any:
+        if name not in self.expressions:
+            return default
+        value = self._eval(name, image_i, loop_i)
+        if not check(value):
+            raise self._fail(name, value, expected, image_i, loop_i)
+        return value
+
+    def values(self, frame: int, loop: int) -> dict[str, Any]:
+        """Every scheduled value of one frame (seeds aside), checked."""
+        s = self.s
+        i, k = frame + 1, loop
+        v: dict[str, Any] = {}
+        v["subseed_strength"] = float(
+            self._scheduled(
+                "subseed_strength_schedule",
+                s.subseed_strength,
+                i,
+                k,
+                lambda x: _number(x) and 0 <= x <= 1,
+                "a number from 0 to 1",
+            )
+        )
+        v["denoising_strength"] = float(
+            self._scheduled(
+                "denoising_schedule",
+                s.denoising_strength,
+                i,
+                k,
+                lambda x: _number(x) and 0 <= x <= 1,
+                "a number from 0 to 1",
+            )
+        )
+        v["steps"] = int(
+            self._scheduled(
+                "step_schedule",
+                s.steps,
+                i,
+                k,
+                lambda x: _whole(x) and 1 <= x <= 1000,
+                "a whole number of steps from 1 to 1000",
+            )
+        )
+        v["cfg_scale"] = float(
+            self._scheduled(
+                "cfg_schedule", s.cfg_scale, i, k, lambda x: _number(x) and -100 <= x <= 100, "a number (the CFG scale)"
+            )
+        )
+        v["superimpose_alpha"] = float(
+            self._scheduled(
+                "superimpose_alpha_schedule",
+                s.superimpose_alpha,
+                i,
+                k,
+                lambda x: _number(x) and 0 <= x <= 1,
+                "a number from 0 to 1",
+            )
+        )
+        v["seed"] = self._scheduled(
+            "seed_schedule", None, i, k, lambda x: _whole(x) and 0 <= x < 2**32, "a whole number from 0 to 4294967295"
+        )
+        v["subseed"] = self._scheduled(
+            "subseed_schedule",
+            None,
+            i,
+            k,
+            lambda x: _whole(x) and 0 <= x < 2**32,
+            "a whole number from 0 to 4294967295",
+        )
+        if "temporal_superimpose_schedule" in self.expressions:
+            raw = self._eval("temporal_superimpose_schedule", i, k)
+            try:
+                v["temporal_weights"] = temporal_weights(raw, "temporal_superimpose_schedule")
+            except VideoLoopError as exc:
+                raise self._fail(
+                    "temporal_superimpose_schedule", raw, f"an odd-length list of weights ({exc.problem})", i, k
+                ) from None
+        else:
+            v["temporal_weights"] = self.base_weights
+        prompt = self._scheduled("prompt_schedule", s.prompt, i, k, lambda x: isinstance(x, str), "text")
+        negative = self._scheduled(
+            "negative_prompt_schedule", s.negative_prompt, i, k, lambda x: isinstance(x, str), "text"
+        )
+        if self.txt_prompts is not None:
+            txt_prompt, txt_negative = self.txt_prompts[frame]
+            prompt = txt_prompt if txt_prompt is not None else prompt
+            negative = txt_negative if txt_negative is not None else negative
+        v["prompt"], v["negative_prompt"] = prompt, negative
+        n_iter, batch_size = s.n_iter, s.batch_size
+        if "batch_count_schedule" in self.expressions:
+            raw = self._eval("batch_count_schedule", i, k)
+            if _whole(raw) and 1 <= raw <= 100:
+                n_iter = int(raw)
+            elif isinstance(raw, (tuple, list)) and len(raw) == 2 and all(_whole(x) and 1 <= x <= 100 for x in raw):
+                n_iter, batch_size = int(raw[0]), int(raw[1])
+            else:
+                raise self._fail(
+                    "batch_count_schedule",
+                    raw,
+                    "a batch count from 1 to 100, or a (batch count, batch size) pair",
+                    i,
+                    k,
+                )
+        v["n_iter"], v["batch_size"] = n_iter, batch_size
+        v["post_process"] = self._post_process(i, k)
+        return v
+
+    def _post_process(self, i: int, k: int) -> Callable[[Image.Image], Image.Image] | None:
+        name = "image_post_processing_schedule"
+        if name not in self.expressions:
+            return None
+        expression = self.expressions[name]
+        value = self._eval_with_image(expression, self._probe, i, k)
+        if callable(value):
+            fn = value
+
+            def apply(img: Image.Image) -> Image.Image:
+                try:
+                    out = fn(img)
+                except VideoLoopError:
+                    raise
+                except Exception as exc:
+                    raise VideoLoopError(
+                        name,
+                        expression.source,
+                        f"failed with {type(exc).__name__}: {exc}",
+                        "Fix the expression",
+                        frame=i,
+                        loop=k,
+                    ) from None
+                if not isinstance(out, Image.Image):
+                    raise self._fail(name, out, "an image (lambda img: ... must return img or a filtered img)", i, k)
+                return out
+
+            apply(self._probe)  # checked now, on a small image, so a bad lambda fails before any work
+            return apply
+        if isinstance(value, Image.Image):
+            # An expression using `img` directly, e.g. img.filter(ImageFilter.SMOOTH).
+            return lambda img: self._eval_with_image(expression, img, i, k)
+        raise self._fail(name, value, "a function of the image, e.g. lambda img: img.filter(ImageFilter.SMOOTH)", i, k)
+
+    def _eval_with_image(self, expression: Expression, img: Image.Image, i: int, k: int) -> Any:
+        scope = dict(self.scope, image_i=i, loop_i=k, img=img)
+        return expression(scope, frame=i, loop=k)
+
+    def check_all(self) -> int:
+        """Evaluates every (frame, loop); returns the number of images that will be generated."""
+        return sum(count for _, _, _, count in self.walk())
+
+    def walk(self) -> Iterator[tuple[int, int, dict[str, Any], int]]:
+        """(loop, frame, values, images) in the order of generation: every frame of a loop first."""
+        for loop in range(1, self.s.loop_n + 1):
+            for frame in range(self.frame_count):
+                v = self.values(frame, loop)
+                yield loop, frame, v, v["n_iter"] * v["batch_size"]
+
+    def plans(self, base_seed: int, base_subseed: int) -> Iterator[FramePlan]:
+        """Plans with seeds. Without a fixed seed or a schedule, the seed advances by the number
+        of images of each frame, through frames and loops, as in the original script."""
+        seed_offset = 0
+        for loop, frame, v, count in self.walk():
+            seed = v.pop("seed")
+            subseed = v.pop("subseed")
+            if seed is None:
+                seed = base_seed if self.s.fix_seed else base_seed + seed_offset
+            if subseed is None:
+                subseed = base_subseed if self.s.fix_subseed else base_subseed + seed_offset
+            seed_offset += count
+            yield FramePlan(frame=frame, loop=loop, seed=int(seed) % 2**32, subseed=int(subseed) % 2**32, **v)
+
+    def uses_subseed(self) -> bool:
+        return self.s.subseed_strength > 0 or "subseed_strength_schedule" in self.expressions
+
+
+def read_txt_prompts(paths: list[Any]) -> list[tuple[str | None, str | None]]:
+    """Prompt and negative prompt from <frame>.txt beside each frame; ' --neg ' separates them."""
+    prompts: list[tuple[str | None, str | None]] = []
+    for path in paths:
+        txt = path.with_suffix(".txt") if path is not None else None
+        if txt is None or not txt.is_file():
+            prompts.append((None, None))
+            continue
+        text = txt.read_text(encoding="utf-8", errors="replace").strip()
+        if " --neg " in text:
+            positive, negative = text.split(" --neg ", 1)
+            prompts.append((positive.strip(), negative.strip()))
+        else:
+            prompts.append((text, None))
+    return prompts

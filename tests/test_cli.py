@@ -1,0 +1,172 @@
+"""The command line as a user runs it: a real process, Ctrl-C, the printed resume command."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from conftest import read_video
+from lib_videoloop.cli import build_parser, main
+from lib_videoloop.media.store import FrameStore
+
+ROOT = Path(__file__).parents[1]
+
+
+def cli(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "lib_videoloop", *args], cwd=ROOT, capture_output=True, text=True, timeout=300, **kw
+    )
+
+
+def test_help_explains_every_flag_on_one_line() -> None:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name, command in sub.choices.items():
+        for action in command._actions:
+            if action.option_strings and action.dest != "help":
+                assert action.help and "\n" not in action.help, (name, action.dest)
+    text = cli("run", "--help").stdout
+    for flag in (
+        "--loop_n",
+        "--superimpose_alpha",
+        "--denoising_schedule",
+        "--temporal_superimpose_alpha_list",
+        "--resume",
+        "--config",
+    ):
+        assert flag in text
+
+
+def test_ctrl_c_stops_after_the_frame_and_the_printed_command_resumes(tmp_path: Path, bikes: Path) -> None:
+    args = [
+        "run",
+        str(bikes),
+        "-o",
+        str(tmp_path / "out"),
+        "--model",
+        "tiny-random",
+        "--max_frames",
+        "6",
+        "--loop_n",
+        "2",
+        "--width",
+        "64",
+        "--height",
+        "48",
+        "--steps",
+        "4",
+        "--seed",
+        "7",
+        "--no-fix_seed",
+        "--temporal_superimpose_alpha_list",
+        "1,2,1",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lib_videoloop", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not list((tmp_path / "out").glob("*/loop_001/000002.png")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 130, err
+    assert "resumable" in out
+    command = next(line.strip() for line in out.splitlines() if "--resume" in line)
+    run_dir = Path(shlex.split(command)[shlex.split(command).index("--resume") + 1])
+    done_before = len(FrameStore.open(run_dir).complete_frames("loop_001"))
+    assert 2 <= done_before < 6
+    resumed = subprocess.run(
+        [sys.executable, *shlex.split(command)[1:]], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Video:" in resumed.stdout
+
+    # The same settings in one go give the same frames, bit for bit (repeat with --config).
+    again = cli(
+        "run", "--config", str(run_dir / "settings.json"), "-o", str(tmp_path / "again"), "--model", "tiny-random"
+    )
+    assert again.returncode == 0, again.stderr
+    other = next((tmp_path / "again").iterdir())
+    a, b = FrameStore.open(run_dir), FrameStore.open(other)
+    for i in range(6):
+        assert np.array_equal(a.read_frame("loop_002", i), b.read_frame("loop_002", i))
+
+
+def test_bad_settings_fail_with_a_message_not_a_traceback(
+    tmp_path: Path, bikes: Path, capsys: pytest.CaptureFixture
+) -> None:
+    code = main(
+        ["run", str(bikes), "-o", str(tmp_path), "--model", "tiny-random", "--temporal_superimpose_alpha_list", "1,2"]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "temporal_superimpose_alpha_list" in err and "odd number" in err and "Traceback" not in err
+    assert main(["run", str(tmp_path / "nope.mp4"), "-o", str(tmp_path), "--model", "tiny-random"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_smooth_a_real_clip_keeps_length_rate_and_sound(tmp_path: Path, bigbuckbunny: Path) -> None:
+    out = tmp_path / "smooth.mp4"
+    code = main(
+        [
+            "smooth",
+            str(bigbuckbunny),
+            "-o",
+            str(out),
+            "--temporal_superimpose_alpha_list",
+            "1,2,1",
+            "--max_frames",
+            "30",
+        ]
+    )
+    assert code == 0
+    frames, rate = read_video(out)
+    assert len(frames) == 30 and rate == 25 and frames[0].shape == (720, 1280, 3)
+    with av.open(str(out)) as container:
+        assert container.streams.audio
+    # Refuses to overwrite what exists.
+    assert main(["smooth", str(bigbuckbunny), "-o", str(out)]) == 2
+
+
+def test_smooth_to_a_frame_folder_reduces_frame_to_frame_change(tmp_path: Path, bikes: Path) -> None:
+    out = tmp_path / "frames"
+    assert (
+        main(
+            [
+                "smooth",
+                str(bikes),
+                "-o",
+                str(out),
+                "--temporal_superimpose_alpha_list",
+                "1,1,1,1,1",
+                "--max_frames",
+                "12",
+            ]
+        )
+        == 0
+    )
+    from lib_videoloop.media.sources import open_source
+
+    smooth = [f.image for f in open_source(out)]
+    raw = [f.image for f in open_source(bikes, max_frames=12)]
+    change = lambda seq: float(np.mean([np.abs(b - a).mean() for a, b in zip(seq, seq[1:])]))  # noqa: E731
+    assert len(smooth) == 12
+    assert change(smooth) < 0.6 * change(raw)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="signals")
+def test_module_entry_point_runs() -> None:
+    assert cli("--help").returncode == 0

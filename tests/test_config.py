@@ -1,0 +1,68 @@
+"""The settings object: validation messages, JSON round trip, the original's names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lib_videoloop.config import Settings, temporal_weights
+from lib_videoloop.errors import VideoLoopError
+
+
+def test_json_round_trip_keeps_every_setting(tmp_path: Path) -> None:
+    s = Settings(input_directory="in.mp4", loop_n=3, denoising_schedule="0.3 if loop_i<2 else 0.2", max_frames=5)
+    path = tmp_path / "settings.json"
+    path.write_text(s.to_json(), encoding="utf-8")
+    assert Settings.load(path) == s
+
+
+def test_original_field_names_are_accepted() -> None:
+    s = Settings.from_dict(
+        {"input_dir": "a", "output_dir": "b", "mask_dir": "m", "reference_frames_dir": "r", "loop_n": 2}
+    )
+    assert (s.input_directory, s.output_directory, s.mask_directory, s.reference_frames_directory) == (
+        "a",
+        "b",
+        "m",
+        "r",
+    )
+
+
+@pytest.mark.parametrize(
+    "changes,setting",
+    [
+        ({"loop_n": 0}, "loop_n"),
+        ({"max_frames": 0}, "max_frames"),
+        ({"extract_nth_frame": 0}, "extract_nth_frame"),
+        ({"superimpose_alpha": 1.5}, "superimpose_alpha"),
+        ({"denoising_strength": -0.1}, "denoising_strength"),
+        ({"temporal_superimpose_alpha_list": "1,2"}, "temporal_superimpose_alpha_list"),
+        ({"temporal_superimpose_alpha_list": "a,b,c"}, "temporal_superimpose_alpha_list"),
+        ({"temporal_superimpose_method": "fancy"}, "temporal_superimpose_method"),
+        ({"mask_threshold": 300}, "mask_threshold"),
+        ({"output_format": "avi"}, "output_format"),
+        ({"resize_mode": 3}, "resize_mode"),
+        ({"input_directory": ""}, "input_directory"),
+    ],
+)
+def test_validation_names_the_setting(changes: dict, setting: str) -> None:
+    s = Settings(input_directory="x", **{k: v for k, v in changes.items() if k != "input_directory"})
+    if "input_directory" in changes:
+        s.input_directory = changes["input_directory"]
+    with pytest.raises(VideoLoopError) as e:
+        s.validate()
+    assert str(e.value).startswith(setting)
+
+
+def test_temporal_weights() -> None:
+    assert temporal_weights("") == [1.0]
+    assert temporal_weights("0.03,0.95,0.02") == [0.03, 0.95, 0.02]
+    assert temporal_weights([1, 2, 1]) == [1.0, 2.0, 1.0]
+    with pytest.raises(VideoLoopError, match="odd number"):
+        temporal_weights("1,1")
+
+
+def test_newer_settings_version_is_refused() -> None:
+    with pytest.raises(VideoLoopError, match="newer"):
+        Settings.from_dict({"settings_version": 99})

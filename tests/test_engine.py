@@ -1,0 +1,242 @@
+"""The loopback engine end to end, on real footage with the real (tiny) diffusers pipeline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from lib_videoloop.backends import GenerationRequest
+from lib_videoloop.config import Settings
+from lib_videoloop.engine import Engine
+from lib_videoloop.errors import InterruptedRun, VideoLoopError
+from lib_videoloop.media.store import FrameStore
+
+
+class Recording:
+    """Passes every request to the real backend and remembers it."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.requests: list[GenerationRequest] = []
+
+    def check(self, uses_subseed: bool, uses_mask: bool) -> None:
+        self.inner.check(uses_subseed, uses_mask)
+
+    def generate(self, request: GenerationRequest) -> list[np.ndarray]:
+        self.requests.append(request)
+        return self.inner.generate(request)
+
+
+def small(input_path: Path, out: Path, **kw) -> Settings:
+    base = dict(
+        input_directory=str(input_path),
+        output_directory=str(out),
+        width=64,
+        height=48,
+        resize_mode=1,
+        max_frames=5,
+        loop_n=2,
+        steps=4,
+        denoising_strength=0.5,
+        seed=1234,
+        subseed=99,
+        prompt="a rabbit",
+    )
+    base.update(kw)
+    return Settings(**base)
+
+
+def frames_of(root: Path, folder: str) -> list[np.ndarray]:
+    store = FrameStore.open(root)
+    return [store.read_frame(folder, i) for i in range(store.frame_count)]
+
+
+def test_two_loops_with_window_masks_schedules_and_sound(tmp_path: Path, bigbuckbunny: Path, tiny_backend) -> None:
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    for n in range(1, 8):  # video input: masks matched by frame number
+        m = np.zeros((720, 1280), np.uint8)
+        m[:, 640:] = 255  # repaint the right half only
+        Image.fromarray(m).save(masks / f"mask_{n:04d}.png")
+    backend = Recording(tiny_backend)
+    settings = small(
+        bigbuckbunny,
+        tmp_path / "out",
+        temporal_superimpose_alpha_list="1,2,1",
+        use_mask=True,
+        mask_directory=str(masks),
+        denoising_schedule="0.6 if loop_i == 1 else 0.3",
+        batch_count_schedule="(1, 2) if image_i == 1 else 1",
+        prompt_schedule="f'rabbit {image_i}'",
+        superimpose_alpha=0.5,
+        fix_seed=False,
+    )
+    result = Engine(settings, backend).run()
+    root = result.run_dir
+
+    # Run folder: settings with the seeds used, frames per loop, masks, manifest, videos.
+    saved = json.loads((root / "settings.json").read_text())
+    assert saved["seed"] == 1234 and saved["run"]["frame_count"] == 5
+    assert saved["denoising_schedule"] == "0.6 if loop_i == 1 else 0.3"
+    for folder in ("input", "masks", "loop_001", "loop_002"):
+        assert len(list((root / folder).glob("*.png"))) == 5
+    store = FrameStore.open(root)
+    assert store.folder_complete("loop_001") and store.folder_complete("loop_002")
+
+    # Schedules reached the backend, frame by frame and loop by loop.
+    assert len(backend.requests) == 10
+    first = backend.requests[0]
+    assert (first.denoising_strength, first.batch_size, first.prompt) == (0.6, 2, "rabbit 1")
+    assert backend.requests[5].denoising_strength == 0.3 and backend.requests[1].prompt == "rabbit 2"
+    # Without fix_seed the seed advances by the images of each frame, through the loops.
+    assert [r.seed for r in backend.requests[:3]] == [1234, 1236, 1237]
+    assert backend.requests[5].seed == 1234 + 2 + 4
+
+    # Outside the mask every loop keeps the input exactly; inside, it changed.
+    inputs, last = frames_of(root, "input"), frames_of(root, "loop_002")
+    for a, b in zip(inputs, last):
+        assert np.array_equal(a[:, :32], b[:, :32])
+        assert np.abs(a[:, 32:] - b[:, 32:]).mean() > 0.005
+    # The temporal window fed the init image: frame 2's init is not its own input frame.
+    init = backend.requests[1].init_image
+    assert not np.allclose(init[:, 32:], inputs[1][:, 32:])
+
+    # Videos: one per loop and the final one, each with sound for the frames' span.
+    assert result.video is not None and result.video.exists()
+    assert [p.name for p in result.loop_videos] == ["loop_001.mp4"]
+    with av.open(str(result.video)) as container:
+        assert container.streams.video[0].frames == 5
+        assert container.streams.audio, "the source's sound is kept"
+        audio = container.streams.audio[0]
+        seconds = sum(f.samples for f in container.decode(audio)) / audio.rate
+    assert seconds == pytest.approx(5 / 25, abs=0.03)
+
+
+def test_superimpose_alpha_zero_reproduces_the_input_bit_for_bit(tmp_path: Path, bikes: Path, tiny_backend) -> None:
+    settings = small(bikes, tmp_path, superimpose_alpha=0.0, loop_n=1, temporal_superimpose_alpha_list="1,1,1")
+    root = Engine(settings, tiny_backend).run().run_dir
+    for a, b in zip(frames_of(root, "input"), frames_of(root, "loop_001")):
+        assert np.array_equal(a, b)
+
+
+def test_stopped_run_resumes_to_identical_frames(tmp_path: Path, bikes: Path, tiny_backend) -> None:
+    common = dict(temporal_superimpose_alpha_list="1,2,1", loop_n=2, save_every_loop=False, fix_seed=False)
+    straight = Engine(small(bikes, tmp_path / "a", **common), tiny_backend).run().run_dir
+
+    calls = {"n": 0}
+
+    def stop_after_seven() -> bool:
+        calls["n"] += 1
+        return calls["n"] == 7  # inside loop 2
+
+    with pytest.raises(InterruptedRun) as stopped:
+        Engine(small(bikes, tmp_path / "b", **common), tiny_backend, should_stop=stop_after_seven).run()
+    root = Path(str(stopped.value))
+    assert len(FrameStore.open(root).complete_frames("loop_002")) == 2
+    result = Engine.resume(root, tiny_backend).run()
+    for folder in ("loop_001", "loop_002"):
+        for a, b in zip(frames_of(straight, folder), frames_of(root, folder)):
+            assert np.array_equal(a, b)
+    assert result.seeds == [1234 + 7, 1234 + 8, 1234 + 9]  # only the missing frames were made
+
+
+def test_schedules_are_checked_before_anything_is_made(tmp_path: Path, bikes: Path, tiny_backend) -> None:
+    backend = Recording(tiny_backend)
+    out = tmp_path / "out"
+    settings = small(bikes, out, denoising_schedule="0.3 if loop_i < 2 else 1.5")
+    with pytest.raises(VideoLoopError) as e:
+        Engine(settings, backend).run()
+    text = str(e.value)
+    assert "denoising_schedule" in text and "frame 1" in text and "loop 2" in text and "0 to 1" in text
+    assert backend.requests == [] and not out.exists()
+    with pytest.raises(VideoLoopError, match="batch_count_schedule"):
+        Engine(small(bikes, out, batch_count_schedule="(0, 2)"), backend).run()
+    with pytest.raises(VideoLoopError, match="image_post_processing_schedule"):
+        Engine(small(bikes, out, image_post_processing_schedule="lambda img: 3"), backend).run()
+
+
+def test_frames_without_masks_are_listed_before_generation(tmp_path: Path, tiny_backend) -> None:
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(4):
+        Image.fromarray(np.full((16, 16, 3), 60 * i, np.uint8)).save(frames / f"f{i}.png")
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    Image.fromarray(np.full((16, 16), 255, np.uint8)).save(masks / "f0.png")
+    Image.fromarray(np.full((16, 16), 255, np.uint8)).save(masks / "f2.png")
+    backend = Recording(tiny_backend)
+    with pytest.raises(VideoLoopError) as e:
+        Engine(
+            Settings(
+                input_directory=str(frames),
+                output_directory=str(tmp_path / "o"),
+                use_mask=True,
+                mask_directory=str(masks),
+            ),
+            backend,
+        ).run()
+    assert "2 frame(s) have no mask: f1, f3" in str(e.value)
+    assert backend.requests == [] and not (tmp_path / "o").exists()
+
+
+def test_alpha_channel_masks_and_txt_prompts(tmp_path: Path, tiny_backend) -> None:
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(3):
+        rgba = np.zeros((16, 16, 4), np.uint8)
+        rgba[..., :3] = 100
+        rgba[:8, :, 3] = 255  # the top half is to be repainted
+        Image.fromarray(rgba).save(frames / f"{i}.png")
+    (frames / "0.txt").write_text("a cat --neg blurry")
+    (frames / "2.txt").write_text("a dog")
+    backend = Recording(tiny_backend)
+    settings = Settings(
+        input_directory=str(frames),
+        output_directory=str(tmp_path / "o"),
+        use_mask=True,
+        read_prompt_from_txt=True,
+        prompt="default",
+        negative_prompt="neg",
+        loop_n=1,
+        steps=4,
+        denoising_strength=0.8,
+        superimpose_alpha=1.0,
+        seed=5,
+    )
+    root = Engine(settings, backend).run().run_dir
+    assert [(r.prompt, r.negative_prompt) for r in backend.requests] == [
+        ("a cat", "blurry"),
+        ("default", "neg"),
+        ("a dog", "neg"),
+    ]
+    assert (
+        backend.requests[0].mask is not None
+        and backend.requests[0].mask[:8].all()
+        and not backend.requests[0].mask[8:].any()
+    )
+    out, inp = frames_of(root, "loop_001")[0], frames_of(root, "input")[0]
+    assert np.array_equal(out[8:], inp[8:]) and not np.array_equal(out[:8], inp[:8])
+
+
+def test_post_processing_schedule_changes_only_the_scheduled_loop(tmp_path: Path, bikes: Path, tiny_backend) -> None:
+    pp = "lambda img: img.filter(ImageFilter.GaussianBlur(3)) if loop_i == 2 else img"
+    plain = Engine(small(bikes, tmp_path / "a", loop_n=2, max_frames=2), tiny_backend).run().run_dir
+    post = (
+        Engine(small(bikes, tmp_path / "b", loop_n=2, max_frames=2, image_post_processing_schedule=pp), tiny_backend)
+        .run()
+        .run_dir
+    )
+    assert all(np.array_equal(a, b) for a, b in zip(frames_of(plain, "loop_001"), frames_of(post, "loop_001")))
+    blurred, sharp = frames_of(post, "loop_002")[0], frames_of(plain, "loop_002")[0]
+    assert np.abs(np.diff(blurred, axis=1)).mean() < 0.7 * np.abs(np.diff(sharp, axis=1)).mean()
+
+
+def test_diffusers_backend_refuses_variation_seeds(tmp_path: Path, bikes: Path, tiny_backend) -> None:
+    with pytest.raises(VideoLoopError, match="subseed_strength"):
+        Engine(small(bikes, tmp_path, subseed_strength=0.2), tiny_backend).run()

@@ -1,0 +1,100 @@
+"""The run folder: never over an earlier run, never inside the input, whole files after kill -9."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lib_videoloop.errors import VideoLoopError
+from lib_videoloop.media.store import FrameStore, as_stored
+
+
+def test_frames_round_trip_in_16_bits(tmp_path: Path) -> None:
+    store = FrameStore.create(tmp_path / "out", "clip", 2)
+    image = np.random.default_rng(0).random((17, 23, 3), dtype=np.float32)
+    store.write_frame("loop_001", 0, image)
+    back = store.read_frame("loop_001", 0)
+    assert np.array_equal(back, as_stored(image))
+    assert np.abs(back - image).max() <= 0.5 / 65535 + 1e-7  # far finer than 8 bits
+    with Image.open(store.frame_path("loop_001", 0)) as png:
+        assert png.size == (23, 17)
+
+
+def test_runs_never_share_a_folder(tmp_path: Path) -> None:
+    roots = {FrameStore.create(tmp_path, "same name", 1).root for _ in range(3)}
+    assert len(roots) == 3
+    assert all(r.parent == tmp_path for r in roots)
+
+
+def test_output_inside_input_and_unwritable_output_are_refused(tmp_path: Path) -> None:
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    with pytest.raises(VideoLoopError) as e:
+        FrameStore.create(frames / "out", "x", 1, input_path=frames)
+    assert "output_directory" in str(e.value) and "inside the input" in str(e.value)
+    if os.geteuid() != 0:  # root can write anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o500)
+        with pytest.raises(VideoLoopError, match="writable"):
+            FrameStore.create(locked, "x", 1)
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a folder should be")
+    with pytest.raises(VideoLoopError, match="output_directory"):
+        FrameStore.create(blocker / "sub", "x", 1)
+
+
+def test_kill_9_mid_frame_leaves_only_whole_files(tmp_path: Path) -> None:
+    """A writer process is killed while it writes large frames; every named file is whole and
+    the reopened store reports exactly the frames that were finished."""
+    root_file = tmp_path / "root.txt"
+    script = textwrap.dedent(
+        f"""
+        import json, numpy as np
+        from pathlib import Path
+        from lib_videoloop.media.store import FrameStore
+        store = FrameStore.create({str(tmp_path / "out")!r}, "kill", 500)
+        store.write_settings({{"run": {{"frame_count": 500}}}})
+        Path({str(root_file)!r}).write_text(str(store.root))
+        rng = np.random.default_rng(0)
+        for i in range(500):
+            store.write_frame("loop_001", i, rng.random((720, 1280, 3), dtype=np.float32))
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=Path(__file__).parents[1])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if root_file.exists():
+            done = list(Path(root_file.read_text()).glob("loop_001/*.png"))
+            if len(done) >= 3:
+                break
+        time.sleep(0.05)
+    time.sleep(0.13)  # land somewhere inside the next frame's write
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    root = Path(root_file.read_text())
+    named = sorted(root.glob("loop_001/*.png"))
+    assert len(named) >= 3
+    for path in named:
+        with Image.open(path) as img:
+            img.load()  # raises on a truncated file
+    store = FrameStore.open(root)
+    complete = store.complete_frames("loop_001")
+    assert complete == set(range(len(complete)))  # a prefix, in order
+    assert all(store.frame_path("loop_001", i).is_file() for i in complete)
+    assert len(complete) >= len(named) - 1  # at most the frame renamed just before the kill
+    assert not list(root.rglob(".partial-*")), "reopening removes half-written temporaries"
+
+
+def test_reopen_refuses_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
+    with pytest.raises(VideoLoopError, match="not a Video Loopback run folder"):
+        FrameStore.open(tmp_path)
