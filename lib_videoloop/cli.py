@@ -245,6 +245,7 @@ def cmd_smooth(args: argparse.Namespace) -> int:
 
         frames = denoise_pass_stream(
             frames,
+            info.frame_count,
             find_weights(s.fastdvdnet_weights),
             s.fastdvdnet_noise_sigma / 255.0,
             s.video_post_process_alpha,

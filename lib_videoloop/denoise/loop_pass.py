@@ -1,0 +1,88 @@
+"""The temporal denoise pass after a loop: add seeded noise, let FastDVDNet remove it, blend back.
+
+As in the original script: each frame gets Gaussian noise of fastdvdnet_noise_sigma (of 255),
+FastDVDNet denoises the clip, and video_post_process_alpha of the result is blended into the
+frame. The noise is seeded per frame, so a resumed or repeated run gets the same frames.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from lib_videoloop.blend import inside_mask, superimpose
+from lib_videoloop.config import Settings
+from lib_videoloop.media.store import FrameStore
+
+log = logging.getLogger(__name__)
+
+
+def add_noise(frame: np.ndarray, sigma: float, seed: int, index: int) -> np.ndarray:
+    rng = np.random.default_rng([seed, index])
+    return frame + rng.standard_normal(frame.shape, dtype=np.float32) * np.float32(sigma)
+
+
+def denoise_pass_stream(
+    frames: Iterable[np.ndarray],
+    count: int,
+    weights: str | Path,
+    sigma: float,
+    alpha: float,
+    *,
+    seed: int = 0,
+    device: str | None = None,
+) -> Iterator[np.ndarray]:
+    """Yields frame + alpha * (FastDVDNet(frame + noise) - frame) for each frame of the stream."""
+    from lib_videoloop.denoise.fastdvdnet import SequenceDenoiser, default_device, load_model
+
+    device = device or default_device()
+    model = load_model(weights, device)
+    denoiser = SequenceDenoiser(model, device=device)
+    originals: list[np.ndarray] = []
+
+    def noisy() -> Iterator[np.ndarray]:
+        for i, frame in enumerate(frames):
+            originals.append(frame)  # consumed below within a few frames: bounded
+            yield add_noise(frame, sigma, seed, i)
+
+    try:
+        for denoised in denoiser.stream(noisy(), count, sigma):
+            yield superimpose(originals.pop(0), denoised, alpha)
+    finally:
+        # In the WebUI the model must leave the GPU so generation keeps its memory.
+        model.to("cpu")
+        if device.startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()
+
+
+def run_denoise_pass(store: FrameStore, folder: str, settings: Settings, *, seed: int) -> str:
+    """Denoises the frames of `folder` into `<folder>_denoised` (inside the masks only)."""
+    from lib_videoloop.denoise.weights import find_weights
+
+    target = f"{folder}_denoised"
+    if store.folder_complete(target):
+        return target
+    weights = find_weights(settings.fastdvdnet_weights)
+    log.info(
+        "FastDVDNet pass over %s (sigma %s, alpha %s)",
+        folder,
+        settings.fastdvdnet_noise_sigma,
+        settings.video_post_process_alpha,
+    )
+    stream = denoise_pass_stream(
+        store.frames(folder),
+        store.frame_count,
+        weights,
+        settings.fastdvdnet_noise_sigma / 255.0,
+        settings.video_post_process_alpha,
+        seed=seed,
+    )
+    for i, (frame, base) in enumerate(zip(stream, store.frames(folder))):
+        if not store.is_complete(target, i):
+            store.write_frame(target, i, inside_mask(base, frame, store.read_mask(i)) if settings.use_mask else frame)
+    return target
