@@ -262,7 +262,15 @@ class Engine:
         return folder
 
     def _after_loop(self, loop: int, folder: str, result: RunResult) -> None:
-        """Hook for per-loop reports."""
+        """Measures the loop's flicker into report.json and flicker.png (a small cost per loop)."""
+        assert self.store is not None
+        if self.store.frame_count < 2:
+            return
+        from lib_videoloop.report import RunReport
+
+        result.report = RunReport(self.store.root).add_loop(
+            loop, self.store.frames(folder), self.store.frames(INPUT), self.store.frames(INPUT)
+        )
 
     def _write_video(self, folder: str, name: str) -> Path:
         s = self.settings

@@ -1,0 +1,207 @@
+"""Temporal consistency: warp error (Lai et al. 2018), tOF (TecoGAN), PSNR and SSIM.
+
+Motion is always measured on the SOURCE frames (OpenCV DIS optical flow, both directions),
+then used to warp the OUTPUT: a flickering output differs from its motion-compensated
+neighbour even where the source is consistent. Pixels where the flow cannot be trusted
+(forward-backward mismatch, motion boundaries, warped out of the frame) are masked out; a pair
+with no valid pixel left (a scene cut) is skipped and counted. Everything streams: two frames of
+each clip are held at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from lib_videoloop.errors import VideoLoopError
+
+
+def _grey(frame: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor((np.clip(frame, 0, 1) * 255 + 0.5).astype(np.uint8), cv2.COLOR_RGB2GRAY)
+
+
+class _Flow:
+    def __init__(self) -> None:
+        self.dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+
+    def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return self.dis.calc(a, b, None)
+
+
+def _sample(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """image(x + flow(x)), bilinear."""
+    h, w = flow.shape[:2]
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    return cv2.remap(image, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def valid_mask(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
+    """Pixels whose forward flow is trustworthy (the definition in DESIGN.md)."""
+    h, w = forward.shape[:2]
+    back_at = _sample(backward, forward)
+    sum_sq = ((forward + back_at) ** 2).sum(axis=2)
+    mag = (forward**2).sum(axis=2) + (back_at**2).sum(axis=2)
+    consistent = sum_sq <= 0.01 * mag + 0.5
+    du_y, du_x = np.gradient(forward[..., 0])
+    dv_y, dv_x = np.gradient(forward[..., 1])
+    boundary = du_x**2 + du_y**2 + dv_x**2 + dv_y**2 > 0.01 * (forward**2).sum(axis=2) + 0.002
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    tx, ty = gx + forward[..., 0], gy + forward[..., 1]
+    inside = (tx >= 0) & (tx <= w - 1) & (ty >= 0) & (ty <= h - 1)
+    return consistent & ~boundary & inside
+
+
+@dataclass
+class FlickerResult:
+    e_warp: float  # mean over pairs, in the units of the definition (O in [0, 1])
+    e_warp_source: float
+    tof: float
+    per_frame: list[float] = field(default_factory=list)  # E_warp of each pair, NaN where skipped
+    per_frame_source: list[float] = field(default_factory=list)
+    skipped_pairs: int = 0
+    pairs: int = 0
+    psnr: float | None = None
+    ssim: float | None = None
+
+
+def _check_same_size(a: np.ndarray, b: np.ndarray, what: str) -> None:
+    if a.shape != b.shape:
+        raise VideoLoopError(
+            what, f"{b.shape[1]}x{b.shape[0]}", f"differs in size from the clip measured ({a.shape[1]}x{a.shape[0]})",
+            "Compare clips of the same size (for a run, use its input/ folder as the source)",
+        )  # fmt: skip
+
+
+def measure(
+    output: Iterable[np.ndarray], source: Iterable[np.ndarray], reference: Iterable[np.ndarray] | None = None
+) -> FlickerResult:
+    """Warp error of `output` and of `source` (flow from the source), tOF, and fidelity."""
+    flow = _Flow()
+    per_frame: list[float] = []
+    per_frame_source: list[float] = []
+    tofs: list[float] = []
+    psnrs: list[float] = []
+    ssims: list[float] = []
+    skipped = 0
+    prev_out = prev_src = prev_grey = prev_out_grey = None
+    ref_iter: Iterator[np.ndarray] | None = iter(reference) if reference is not None else None
+    for out, src in _zip_strict(output, source):
+        _check_same_size(out, src, "source")
+        if ref_iter is not None:
+            ref = next(ref_iter, None)
+            if ref is None:
+                raise VideoLoopError(
+                    "reference", "", "has fewer frames than the clip measured", "Give a reference with as many frames"
+                )
+            _check_same_size(out, ref, "reference")
+            psnrs.append(psnr(out, ref))
+            ssims.append(ssim(out, ref))
+        grey, out_grey = _grey(src), _grey(out)
+        if prev_out is not None:
+            forward = flow(prev_grey, grey)
+            backward = flow(grey, prev_grey)
+            mask = valid_mask(forward, backward)
+            count = int(mask.sum())
+            if count == 0:
+                skipped += 1
+                per_frame.append(float("nan"))
+                per_frame_source.append(float("nan"))
+            else:
+                per_frame.append(_warp_error(prev_out, out, forward, mask, count))
+                per_frame_source.append(_warp_error(prev_src, src, forward, mask, count))
+            flow_out = cv2.calcOpticalFlowFarneback(prev_out_grey, out_grey, None, 0.5, 3, 15, 3, 5, 1.2, 0)
+            flow_src = cv2.calcOpticalFlowFarneback(prev_grey, grey, None, 0.5, 3, 15, 3, 5, 1.2, 0)
+            tofs.append(float(np.sqrt(((flow_src - flow_out) ** 2).sum(axis=2)).mean()))
+        prev_out, prev_src, prev_grey, prev_out_grey = out, src, grey, out_grey
+    if prev_out is None:
+        raise VideoLoopError("output", "", "has no frames", "")
+    valid = [v for v in per_frame if v == v]
+    valid_src = [v for v in per_frame_source if v == v]
+    return FlickerResult(
+        e_warp=float(np.mean(valid)) if valid else float("nan"),
+        e_warp_source=float(np.mean(valid_src)) if valid_src else float("nan"),
+        tof=float(np.mean(tofs)) if tofs else 0.0,
+        per_frame=per_frame, per_frame_source=per_frame_source, skipped_pairs=skipped, pairs=len(per_frame),
+        psnr=float(np.mean(psnrs)) if psnrs else None, ssim=float(np.mean(ssims)) if ssims else None,
+    )  # fmt: skip
+
+
+def _warp_error(prev: np.ndarray, cur: np.ndarray, forward: np.ndarray, mask: np.ndarray, count: int) -> float:
+    warped = _sample(np.ascontiguousarray(cur, dtype=np.float32), forward)
+    diff = ((prev - warped) ** 2).sum(axis=2)
+    return float(diff[mask].sum() / (3 * count))
+
+
+def _zip_strict(a: Iterable[np.ndarray], b: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    ia, ib = iter(a), iter(b)
+    n = 0
+    while True:
+        x, y = next(ia, None), next(ib, None)
+        if x is None and y is None:
+            return
+        if x is None or y is None:
+            raise VideoLoopError(
+                "source",
+                "",
+                f"the clips differ in length (one ended after {n} frames)",
+                "Measure clips with the same frames",
+            )
+        n += 1
+        yield x, y
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(((a.astype(np.float64) - b) ** 2).mean())
+    return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean SSIM (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5) over the RGB channels."""
+    c1, c2 = 0.01**2, 0.03**2
+    a = a.astype(np.float32)
+    b = b.astype(np.float32)
+    blur = lambda x: cv2.GaussianBlur(x, (11, 11), 1.5)  # noqa: E731
+    mu_a, mu_b = blur(a), blur(b)
+    var_a = blur(a * a) - mu_a**2
+    var_b = blur(b * b) - mu_b**2
+    cov = blur(a * b) - mu_a * mu_b
+    value = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    return float(value.mean())
+
+
+def clip_frames(path: str | Path, setting: str) -> Iterator[np.ndarray]:
+    from lib_videoloop.media.sources import open_source
+
+    for frame in open_source(path, setting=setting):
+        yield frame.image
+
+
+def measure_clips(output: str | Path, source: str | Path, reference: str | Path | None = None) -> dict[str, Any]:
+    """The `metrics` command: the numbers as a JSON-ready dict."""
+    result = measure(
+        clip_frames(output, "output"),
+        clip_frames(source, "--source"),
+        clip_frames(reference, "--reference") if reference else None,
+    )
+    return result_dict(result)
+
+
+def result_dict(result: FlickerResult) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "e_warp": result.e_warp,
+        "e_warp_source": result.e_warp_source,
+        "tof": result.tof,
+        "pairs": result.pairs,
+        "skipped_pairs": result.skipped_pairs,
+    }
+    if result.psnr is not None:
+        data["psnr"] = result.psnr
+        data["ssim"] = result.ssim
+    data["per_frame"] = [None if v != v else v for v in result.per_frame]
+    data["per_frame_source"] = [None if v != v else v for v in result.per_frame_source]
+    return data

@@ -1,0 +1,151 @@
+"""The flicker report of a run (report.json, flicker.png) and its plain-text summary.
+
+The plot is drawn with Pillow (already a dependency) rather than a plotting library.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from lib_videoloop.media.images import write_atomic
+
+COLOURS = [
+    (90, 90, 90),
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+]
+
+
+def plot_series(
+    series: dict[str, list[float | None]], path: str | Path, title: str, y_label: str = "warp error"
+) -> Path:
+    """A line plot, one line per series (x: frame pair, y: value), written atomically as PNG."""
+    width, height, left, right, top, bottom = 900, 420, 80, 200, 40, 50
+    img = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(img)
+    values = [v for s in series.values() for v in s if v is not None and math.isfinite(v)]
+    top_value = max(values) * 1.05 if values and max(values) > 0 else 1.0
+    count = max((len(s) for s in series.values()), default=1)
+    pw, ph = width - left - right, height - top - bottom
+    draw.rectangle([left, top, left + pw, top + ph], outline=(0, 0, 0))
+    draw.text((left + 10, 12), title, fill=(0, 0, 0))
+    draw.text((left + pw // 2 - 30, height - 22), "frame pair", fill=(0, 0, 0))
+    draw.text((6, 12), y_label, fill=(0, 0, 0))
+    for k in range(5):
+        y = top + ph - k * ph / 4
+        draw.line([left - 4, y, left, y], fill=(0, 0, 0))
+        draw.text((6, y - 6), f"{top_value * k / 4:.2e}", fill=(0, 0, 0))
+    for k in range(min(count, 6)):
+        x = left + (k * (count - 1) // 5 if count > 1 else 0) * pw / max(count - 1, 1)
+        draw.text((x - 4, top + ph + 6), str(k * (count - 1) // 5 + 1 if count > 1 else 1), fill=(0, 0, 0))
+    for n, (name, points) in enumerate(series.items()):
+        colour = COLOURS[n % len(COLOURS)]
+        segment: list[tuple[float, float]] = []
+        for i, v in enumerate(points):
+            if v is None or not math.isfinite(v):
+                _line(draw, segment, colour)
+                segment = []
+                continue
+            segment.append((left + (i * pw / max(count - 1, 1)), top + ph - min(v / top_value, 1.0) * ph))
+        _line(draw, segment, colour)
+        ly = top + 10 + n * 18
+        draw.line([left + pw + 15, ly + 6, left + pw + 40, ly + 6], fill=colour, width=3)
+        draw.text((left + pw + 45, ly), name, fill=(0, 0, 0))
+    path = Path(path)
+    import io
+
+    buffer = io.BytesIO()
+    img.save(buffer, format="PNG")
+    write_atomic(path, buffer.getvalue())
+    return path
+
+
+def _line(draw: ImageDraw.ImageDraw, points: list[tuple[float, float]], colour: tuple[int, int, int]) -> None:
+    if len(points) > 1:
+        draw.line(points, fill=colour, width=2)
+    elif len(points) == 1:
+        x, y = points[0]
+        draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=colour)
+
+
+def write_plot(report: dict[str, Any], path: str | Path) -> Path:
+    """Plot of the `metrics` command: the output's and the source's per-pair warp error."""
+    return plot_series(
+        {"source": report["per_frame_source"], "output": report["per_frame"]},
+        path,
+        "Warp error per frame pair (lower: less flicker)",
+    )
+
+
+def summary_lines(report: dict[str, Any]) -> list[str]:
+    """Plain-text lines for the terminal and the WebUI's info text."""
+    if "loops" in report:
+        lines = [f"Flicker (warp error; source clip {report['e_warp_source']:.3e}):"]
+        for entry in report["loops"]:
+            lines.append(
+                f"  loop {entry['loop']}: E_warp {entry['e_warp']:.3e}, tOF {entry['tof']:.3f}, "
+                f"PSNR vs input {entry['psnr']:.2f} dB, SSIM vs input {entry['ssim']:.3f}"
+            )
+        lines.append(f"  (measured in {report['seconds']:.1f} s)")
+        return lines
+    lines = [
+        f"E_warp output: {report['e_warp']:.4e}",
+        f"E_warp source: {report['e_warp_source']:.4e}",
+        f"tOF:           {report['tof']:.4f}",
+    ]
+    if "psnr" in report:
+        lines += [f"PSNR:          {report['psnr']:.2f} dB", f"SSIM:          {report['ssim']:.4f}"]
+    if report.get("skipped_pairs"):
+        lines.append(
+            f"({report['skipped_pairs']} of {report['pairs']} frame pairs skipped: no reliable motion, e.g. a scene cut)"
+        )
+    return lines
+
+
+class RunReport:
+    """Adds one loop at a time to report.json and flicker.png in the run folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.path = root / "report.json"
+        self.data: dict[str, Any] = (
+            json.loads(self.path.read_text(encoding="utf-8")) if self.path.is_file() else {"loops": [], "seconds": 0.0}
+        )
+
+    def add_loop(
+        self, loop: int, frames: Iterable[np.ndarray], inputs: Iterable[np.ndarray], inputs_again: Iterable[np.ndarray]
+    ) -> dict[str, Any]:
+        """Measures one loop against the input frames (motion from the input; fidelity to it)."""
+        from lib_videoloop.metrics import measure
+
+        started = time.monotonic()
+        result = measure(frames, inputs, reference=inputs_again)
+        self.data["e_warp_source"] = result.e_warp_source
+        self.data["per_frame_source"] = [None if v != v else v for v in result.per_frame_source]
+        self.data["loops"] = [e for e in self.data["loops"] if e["loop"] != loop] + [
+            {
+                "loop": loop, "e_warp": result.e_warp, "tof": result.tof, "psnr": result.psnr, "ssim": result.ssim,
+                "skipped_pairs": result.skipped_pairs, "per_frame": [None if v != v else v for v in result.per_frame],
+            }
+        ]  # fmt: skip
+        self.data["loops"].sort(key=lambda e: e["loop"])
+        self.data["seconds"] = self.data.get("seconds", 0.0) + time.monotonic() - started
+        write_atomic(self.path, json.dumps(self.data, indent=2).encode("utf-8"))
+        series: dict[str, list[float | None]] = {"source": self.data["per_frame_source"]}
+        for entry in self.data["loops"]:
+            series[f"loop {entry['loop']}"] = entry["per_frame"]
+        plot_series(series, self.root / "flicker.png", "Warp error per frame pair, by loop (lower: less flicker)")
+        return self.data

@@ -1,0 +1,107 @@
+"""Flicker metrics on cases whose answer is known, the metrics command, and the run report."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import make_clip
+from lib_videoloop.errors import VideoLoopError
+from lib_videoloop.metrics import measure, psnr, ssim
+
+
+def texture(h: int = 96, w: int = 128, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    noise = rng.random((h, w, 3)).astype(np.float32)
+    return np.clip(cv2.GaussianBlur(noise, (0, 0), 2.0) * 3 - 1.0, 0.05, 0.95)
+
+
+def test_static_clip_has_no_warp_error() -> None:
+    frame = texture()
+    result = measure([frame] * 5, [frame] * 5)
+    assert result.e_warp == 0 and result.e_warp_source == 0 and result.pairs == 4
+
+
+def test_per_frame_noise_gives_twice_sigma_squared() -> None:
+    rng = np.random.default_rng(1)
+    clean = np.full((64, 64, 3), 0.5, np.float32)
+    clean[16:48, 16:48] = 0.3  # some structure for the flow; it stays still
+    sigma = 0.03
+    noisy = [clean + rng.normal(0, sigma, clean.shape).astype(np.float32) for _ in range(8)]
+    result = measure(noisy, [clean] * 8)
+    assert result.e_warp == pytest.approx(2 * sigma**2, rel=0.1)
+    assert result.e_warp_source == 0
+
+
+def test_translation_is_warped_correctly() -> None:
+    big = texture(140, 180, seed=2)
+    shifted = [big[20 : 20 + 96, 20 + 3 * t : 20 + 3 * t + 128] for t in range(6)]  # the camera pans 3 px
+    result = measure(shifted, shifted)
+    assert result.e_warp < 1e-4  # motion compensated: a consistent pan is not flicker
+    unwarped = float(np.mean([((a - b) ** 2).mean() for a, b in zip(shifted, shifted[1:])]))
+    assert unwarped > 20 * result.e_warp
+    # The same pan with per-frame brightness jitter is caught.
+    jitter = [f * (1 + 0.1 * (-1) ** t) for t, f in enumerate(shifted)]
+    assert measure(jitter, shifted).e_warp > 50 * result.e_warp
+
+
+def test_frames_of_different_sizes_are_refused() -> None:
+    with pytest.raises(VideoLoopError, match="differs in size"):
+        measure([texture(64, 64)] * 3, [texture(96, 128)] * 3)
+    with pytest.raises(VideoLoopError, match="differ in length"):
+        measure([texture()] * 3, [texture()] * 4)
+
+
+def test_fidelity_figures() -> None:
+    a = texture()
+    assert psnr(a, a) == float("inf") and ssim(a, a) == pytest.approx(1.0)
+    b = np.clip(a + 0.1, 0, 1)
+    assert 15 < psnr(a, b) < 25 and ssim(a, b) < 1.0
+
+
+def test_metrics_command_json_and_plot(tmp_path: Path) -> None:
+    frames = [(texture(48, 64, seed=4)[:, :] * 255).astype(np.uint8)] * 6
+    source = make_clip(tmp_path / "src.mp4", frames, 25)
+    rng = np.random.default_rng(5)
+    noisy_dir = tmp_path / "noisy"
+    noisy_dir.mkdir()
+    for i, f in enumerate(frames):
+        Image.fromarray(np.clip(f + rng.normal(0, 6, f.shape), 0, 255).astype(np.uint8)).save(noisy_dir / f"{i}.png")
+    plot = tmp_path / "plot.png"
+    proc = subprocess.run(
+        [sys.executable, "-m", "lib_videoloop", "metrics", str(noisy_dir), "--source", str(source), "--reference", str(source), "--json", "--plot", str(plot)],
+        cwd=Path(__file__).parents[1], capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert set(data) >= {"e_warp", "e_warp_source", "tof", "psnr", "ssim"}
+    assert data["e_warp"] == pytest.approx(2 * (6 / 255) ** 2, rel=0.25)  # unscaled units
+    assert data["e_warp_source"] < 1e-4
+    with Image.open(plot) as img:
+        assert img.size[0] > 400
+
+
+def test_every_run_gets_a_report_per_loop(tmp_path: Path, bikes: Path, tiny_backend) -> None:
+    from lib_videoloop.config import Settings
+    from lib_videoloop.engine import Engine
+
+    settings = Settings(
+        input_directory=str(bikes), output_directory=str(tmp_path), width=64, height=48, max_frames=5, loop_n=2, steps=4,
+        denoising_strength=0.5, seed=1, temporal_superimpose_alpha_list="1,2,1",
+    )  # fmt: skip
+    result = Engine(settings, tiny_backend).run()
+    report = json.loads((result.run_dir / "report.json").read_text())
+    assert [e["loop"] for e in report["loops"]] == [1, 2]
+    for entry in report["loops"]:
+        assert entry["e_warp"] > 0 and len(entry["per_frame"]) == 4 and entry["psnr"] > 5
+    assert report["e_warp_source"] >= 0 and report["seconds"] > 0
+    with Image.open(result.run_dir / "flicker.png") as img:
+        assert img.mode == "RGB"
+    assert result.report == report
