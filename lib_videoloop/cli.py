@@ -179,9 +179,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     def progress(p: Any) -> None:
         nonlocal bar
         if bar is None:
-            bar = tqdm(total=p.total, initial=p.done - 1, unit="frame", dynamic_ncols=True)
+            bar = tqdm(total=p.total, initial=p.done, unit="frame", dynamic_ncols=True)
         bar.set_description(p.text)
-        bar.update(1)
+        bar.update(p.done - bar.n)
 
     try:
         if args.resume:

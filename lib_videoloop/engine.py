@@ -75,6 +75,7 @@ class RunResult:
     video: Path | None = None
     loop_videos: list[Path] = field(default_factory=list)
     report: dict[str, Any] | None = None
+    frames_folder: str = ""  # the run-folder sub-folder holding the final frames
     seeds: list[int] = field(default_factory=list)  # seed of each generated frame, this session
 
 
@@ -160,6 +161,7 @@ class Engine:
         done = sum(len(self.store.complete_frames(loop_dir_name(k))) for k in range(1, s.loop_n + 1))
         previous = INPUT
         window: _Window | None = None
+        self.on_progress(Progress(1, s.loop_n, 0, frame_count, done, total))  # before the first generation
         started = time.monotonic()
         for plan in planner.plans(int(info["seed"]), int(info["subseed"])):
             folder = loop_dir_name(plan.loop)
@@ -180,6 +182,7 @@ class Engine:
                 previous = self._finish_loop(plan.loop, result)
                 elapsed = time.monotonic() - started
                 log.info("loop %d/%d done (%.1f s so far)", plan.loop, s.loop_n, elapsed)
+        result.frames_folder = previous
         result.video = self._write_video(previous, self.store.root.name)
         return result
 
@@ -200,8 +203,9 @@ class Engine:
         else:
             init = temporal_superimpose(frames, pairs)
         init = inside_mask(base, init, mask)
-        # Control images (ControlNet in the WebUI) are read only for backends that use them.
-        control = [ref.peek(i) for ref in references] if getattr(self.backend, "wants_control_images", False) else []
+        # Control images (ControlNet in the WebUI) and the input frame are read only for backends that use them.
+        wants = getattr(self.backend, "wants_input_frames", False)
+        control = [ref.peek(i) for ref in references] if wants else []
         h, w = base.shape[:2]
         request = GenerationRequest(
             init_image=init,
@@ -222,6 +226,7 @@ class Engine:
             control_images=control,
             frame_index=i,
             loop=plan.loop,
+            input_image=self.store.read_frame(INPUT, i) if wants else None,
         )
         images = self.backend.generate(request)
         if self.should_skip():

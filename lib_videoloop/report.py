@@ -5,6 +5,7 @@ The plot is drawn with Pillow (already a dependency) rather than a plotting libr
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import time
@@ -33,7 +34,21 @@ def plot_series(
     series: dict[str, list[float | None]], path: str | Path, title: str, y_label: str = "warp error"
 ) -> Path:
     """A line plot, one line per series (x: frame pair, y: value), written atomically as PNG."""
-    width, height, left, right, top, bottom = 900, 420, 80, 200, 40, 50
+    buffer = io.BytesIO()
+    render_series(series, title, y_label).save(buffer, format="PNG")
+    write_atomic(Path(path), buffer.getvalue())
+    return Path(path)
+
+
+def render_series(
+    series: dict[str, list[float | None]],
+    title: str,
+    y_label: str = "warp error",
+    x_label: str = "frame pair",
+    height: int = 420,
+) -> Image.Image:
+    """The plot as an image: x is the position in each list, y the value (None leaves a gap)."""
+    width, left, right, top, bottom = 900, 80, 200, 40, 50
     img = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(img)
     values = [v for s in series.values() for v in s if v is not None and math.isfinite(v)]
@@ -42,7 +57,7 @@ def plot_series(
     pw, ph = width - left - right, height - top - bottom
     draw.rectangle([left, top, left + pw, top + ph], outline=(0, 0, 0))
     draw.text((left + 10, 12), title, fill=(0, 0, 0))
-    draw.text((left + pw // 2 - 30, height - 22), "frame pair", fill=(0, 0, 0))
+    draw.text((left + pw // 2 - 30, height - 22), x_label, fill=(0, 0, 0))
     draw.text((6, 12), y_label, fill=(0, 0, 0))
     for k in range(5):
         y = top + ph - k * ph / 4
@@ -64,13 +79,7 @@ def plot_series(
         ly = top + 10 + n * 18
         draw.line([left + pw + 15, ly + 6, left + pw + 40, ly + 6], fill=colour, width=3)
         draw.text((left + pw + 45, ly), name, fill=(0, 0, 0))
-    path = Path(path)
-    import io
-
-    buffer = io.BytesIO()
-    img.save(buffer, format="PNG")
-    write_atomic(path, buffer.getvalue())
-    return path
+    return img
 
 
 def _line(draw: ImageDraw.ImageDraw, points: list[tuple[float, float]], colour: tuple[int, int, int]) -> None:

@@ -25,7 +25,8 @@ class GenerationRequest:
     height: int
     batch_size: int
     n_iter: int
-    control_images: list[np.ndarray] = field(default_factory=list)
+    control_images: list[np.ndarray] = field(default_factory=list)  # per reference folder (or the input)
+    input_image: np.ndarray | None = None  # the frame as it came in (loop 0), for colour correction
     frame_index: int = 0  # 0-based
     loop: int = 1  # 1-based
 
@@ -38,6 +39,8 @@ class Backend(Protocol):
     """What the engine needs from an image generator."""
 
     name: str
+    # True when the backend wants control_images and input_image filled in (costs a read per frame).
+    wants_input_frames: bool
 
     def check(self, uses_subseed: bool, uses_mask: bool) -> None:
         """Raises VideoLoopError before any work if the run asks for what it cannot do."""

@@ -32,6 +32,8 @@ SAMPLERS: dict[str, tuple[str, dict[str, Any]]] = {
 class DiffusersBackend:
     """Loads a local model once and generates every frame's batch with per-image seeds."""
 
+    wants_input_frames = False
+
     def __init__(self, model: str, sampler_name: str = "", device: str | None = None) -> None:
         import torch
 

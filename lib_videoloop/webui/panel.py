@@ -1,0 +1,250 @@
+"""The Video Loopback panel in img2img, built from the Settings dataclass.
+
+Works with gradio 3.41 (AUTOMATIC1111) and 4.40 (Forge): only gr.Group, gr.Row, gr.Accordion,
+gr.update and plain components are used. The components returned, in PANEL_ORDER, become the
+positional arguments of the script's run() (and the script_args of the HTTP API).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from lib_videoloop.config import (
+    DENOISE_METHODS,
+    DENOISE_WHEN,
+    SCHEDULE_FIELDS,
+    TEMPORAL_METHODS,
+    VIDEO_FORMATS,
+    Settings,
+)
+
+RESUME = "resume_run_folder"
+RESUME_HELP = "a run folder to finish (everything else is then read from its settings.json)"
+
+# run()'s positional arguments, in order. Documented in the README for the HTTP API.
+PANEL_ORDER: tuple[str, ...] = (
+    "input_directory", "output_directory", RESUME, "start_frame", "extract_nth_frame", "max_frames",
+    "read_prompt_from_txt", "loop_n", "superimpose_alpha", "fix_seed", "fix_subseed",
+    "temporal_superimpose_method", "temporal_superimpose_alpha_list", "difference_threshold",
+    "reference_frames_directory", "use_mask", "mask_directory", "mask_threshold",
+    "output_frame_rate", "output_format", "crf", "lossless", "keep_audio", "save_every_loop",
+    *SCHEDULE_FIELDS,
+    "video_post_process_method", "video_post_process_alpha", "fastdvdnet_noise_sigma",
+    "video_post_process_when", "fastdvdnet_weights",
+)  # fmt: skip
+
+# Taken from the img2img tab itself (p), not from the panel.
+FROM_P = ("prompt", "negative_prompt", "seed", "subseed", "subseed_strength", "denoising_strength", "steps", "cfg_scale",
+          "sampler_name", "batch_size", "n_iter", "width", "height", "resize_mode")  # fmt: skip
+
+_CHOICES = {
+    "temporal_superimpose_method": TEMPORAL_METHODS,
+    "video_post_process_method": DENOISE_METHODS,
+    "video_post_process_when": DENOISE_WHEN,
+    "output_format": VIDEO_FORMATS,
+}
+_UNIT = ("superimpose_alpha", "video_post_process_alpha")
+_BYTE = ("difference_threshold", "mask_threshold", "fastdvdnet_noise_sigma")
+_EMPTY_IS_ZERO = ("max_frames", "output_frame_rate")  # 0 in the panel means "not set"
+
+
+def _fields() -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(Settings)}
+
+
+def _make(cls: Any, **kwargs: Any) -> Any:
+    """Creates a component, dropping keyword arguments this gradio version does not know."""
+    accepted = inspect.signature(cls.__init__).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
+        kwargs = {k: v for k, v in kwargs.items() if k in accepted}
+    return cls(**kwargs)
+
+
+def component_for(gr: Any, name: str, elem_id: Callable[[str], str], defaults: dict[str, Any]) -> Any:
+    if name == RESUME:
+        return _make(gr.Textbox, label=RESUME, value="", info=RESUME_HELP, elem_id=elem_id(name))
+    f = _fields()[name]
+    value = defaults.get(name, f.default)
+    common = {"label": name, "info": f.metadata["help"], "elem_id": elem_id(name)}
+    if name in _CHOICES:
+        return _make(gr.Dropdown, choices=list(_CHOICES[name]), value=value, **common)
+    if name in _UNIT:
+        return _make(gr.Slider, minimum=0, maximum=1, step=0.01, value=value, **common)
+    if name in _BYTE:
+        return _make(gr.Slider, minimum=0, maximum=255, step=1, value=value, **common)
+    if isinstance(f.default, bool):
+        return _make(gr.Checkbox, value=value, **common)
+    if name in _EMPTY_IS_ZERO:
+        return _make(gr.Number, value=value or 0, precision=0 if name == "max_frames" else None, **common)
+    if isinstance(f.default, int):
+        return _make(gr.Number, value=value, precision=0, **common)
+    if isinstance(f.default, float):
+        return _make(gr.Number, value=value, **common)
+    placeholder = f.metadata["help"] if name in SCHEDULE_FIELDS else ""
+    return _make(gr.Textbox, value=value, lines=1, placeholder=placeholder, **common)
+
+
+def build_panel(elem_id: Callable[[str], str], defaults: dict[str, Any] | None = None) -> list[Any]:
+    """Lays out the panel (inside the caller's gradio Blocks) and returns the components in PANEL_ORDER."""
+    import gradio as gr
+
+    defaults = defaults or {}
+    c: dict[str, Any] = {}
+
+    def add(*names: str) -> None:
+        for name in names:
+            c[name] = component_for(gr, name, elem_id, defaults)
+
+    with gr.Group():
+        gr.Markdown(
+            "**Input and output.** A video file, a folder of frames or one image; the img2img image box can stay empty."
+        )
+        add("input_directory", "output_directory", RESUME)
+        with gr.Row():
+            add("start_frame", "extract_nth_frame", "max_frames")
+        add("read_prompt_from_txt")
+    with gr.Group():
+        gr.Markdown(
+            "**Loop and blending.** Start with 4-8 loops, denoising 0.3-0.4 in img2img, superimpose_alpha 0.25."
+        )
+        with gr.Row():
+            add("loop_n", "superimpose_alpha")
+        with gr.Row():
+            add("fix_seed", "fix_subseed")
+    with gr.Group():
+        gr.Markdown("**Temporal superimpose.** Mix each frame with its neighbours before img2img, e.g. 1,2,1.")
+        add(
+            "temporal_superimpose_method",
+            "temporal_superimpose_alpha_list",
+            "difference_threshold",
+            "reference_frames_directory",
+        )
+    with gr.Group():
+        add("use_mask")
+        with _make(
+            gr.Group, visible=bool(defaults.get("use_mask", False)), elem_id=elem_id("mask_settings")
+        ) as mask_group:
+            add("mask_directory", "mask_threshold")
+    with gr.Group():
+        with gr.Row():
+            add("output_frame_rate", "output_format", "crf")
+        with gr.Row():
+            add("lossless", "keep_audio", "save_every_loop")
+    with gr.Accordion("Schedules (expressions of image_i and loop_i)", open=False, elem_id=elem_id("schedules")):
+        add(*SCHEDULE_FIELDS)
+        check = _make(gr.Button, value="Check schedules", elem_id=elem_id("check_schedules"))
+        message = _make(gr.Markdown, value="", elem_id=elem_id("schedule_message"))
+        plot = _make(
+            gr.Image,
+            label="schedule values",
+            type="pil",
+            interactive=False,
+            visible=False,
+            elem_id=elem_id("schedule_plot"),
+        )
+    with gr.Accordion("Temporal denoise pass (FastDVDNet)", open=False, elem_id=elem_id("denoise")):
+        add("video_post_process_method")
+        visible = defaults.get("video_post_process_method", "None") != "None"
+        with _make(gr.Group, visible=visible, elem_id=elem_id("denoise_settings")) as denoise_group:
+            add("video_post_process_alpha", "fastdvdnet_noise_sigma", "video_post_process_when", "fastdvdnet_weights")
+
+    c["use_mask"].change(
+        fn=lambda on: gr.update(visible=bool(on)), inputs=[c["use_mask"]], outputs=[mask_group], show_progress=False
+    )
+    c["video_post_process_method"].change(
+        fn=lambda method: gr.update(visible=method != "None"),
+        inputs=[c["video_post_process_method"]],
+        outputs=[denoise_group],
+        show_progress=False,
+    )
+    components = [c[name] for name in PANEL_ORDER]
+
+    def on_check(*values: Any) -> tuple[Any, Any]:
+        text, image = check_schedules(values)
+        return gr.update(value=text), gr.update(value=image, visible=image is not None)
+
+    check.click(fn=on_check, inputs=components, outputs=[message, plot])
+    return components
+
+
+def settings_from_panel(values: Sequence[Any], base: dict[str, Any] | None = None) -> tuple[Settings, str]:
+    """(settings, resume folder) from run()'s positional values; `base` adds the img2img values."""
+    if len(values) != len(PANEL_ORDER):
+        from lib_videoloop.errors import VideoLoopError
+
+        raise VideoLoopError(
+            "script_args",
+            len(values),
+            f"Video Loopback takes {len(PANEL_ORDER)} script arguments",
+            "See the README's API section for their order",
+        )
+    data = dict(base or {})
+    named = dict(zip(PANEL_ORDER, values))
+    resume = str(named.pop(RESUME) or "").strip()
+    fields = _fields()
+    for name, value in named.items():
+        default = fields[name].default
+        if name in _EMPTY_IS_ZERO:
+            value = None if value in (None, "", 0) else value
+            if value is not None and name == "max_frames":
+                value = int(value)
+        elif isinstance(default, bool):
+            value = bool(value)
+        elif isinstance(default, int) and isinstance(value, float) and value.is_integer():
+            value = int(value)
+        elif isinstance(default, str):
+            value = "" if value is None else str(value)
+        data[name] = value
+    return Settings.from_dict(data), resume
+
+
+def check_schedules(values: Sequence[Any]) -> tuple[str, Any]:
+    """Evaluates every schedule over the clip without generating: (message, plot image or None)."""
+    from lib_videoloop.errors import VideoLoopError
+    from lib_videoloop.planning import Planner
+    from lib_videoloop.report import render_series
+
+    try:
+        settings, _ = settings_from_panel(values)
+        frame_count, note = 10, " (no input given: 10 frames assumed)"
+        if settings.input_directory.strip():
+            from lib_videoloop.media.sources import open_source
+
+            frame_count = open_source(
+                settings.input_directory, start_frame=settings.start_frame,
+                extract_nth_frame=settings.extract_nth_frame, max_frames=settings.max_frames,
+            ).info.frame_count  # fmt: skip
+            note = ""
+        planner = Planner(settings, frame_count)
+        numeric = {
+            "denoising_schedule": "denoising_strength", "step_schedule": "steps", "cfg_schedule": "cfg_scale",
+            "superimpose_alpha_schedule": "superimpose_alpha", "subseed_strength_schedule": "subseed_strength",
+            "batch_count_schedule": "n_iter", "seed_schedule": "seed", "subseed_schedule": "subseed",
+        }  # fmt: skip
+        shown = {schedule: key for schedule, key in numeric.items() if schedule in planner.expressions}
+        series: dict[str, list[float | None]] = {name: [] for name in shown}
+        for _, _, v, _ in planner.walk():
+            for schedule, key in shown.items():
+                series[schedule].append(float(v[key]))
+    except VideoLoopError as exc:
+        return f"**Error:** {exc}", None
+    checked = len(planner.expressions)
+    text = f"All {checked} schedule(s) are valid for {frame_count} frames x {settings.loop_n} loops{note}."
+    if not series:
+        return text, None
+    # One small plot per schedule: their ranges differ too much to share an axis.
+    from PIL import Image
+
+    parts = [
+        render_series({name: values}, name, "value", "frame (all loops in order)", height=220)
+        for name, values in series.items()
+    ]
+    image = Image.new("RGB", (parts[0].width, sum(p.height for p in parts)), "white")
+    y = 0
+    for part in parts:
+        image.paste(part, (0, y))
+        y += part.height
+    return text, image

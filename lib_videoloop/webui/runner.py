@@ -1,0 +1,109 @@
+"""run() of the WebUI script: p and the panel's values in, a Processed out."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from lib_videoloop.backends.webui import WebUIBackend
+from lib_videoloop.engine import Engine, Progress, RunResult
+from lib_videoloop.errors import InterruptedRun
+from lib_videoloop.media.images import to_pil
+from lib_videoloop.webui.panel import FROM_P, settings_from_panel
+from lib_videoloop.webui.safety import allowed_roots, check_paths, is_exposed
+
+log = logging.getLogger(__name__)
+
+
+def default_output_directory(opts: Any, data_path: str) -> str:
+    chosen = (
+        getattr(opts, "video_loopback_output_directory", "") if hasattr(opts, "video_loopback_output_directory") else ""
+    )
+    if chosen:
+        return str(Path(data_path) / chosen)
+    base = (
+        getattr(opts, "outdir_samples", "") or getattr(opts, "outdir_img2img_samples", "") or "outputs/img2img-images"
+    )
+    return str(Path(data_path) / base / "video-loopback")
+
+
+def run_in_webui(p: Any, values: tuple[Any, ...]) -> Any:
+    from modules import paths, processing, shared
+
+    processing.fix_seed(p)  # once; frames get their own seeds from the engine
+    base = {name: getattr(p, name) for name in FROM_P if hasattr(p, name)}
+    base["resize_mode"] = base.get("resize_mode", 0) if base.get("resize_mode", 0) in (0, 1, 2) else 0
+    settings, resume = settings_from_panel(values, base)
+    if not settings.output_directory.strip():
+        settings.output_directory = default_output_directory(shared.opts, paths.data_path)
+    if is_exposed(shared.cmd_opts):
+        check_paths(
+            {"input_directory": settings.input_directory, "output_directory": settings.output_directory,
+             "mask_directory": settings.mask_directory, "reference_frames_directory": settings.reference_frames_directory,
+             "fastdvdnet_weights": settings.fastdvdnet_weights, "resume_run_folder": resume},
+            allowed_roots(shared.opts, paths.data_path),
+        )  # fmt: skip
+    state = shared.state
+    backend = WebUIBackend(p)
+
+    def progress(update: Progress) -> None:
+        state.job_count = update.total
+        state.job_no = update.done
+        state.job = state.textinfo = update.text
+        if update.latest is not None and hasattr(state, "assign_current_image"):
+            state.assign_current_image(to_pil(update.latest))
+
+    def skip() -> bool:
+        if state.skipped:
+            state.skipped = False
+            return True
+        return False
+
+    hooks = {
+        "on_progress": progress,
+        "should_stop": lambda: bool(state.interrupted or getattr(state, "stopping_generation", False)),
+        "should_skip": skip,
+    }
+    engine = Engine.resume(resume, backend, **hooks) if resume else Engine(settings, backend, **hooks)
+    try:
+        result = engine.run()
+    except InterruptedRun:
+        root = engine.store.root if engine.store is not None else None
+        text = f"Stopped. To finish the run, put this folder in {RESUME_LABEL}: {root}"
+        log.info(text)
+        return processing.Processed(p, [], p.seed, text, p.subseed, infotexts=[text])
+    return _processed(p, result, engine)
+
+
+RESUME_LABEL = "resume_run_folder"
+
+
+def _processed(p: Any, result: RunResult, engine: Engine) -> Any:
+    from modules import processing
+    from PIL import Image
+
+    store = engine.store
+    assert store is not None
+    n = result.frame_count
+    picks = sorted({0, n // 2, n - 1})
+    images = [to_pil(store.read_frame(result.frames_folder, i)) for i in picks]
+    plot = result.run_dir / "flicker.png"
+    if plot.is_file():
+        with Image.open(plot) as img:
+            images.append(img.convert("RGB"))
+    lines = [f"Video Loopback run folder: {result.run_dir}", f"Video: {result.video}"]
+    if result.report:
+        from lib_videoloop.report import summary_lines
+
+        lines += summary_lines(result.report)
+    info = "\n".join(lines)
+    settings = result.settings
+    p.extra_generation_params["Video Loopback"] = json.dumps(
+        {k: v for k, v in settings.to_dict().items() if k not in ("prompt", "negative_prompt")},
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    p.extra_generation_params["Video Loopback run"] = str(result.run_dir)
+    return processing.Processed(p, images, settings.seed, info, settings.subseed, infotexts=[info] * len(images))

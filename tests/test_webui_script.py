@@ -1,0 +1,259 @@
+"""The WebUI script against the stand-in `modules` (tests/webui), in A1111's and Forge's shapes.
+
+process_images really generates (tiny diffusers pipeline); what differs between the WebUIs
+(ControlNet's API, Forge's lists on p and its placeholder model) follows modules.flavour.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).parents[1]
+sys.path.insert(0, str(Path(__file__).parent / "webui"))
+
+from modules import flavour, processing, script_callbacks, scripts, shared  # noqa: E402
+
+from lib_videoloop.errors import VideoLoopError  # noqa: E402
+from lib_videoloop.media.images import from_pil  # noqa: E402
+from lib_videoloop.media.store import FrameStore  # noqa: E402
+from lib_videoloop.webui.panel import PANEL_ORDER  # noqa: E402
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("video_loopback_script", ROOT / "scripts" / "video_loopback.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.Script()
+
+
+class ControlNetScript(scripts.Script):
+    alwayson = True
+    args_from, args_to = 0, 2
+
+    def title(self) -> str:
+        return "ControlNet"
+
+
+@pytest.fixture(params=["a1111", "forge"])
+def webui(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
+    flavour.use(request.param)
+    if request.param == "forge":
+        monkeypatch.setitem(sys.modules, "scripts.external_code", None)  # A1111's ControlNet is absent
+        from lib_controlnet.external_code import ControlNetUnit
+    else:
+        from scripts.external_code import ControlNetUnit
+    calls: list[dict] = []
+    real = processing.process_images
+
+    def recording(p):
+        processed = real(p)
+        calls.append({"seed": p.seed, "subseed": p.subseed, "mask": p.image_mask, "control": list(p.controlnet_inputs),
+                      "processed": processed, "denoising": p.denoising_strength, "job_count": shared.state.job_count})  # fmt: skip
+        return processed
+
+    monkeypatch.setattr(processing, "process_images", recording)
+    yield request.param, ControlNetUnit, calls
+    flavour.use("a1111")
+
+
+def make_p(unit_cls, own_image: np.ndarray, **kw) -> processing.StableDiffusionProcessingImg2Img:
+    p = processing.StableDiffusionProcessingImg2Img(
+        init_images=None, width=64, height=48, steps=4, denoising_strength=0.5, batch_size=2, n_iter=1, seed=100, subseed=5,
+        prompt="a bike", mask_blur=0, **kw,
+    )  # fmt: skip
+    p.scripts = scripts.ScriptRunner()
+    p.scripts.alwayson_scripts = [ControlNetScript()]
+    p.script_args = (unit_cls(enabled=True), unit_cls(enabled=True, image=own_image))
+    return p
+
+
+def panel_values(**changes) -> list:
+    from lib_videoloop.webui.panel import _fields
+
+    fields = _fields()
+    values = {name: (fields[name].default if name in fields else "") for name in PANEL_ORDER}
+    values["max_frames"] = 0
+    values["output_frame_rate"] = 0
+    values.update(changes)
+    return [values[name] for name in PANEL_ORDER]
+
+
+def masks_for(folder: Path, count: int) -> Path:
+    folder.mkdir()
+    for n in range(1, count + 1):
+        m = np.zeros((272, 640), np.uint8)
+        m[:, 320:] = 255
+        Image.fromarray(m).save(folder / f"{n:05d}.png")
+    return folder
+
+
+def test_run_drives_the_engine_through_process_images(webui, tmp_path: Path, bikes: Path) -> None:
+    shape, unit_cls, calls = webui
+    own = np.full((48, 64, 3), 7, np.uint8)
+    p = make_p(unit_cls, own)
+    masks = masks_for(tmp_path / "masks", 4)
+    values = panel_values(
+        input_directory=str(bikes), output_directory=str(tmp_path / "out"), max_frames=4, loop_n=2, fix_seed=False,
+        temporal_superimpose_alpha_list="1,2,1", use_mask=True, mask_directory=str(masks),
+        denoising_schedule="0.6 if loop_i == 1 else 0.4",
+    )  # fmt: skip
+    processed = load_script().run(p, *values)
+
+    assert len(calls) == 8
+    # Seeds advance by batch_size per frame, through loops; the schedule reached each call.
+    assert [c["seed"] for c in calls] == [100 + 2 * k for k in range(8)]
+    assert [c["denoising"] for c in calls] == [0.6] * 4 + [0.4] * 4
+    # Masks: every frame's own mask (right half).
+    for c in calls:
+        mask = np.asarray(c["mask"].convert("L"))
+        assert mask[:, 40:].min() == 255 and mask[:, :24].max() == 0
+    # ControlNet: the unit without an image got the frame; the other kept its own image.
+    run_dir = Path(processed.info.splitlines()[0].split(": ", 1)[1])
+    store = FrameStore.open(run_dir)
+    for i, c in enumerate(calls[:4]):
+        frame = (store.read_frame("input", i) * 255 + 0.5).astype(np.uint8)
+        assert np.array_equal(c["control"][0], frame)
+        assert np.array_equal(c["control"][1], own)
+    assert p.script_args[0].image is None, "the user's own units are not changed"
+    # Progress: frames x loops, with the WebUI's job text.
+    assert shared.state.job_count == 8 and shared.state.job_no == 8
+    assert shared.state.job == "Loop 2/2, frame 4/4"
+    assert shared.state.current_image is not None
+    # The result: first, middle and last frame, the flicker plot; info names the folder and video.
+    assert len(processed.images) == 4
+    assert "Video: " in processed.info and str(run_dir) in processed.info and "E_warp" in processed.info
+    assert "Video Loopback" in p.extra_generation_params
+    assert store.read_settings()["model_name"] == "tiny-random-sd"  # read from p after a generation (Forge too)
+    if shape == "forge":
+        assert p.latents_after_sampling == [], "Forge's lists grow on copies, not on the user's p"
+
+
+def test_backend_takes_exactly_the_generated_images(webui, bikes: Path) -> None:
+    _, unit_cls, calls = webui
+    from lib_videoloop.backends import GenerationRequest
+    from lib_videoloop.backends.webui import WebUIBackend
+
+    shared.opts.return_grid = True
+    shared.opts.return_mask = True
+    p = make_p(unit_cls, np.zeros((48, 64, 3), np.uint8))
+    init = np.random.default_rng(0).random((48, 64, 3), dtype=np.float32)
+    mask = np.zeros((48, 64), np.float32)
+    mask[:, 32:] = 1
+    request = GenerationRequest(
+        init_image=init, base_image=init, mask=mask, prompt="x", negative_prompt="", seed=1, subseed=2, subseed_strength=0.3,
+        denoising_strength=0.6, steps=4, cfg_scale=7, width=64, height=48, batch_size=2, n_iter=2, control_images=[init],
+    )  # fmt: skip
+    images = WebUIBackend(p).generate(request)
+    assert len(images) == 4
+    processed = calls[-1]["processed"]
+    generated = [img for img in processed.images if "parameters" in img.info]
+    assert len(generated) == 4
+    for ours, theirs in zip(images, generated):
+        assert np.array_equal(ours, from_pil(theirs))
+    assert shared.opts.return_grid and shared.opts.return_mask, "options are restored"
+
+
+def test_interrupt_then_resume_finishes_with_the_same_frames(webui, tmp_path: Path, bikes: Path) -> None:
+    _, unit_cls, calls = webui
+    values = dict(input_directory=str(bikes), max_frames=3, loop_n=2, fix_seed=False, temporal_superimpose_alpha_list="1,2,1")
+    straight = load_script().run(make_p(unit_cls, None), *panel_values(output_directory=str(tmp_path / "a"), **values))
+    straight_dir = Path(straight.info.splitlines()[0].split(": ", 1)[1])
+
+    real = processing.process_images
+    count = {"n": 0}
+
+    def interrupting(p):
+        count["n"] += 1
+        if count["n"] == 4:
+            shared.state.interrupt()  # the user presses Interrupt during frame 1 of loop 2
+        return real(p)
+
+    processing.process_images = interrupting
+    try:
+        stopped = load_script().run(make_p(unit_cls, None), *panel_values(output_directory=str(tmp_path / "b"), **values))
+    finally:
+        processing.process_images = real
+    assert stopped.images == [] and "Stopped" in stopped.info
+    run_dir = Path(stopped.info.rsplit(": ", 1)[1])
+    assert FrameStore.open(run_dir).complete_frames("loop_002") == set()
+    shared.state.interrupted = False
+    resumed = load_script().run(make_p(unit_cls, None), *panel_values(resume_run_folder=str(run_dir)))
+    assert str(run_dir) in resumed.info
+    a, b = FrameStore.open(straight_dir), FrameStore.open(run_dir)
+    for i in range(3):
+        assert np.array_equal(a.read_frame("loop_002", i), b.read_frame("loop_002", i))
+
+
+def test_skip_keeps_the_previous_loop_image(webui, tmp_path: Path, bikes: Path) -> None:
+    _, unit_cls, _ = webui
+    real = processing.process_images
+    count = {"n": 0}
+
+    def skipping(p):
+        count["n"] += 1
+        if count["n"] == 2:
+            shared.state.skip()
+        return real(p)
+
+    processing.process_images = skipping
+    try:
+        processed = load_script().run(make_p(unit_cls, None), *panel_values(input_directory=str(bikes), output_directory=str(tmp_path), max_frames=3, loop_n=1))
+    finally:
+        processing.process_images = real
+    store = FrameStore.open(Path(processed.info.splitlines()[0].split(": ", 1)[1]))
+    assert np.array_equal(store.read_frame("loop_001", 1), store.read_frame("input", 1))
+    assert not np.array_equal(store.read_frame("loop_001", 0), store.read_frame("input", 0))
+    assert shared.state.skipped is False
+
+
+def test_shared_webui_limits_paths_until_the_owner_allows_them(webui, tmp_path: Path, bikes: Path) -> None:
+    _, unit_cls, _ = webui
+    shared.cmd_opts.listen = True
+    values = panel_values(input_directory=str(bikes), output_directory=str(tmp_path / "out"), max_frames=2, loop_n=1)
+    with pytest.raises(VideoLoopError) as e:
+        load_script().run(make_p(unit_cls, None), *values)
+    assert "input_directory" in str(e.value) and "Settings > Video Loopback" in str(e.value)
+    shared.opts.video_loopback_allowed_directories = f"{bikes.parent}\n{tmp_path}"
+    assert "Video: " in load_script().run(make_p(unit_cls, None), *values).info
+    shared.cmd_opts.enable_insecure_extension_access = True
+    shared.opts.video_loopback_allowed_directories = ""
+    assert "Video: " in load_script().run(make_p(unit_cls, None), *values).info
+
+
+def test_settings_section_and_defaults_output_folder(webui, tmp_path: Path, bikes: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, unit_cls, _ = webui
+    load_script()
+    script_callbacks.ui_settings_callback()
+    assert shared.opts.video_loopback_default_loop_n == 10
+    from modules import paths
+
+    monkeypatch.setattr(paths, "data_path", str(tmp_path))
+    processed = load_script().run(make_p(unit_cls, None), *panel_values(input_directory=str(bikes), max_frames=2, loop_n=1))
+    run_dir = Path(processed.info.splitlines()[0].split(": ", 1)[1])
+    assert run_dir.parent == tmp_path / "outputs" / "img2img-images" / "video-loopback"
+
+
+def test_script_identity() -> None:
+    script = load_script()
+    assert script.title() == "Video Loopback"
+    assert script.show(True) and not script.show(False)
+    assert script.elem_id("loop_n") == "script_video_loopback_loop_n"
+
+
+def test_install_py_installs_only_what_is_missing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import launch
+
+    spec = importlib.util.spec_from_file_location("install", ROOT / "install.py")
+    install = importlib.util.module_from_spec(spec)
+    launch.pip_calls.clear()
+    spec.loader.exec_module(install)  # av is present here: nothing to do
+    assert launch.pip_calls == []
+    monkeypatch.setattr(launch, "is_installed", lambda name: name != "av")
+    install.main()
+    assert launch.pip_calls == ["install av>=12"]

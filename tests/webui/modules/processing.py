@@ -1,0 +1,222 @@
+"""modules.processing: img2img processing objects and process_images, generating for real with
+the tiny diffusers pipeline. Mirrors the state that the real p keeps between calls."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from modules import flavour, shared
+
+_pipeline = None
+
+
+def _backend():
+    global _pipeline
+    if _pipeline is None:
+        from lib_videoloop.backends.diffusers_backend import DiffusersBackend
+
+        _pipeline = DiffusersBackend("tiny-random", device="cpu")
+    return _pipeline
+
+
+class StableDiffusionProcessing:
+    def __init__(self, prompt: str = "", negative_prompt: str = "", seed: int = -1, subseed: int = -1, subseed_strength: float = 0,
+                 sampler_name: str = "Euler a", batch_size: int = 1, n_iter: int = 1, steps: int = 20, cfg_scale: float = 7.0,
+                 width: int = 512, height: int = 512, outpath_samples: str | None = None, do_not_save_samples: bool = False,
+                 do_not_save_grid: bool = False, **kwargs: Any) -> None:  # fmt: skip
+        self.prompt, self.negative_prompt = prompt, negative_prompt
+        self.seed, self.subseed, self.subseed_strength = seed, subseed, subseed_strength
+        self.sampler_name, self.batch_size, self.n_iter, self.steps, self.cfg_scale = (
+            sampler_name,
+            batch_size,
+            n_iter,
+            steps,
+            cfg_scale,
+        )
+        self.width, self.height = width, height
+        self.outpath_samples = outpath_samples
+        self.do_not_save_samples, self.do_not_save_grid = do_not_save_samples, do_not_save_grid
+        self.extra_generation_params: dict[str, Any] = {}
+        self.scripts: Any = None
+        self.script_args: tuple = ()
+        self.sd_model_name: str | None = None
+        self.sd_model_hash: str | None = None
+        self.closed = False
+        if flavour.current == "forge":
+            self.latents_after_sampling: list = []
+            self.pixels_after_sampling: list = []
+            self.extra_result_images: list = []
+        for key, value in kwargs.items():
+            setattr(self, key, value)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
+    def __init__(self, init_images: list | None = None, resize_mode: int = 0, denoising_strength: float = 0.75, image_mask: Any = None,
+                 mask_blur: int = 4, inpainting_fill: int = 0, inpaint_full_res: bool = True, inpaint_full_res_padding: int = 0,
+                 inpainting_mask_invert: int = 0, **kwargs: Any) -> None:  # fmt: skip
+        super().__init__(**kwargs)
+        self.init_images = init_images
+        self.resize_mode = resize_mode
+        self.denoising_strength = denoising_strength
+        self.image_mask = image_mask
+        self.mask_blur = mask_blur
+        self.inpainting_fill = inpainting_fill
+        self.inpaint_full_res = inpaint_full_res
+        self.inpaint_full_res_padding = inpaint_full_res_padding
+        self.inpainting_mask_invert = inpainting_mask_invert
+        self.mask_for_overlay = None
+        self.overlay_images = None
+        self.paste_to = None
+        self.color_corrections = None
+
+    def init(self) -> None:
+        """Like the real init(): the overlay state is set only when there is a mask, so it stays
+        behind on p for a later call without one."""
+        if self.init_images is None or not self.init_images:
+            raise ValueError("img2img needs an init image")
+        if self.image_mask is not None:
+            mask = (
+                self.image_mask.convert("RGBA").split()[-1]
+                if self.image_mask.mode == "RGBA"
+                else self.image_mask.convert("L")
+            )
+            if self.inpainting_mask_invert:
+                mask = Image.eval(mask, lambda v: 255 - v)
+            if self.mask_blur:
+                mask = mask.filter(ImageFilter.GaussianBlur(self.mask_blur))
+            self.mask_for_overlay = mask.resize((self.width, self.height))
+            self.overlay_images = [img.convert("RGB").resize((self.width, self.height)) for img in self.init_images]
+            self.paste_to = (0, 0, self.width, self.height)
+        if shared.opts.img2img_color_correction:
+            from modules.processing_color import setup_color_correction
+
+            self.color_corrections = [setup_color_correction(img) for img in self.init_images]
+
+
+class Processed:
+    def __init__(self, p: Any, images_list: list, seed: int = -1, info: str = "", subseed: int | None = None, all_prompts: list | None = None,
+                 all_negative_prompts: list | None = None, all_seeds: list | None = None, all_subseeds: list | None = None,
+                 index_of_first_image: int = 0, infotexts: list | None = None, comments: str = "", extra_images_list: list | None = None) -> None:  # fmt: skip
+        self.images = images_list
+        self.extra_images = extra_images_list or []
+        self.seed, self.subseed, self.info = seed, subseed, info
+        self.all_seeds, self.all_subseeds = all_seeds or [seed], all_subseeds or [subseed]
+        self.index_of_first_image = index_of_first_image
+        self.infotexts = infotexts or [info]
+        self.prompt = getattr(p, "prompt", "")
+        self.comments = comments
+
+
+def fix_seed(p: Any) -> None:
+    if p.seed is None or p.seed == -1:
+        p.seed = random.randrange(4294967294)
+    if p.subseed is None or p.subseed == -1:
+        p.subseed = random.randrange(4294967294)
+
+
+def create_infotext(
+    p: Any,
+    all_prompts: list,
+    all_seeds: list,
+    all_subseeds: list,
+    comments: Any = None,
+    iteration: int = 0,
+    position_in_batch: int = 0,
+    **kwargs: Any,
+) -> str:
+    index = position_in_batch + iteration * p.batch_size
+    params = {"Steps": p.steps, "Sampler": p.sampler_name, "CFG scale": p.cfg_scale, "Seed": all_seeds[index], "Size": f"{p.width}x{p.height}",
+              "Denoising strength": getattr(p, "denoising_strength", None), **p.extra_generation_params}  # fmt: skip
+    text = ", ".join(f"{k}: {v}" for k, v in params.items() if v is not None)
+    return f"{all_prompts[index]}\nNegative prompt: {p.negative_prompt}\n{text}"
+
+
+def _controlnet_units(p: Any) -> list:
+    runner = p.scripts
+    if runner is None:
+        return []
+    for script in runner.alwayson_scripts:
+        if "controlnet" in script.title().lower():
+            return [u for u in p.script_args[script.args_from : script.args_to] if getattr(u, "enabled", False)]
+    return []
+
+
+def process_images(p: StableDiffusionProcessingImg2Img) -> Processed:
+    from lib_videoloop.backends import GenerationRequest
+    from lib_videoloop.media.images import from_pil, to_pil
+    from lib_videoloop.media.resize import resize_frame
+
+    if p.closed:
+        raise RuntimeError("process_images on a closed p")
+    fix_seed(p)
+    p.init()
+    init = resize_frame(from_pil(p.init_images[0].convert("RGB")), p.width, p.height, p.resize_mode)
+    mask = (
+        None
+        if p.mask_for_overlay is None
+        else (np.asarray(p.mask_for_overlay, np.float32) / 255 > 0.5).astype(np.float32)
+    )
+    units = _controlnet_units(p)
+    # A unit without its own image uses the img2img init image, as the real extensions do.
+    p.controlnet_inputs = [
+        u.image if u.image is not None else np.asarray(p.init_images[0].convert("RGB")) for u in units
+    ]
+    if shared.state.job_count == -1:
+        shared.state.job_count = p.n_iter
+    images: list[Image.Image] = []
+    all_seeds = [p.seed + k for k in range(p.batch_size * p.n_iter)]
+    all_subseeds = [p.subseed + k for k in range(p.batch_size * p.n_iter)]
+    all_prompts = [p.prompt] * len(all_seeds)
+    for n in range(p.n_iter):
+        if shared.state.interrupted or shared.state.stopping_generation:
+            break
+        shared.state.job = f"Batch {n + 1} out of {p.n_iter}"
+        request = GenerationRequest(
+            init_image=init, base_image=init, mask=mask, prompt=p.prompt, negative_prompt=p.negative_prompt,
+            seed=p.seed + n * p.batch_size, subseed=p.subseed, subseed_strength=0.0, denoising_strength=p.denoising_strength,
+            steps=p.steps, cfg_scale=p.cfg_scale, width=p.width, height=p.height, batch_size=p.batch_size, n_iter=1,
+        )  # fmt: skip
+        for k, array in enumerate(_backend().generate(request)):
+            image = to_pil(array)
+            if p.color_corrections is not None:
+                from modules.processing_color import apply_color_correction
+
+                image = apply_color_correction(p.color_corrections[0], image)
+            if p.mask_for_overlay is not None:  # composite over the (possibly stale) overlay, as the real one does
+                image = Image.composite(image, p.overlay_images[0], p.mask_for_overlay)
+            image.info["parameters"] = create_infotext(
+                p, all_prompts, all_seeds, all_subseeds, iteration=n, position_in_batch=k
+            )
+            images.append(image)
+            if shared.opts.return_mask and p.mask_for_overlay is not None:
+                images.append(p.mask_for_overlay.convert("RGB"))
+        if flavour.current == "forge":
+            p.latents_after_sampling.append(object())
+            p.pixels_after_sampling.append(object())
+        shared.state.nextjob()
+    index_of_first_image = 0
+    if shared.opts.return_grid and len(images) > 1 and not p.do_not_save_grid:
+        images.insert(0, Image.new("RGB", (p.width * 2, p.height)))  # the grid comes first
+        index_of_first_image = 1
+    detect_maps = [Image.fromarray(np.asarray(img, dtype=np.uint8)) for img in p.controlnet_inputs]
+    extra = []
+    if flavour.current == "forge":
+        extra = detect_maps
+        p.extra_result_images.extend(detect_maps)
+    else:
+        images.extend(detect_maps)  # A1111's ControlNet appends its detect maps to the images
+    p.sd_model_name, p.sd_model_hash = "tiny-random-sd", "0000"
+    if flavour.current == "forge":
+        shared.sd_model = shared._LoadedModel()  # loaded lazily by the first generation
+    return Processed(p, images, p.seed, images[index_of_first_image].info.get("parameters", "") if images else "", p.subseed,
+                     all_prompts, None, all_seeds, all_subseeds, index_of_first_image, extra_images_list=extra)  # fmt: skip
+
+
+from modules.processing_color import apply_color_correction, setup_color_correction  # noqa: E402,F401
