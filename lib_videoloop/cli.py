@@ -167,6 +167,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from lib_videoloop.backends.diffusers_backend import DiffusersBackend
     from lib_videoloop.engine import Engine
+    from lib_videoloop.media.store import FrameStore
 
     if not args.model:
         raise VideoLoopError(
@@ -185,12 +186,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     try:
         if args.resume:
-            engine_backend_settings = (
-                Settings.from_dict(json.loads((Path(args.resume) / "settings.json").read_text(encoding="utf-8")))
-                if (Path(args.resume) / "settings.json").is_file()
-                else Settings()
-            )
-            backend = DiffusersBackend(args.model, engine_backend_settings.sampler_name, args.device)
+            sampler = FrameStore.open(args.resume).read_settings().get("sampler_name", "")
+            backend = DiffusersBackend(args.model, sampler, args.device)
             engine = Engine.resume(args.resume, backend, on_progress=progress, should_stop=lambda: stop.requested)
         else:
             settings = _settings_from_args(args)

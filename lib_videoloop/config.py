@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -279,7 +279,3 @@ def _choice(settings: Settings, name: str, choices: tuple[str, ...]) -> None:
     value = getattr(settings, name)
     if value not in choices:
         raise VideoLoopError(name, value, f"must be one of {', '.join(repr(c) for c in choices)}", "")
-
-
-def field_defaults() -> dict[str, Any]:
-    return {f.name: f.default for f in fields(Settings) if f.default is not MISSING}

@@ -170,9 +170,8 @@ class Engine:
                 references = [_Window(self.store, name) for name in info.get("references", [])] or [
                     _Window(self.store, INPUT)
                 ]
-                masks = _MaskCache(self.store) if s.use_mask else None
             if not self.store.is_complete(folder, plan.frame):
-                latest = self._frame(plan, window, references, masks, frame_count)
+                latest = self._frame(plan, window, references, frame_count)
                 result.seeds.append(plan.seed)
                 done += 1
                 self.on_progress(Progress(plan.loop, s.loop_n, plan.frame + 1, frame_count, done, total, latest))
@@ -187,16 +186,14 @@ class Engine:
         return result
 
     # -- one frame -------------------------------------------------------------------------
-    def _frame(
-        self, plan: FramePlan, window: _Window, references: list[_Window], masks: "_MaskCache | None", frame_count: int
-    ) -> np.ndarray:
+    def _frame(self, plan: FramePlan, window: _Window, references: list[_Window], frame_count: int) -> np.ndarray:
         s = self.settings
         i = plan.frame
         pairs = window_weights(plan.temporal_weights, i, frame_count)
         needed = sorted({j for j, _ in pairs} | {i})
         frames = window.get(needed)
         base = frames[i]
-        mask = masks.get(i) if masks is not None else None
+        mask = self.store.read_mask(i) if s.use_mask else None
         if s.temporal_superimpose_method == DIFFERENCE_METHOD:
             refs = references[0].get(needed)
             init = difference_superimpose(frames, refs, i, pairs, s.difference_threshold)
@@ -465,14 +462,6 @@ class Engine:
         if missing:
             raise missing_masks_error(missing, s.mask_directory)
         return masks
-
-
-class _MaskCache:
-    def __init__(self, store: FrameStore) -> None:
-        self.store = store
-
-    def get(self, index: int) -> np.ndarray | None:
-        return self.store.read_mask(index)
 
 
 def _has_alpha(path: Path) -> bool:

@@ -108,3 +108,30 @@ def tiny_backend():
     from lib_videoloop.backends.diffusers_backend import DiffusersBackend
 
     return DiffusersBackend("tiny-random", device="cpu")
+
+
+WEBUI_STANDIN = Path(__file__).parent / "webui"
+REPO = Path(__file__).parents[1]
+
+
+def load_webui_script():
+    """scripts/video_loopback.py loaded by path, as the WebUI loads extension scripts."""
+    import sys
+
+    if str(WEBUI_STANDIN) not in sys.path:
+        sys.path.insert(0, str(WEBUI_STANDIN))
+    spec = importlib.util.spec_from_file_location("video_loopback_script", REPO / "scripts" / "video_loopback.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.Script()
+
+
+def panel_values(**changes: object) -> list:
+    """run()'s positional values: the panel's defaults, with `changes` applied."""
+    from lib_videoloop.webui.panel import PANEL_ORDER, _fields
+
+    fields = _fields()
+    values = {name: (fields[name].default if name in fields else "") for name in PANEL_ORDER}
+    values.update(max_frames=0, output_frame_rate=0)
+    values.update(changes)
+    return [values[name] for name in PANEL_ORDER]

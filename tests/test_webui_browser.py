@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,8 +18,7 @@ CHROMIUM = "/usr/bin/chromium"
 if not os.path.exists(CHROMIUM):
     pytest.skip("Debian's chromium is not installed", allow_module_level=True)
 
-sys.path.insert(0, str(Path(__file__).parent / "webui"))
-from test_webui_panel import load_script  # noqa: E402
+from conftest import load_webui_script  # noqa: E402
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 
@@ -33,7 +31,7 @@ def free_port() -> int:
 
 def test_mask_settings_appear_and_schedule_check_plots() -> None:
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
-    script = load_script()
+    script = load_webui_script()
     with gr.Blocks(analytics_enabled=False) as demo:
         script.ui(True)
     port = free_port()
@@ -54,9 +52,9 @@ def test_mask_settings_appear_and_schedule_check_plots() -> None:
             mask_dir.wait_for(state="visible", timeout=10_000)
 
             page.locator("#script_video_loopback_schedules").get_by_text("Schedules").first.click()
-            page.locator("#script_video_loopback_denoising_schedule textarea, #script_video_loopback_denoising_schedule input").first.fill(
-                "0.4 if loop_i < 3 else 0.3"
-            )
+            page.locator(
+                "#script_video_loopback_denoising_schedule textarea, #script_video_loopback_denoising_schedule input"
+            ).first.fill("0.4 if loop_i < 3 else 0.3")
             page.locator("#script_video_loopback_check_schedules").click()
             page.locator("#script_video_loopback_schedule_plot img").wait_for(state="visible", timeout=20_000)
             assert "valid" in page.locator("#script_video_loopback_schedule_message").inner_text()

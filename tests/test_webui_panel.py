@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import load_webui_script, panel_values
+from lib_videoloop.webui.panel import PANEL_ORDER, check_schedules
+
 gr = pytest.importorskip("gradio")
-ROOT = Path(__file__).parents[1]
-sys.path.insert(0, str(Path(__file__).parent / "webui"))
-
-from lib_videoloop.webui.panel import PANEL_ORDER, check_schedules  # noqa: E402
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("video_loopback_script", ROOT / "scripts" / "video_loopback.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.Script()
 
 
 def build():
-    script = load_script()
+    script = load_webui_script()
     with gr.Blocks() as demo:
         components = script.ui(True)
     return demo, components
@@ -41,19 +31,12 @@ def test_panel_builds_with_every_setting_in_order() -> None:
     assert demo.config["components"], "the page configuration can be generated"
 
 
-def _values(**changes):
-    from lib_videoloop.webui.panel import _fields
-
-    fields = _fields()
-    values = {n: (fields[n].default if n in fields else "") for n in PANEL_ORDER}
-    values.update(max_frames=0, output_frame_rate=0, **changes)
-    return [values[n] for n in PANEL_ORDER]
-
-
 def test_check_schedules_plots_or_explains(tmp_path: Path) -> None:
-    text, image = check_schedules(_values(denoising_schedule="0.4 if loop_i < 3 else 0.3", step_schedule="10 + image_i", loop_n=4))
+    text, image = check_schedules(
+        panel_values(denoising_schedule="0.4 if loop_i < 3 else 0.3", step_schedule="10 + image_i", loop_n=4)
+    )
     assert "valid" in text and image is not None and image.height >= 2 * 200  # one small plot per schedule
-    text, image = check_schedules(_values(cfg_schedule="7 if image_i < 5 else 'x'"))
+    text, image = check_schedules(panel_values(cfg_schedule="7 if image_i < 5 else 'x'"))
     assert "cfg_schedule" in text and "frame 5" in text and image is None
-    text, image = check_schedules(_values(input_directory=str(tmp_path / "missing.mp4")))
+    text, image = check_schedules(panel_values(input_directory=str(tmp_path / "missing.mp4")))
     assert "does not exist" in text

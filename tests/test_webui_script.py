@@ -19,17 +19,10 @@ sys.path.insert(0, str(Path(__file__).parent / "webui"))
 
 from modules import flavour, processing, script_callbacks, scripts, shared  # noqa: E402
 
+from conftest import load_webui_script, panel_values  # noqa: E402
 from lib_videoloop.errors import VideoLoopError  # noqa: E402
 from lib_videoloop.media.images import from_pil  # noqa: E402
 from lib_videoloop.media.store import FrameStore  # noqa: E402
-from lib_videoloop.webui.panel import PANEL_ORDER  # noqa: E402
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("video_loopback_script", ROOT / "scripts" / "video_loopback.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.Script()
 
 
 class ControlNetScript(scripts.Script):
@@ -73,17 +66,6 @@ def make_p(unit_cls, own_image: np.ndarray, **kw) -> processing.StableDiffusionP
     return p
 
 
-def panel_values(**changes) -> list:
-    from lib_videoloop.webui.panel import _fields
-
-    fields = _fields()
-    values = {name: (fields[name].default if name in fields else "") for name in PANEL_ORDER}
-    values["max_frames"] = 0
-    values["output_frame_rate"] = 0
-    values.update(changes)
-    return [values[name] for name in PANEL_ORDER]
-
-
 def masks_for(folder: Path, count: int) -> Path:
     folder.mkdir()
     for n in range(1, count + 1):
@@ -103,7 +85,7 @@ def test_run_drives_the_engine_through_process_images(webui, tmp_path: Path, bik
         temporal_superimpose_alpha_list="1,2,1", use_mask=True, mask_directory=str(masks),
         denoising_schedule="0.6 if loop_i == 1 else 0.4",
     )  # fmt: skip
-    processed = load_script().run(p, *values)
+    processed = load_webui_script().run(p, *values)
 
     assert len(calls) == 8
     # Seeds advance by batch_size per frame, through loops; the schedule reached each call.
@@ -161,8 +143,12 @@ def test_backend_takes_exactly_the_generated_images(webui, bikes: Path) -> None:
 
 def test_interrupt_then_resume_finishes_with_the_same_frames(webui, tmp_path: Path, bikes: Path) -> None:
     _, unit_cls, calls = webui
-    values = dict(input_directory=str(bikes), max_frames=3, loop_n=2, fix_seed=False, temporal_superimpose_alpha_list="1,2,1")
-    straight = load_script().run(make_p(unit_cls, None), *panel_values(output_directory=str(tmp_path / "a"), **values))
+    values = dict(
+        input_directory=str(bikes), max_frames=3, loop_n=2, fix_seed=False, temporal_superimpose_alpha_list="1,2,1"
+    )
+    straight = load_webui_script().run(
+        make_p(unit_cls, None), *panel_values(output_directory=str(tmp_path / "a"), **values)
+    )
     straight_dir = Path(straight.info.splitlines()[0].split(": ", 1)[1])
 
     real = processing.process_images
@@ -176,14 +162,16 @@ def test_interrupt_then_resume_finishes_with_the_same_frames(webui, tmp_path: Pa
 
     processing.process_images = interrupting
     try:
-        stopped = load_script().run(make_p(unit_cls, None), *panel_values(output_directory=str(tmp_path / "b"), **values))
+        stopped = load_webui_script().run(
+            make_p(unit_cls, None), *panel_values(output_directory=str(tmp_path / "b"), **values)
+        )
     finally:
         processing.process_images = real
     assert stopped.images == [] and "Stopped" in stopped.info
     run_dir = Path(stopped.info.rsplit(": ", 1)[1])
     assert FrameStore.open(run_dir).complete_frames("loop_002") == set()
     shared.state.interrupted = False
-    resumed = load_script().run(make_p(unit_cls, None), *panel_values(resume_run_folder=str(run_dir)))
+    resumed = load_webui_script().run(make_p(unit_cls, None), *panel_values(resume_run_folder=str(run_dir)))
     assert str(run_dir) in resumed.info
     a, b = FrameStore.open(straight_dir), FrameStore.open(run_dir)
     for i in range(3):
@@ -203,7 +191,10 @@ def test_skip_keeps_the_previous_loop_image(webui, tmp_path: Path, bikes: Path) 
 
     processing.process_images = skipping
     try:
-        processed = load_script().run(make_p(unit_cls, None), *panel_values(input_directory=str(bikes), output_directory=str(tmp_path), max_frames=3, loop_n=1))
+        processed = load_webui_script().run(
+            make_p(unit_cls, None),
+            *panel_values(input_directory=str(bikes), output_directory=str(tmp_path), max_frames=3, loop_n=1),
+        )
     finally:
         processing.process_images = real
     store = FrameStore.open(Path(processed.info.splitlines()[0].split(": ", 1)[1]))
@@ -217,30 +208,34 @@ def test_shared_webui_limits_paths_until_the_owner_allows_them(webui, tmp_path: 
     shared.cmd_opts.listen = True
     values = panel_values(input_directory=str(bikes), output_directory=str(tmp_path / "out"), max_frames=2, loop_n=1)
     with pytest.raises(VideoLoopError) as e:
-        load_script().run(make_p(unit_cls, None), *values)
+        load_webui_script().run(make_p(unit_cls, None), *values)
     assert "input_directory" in str(e.value) and "Settings > Video Loopback" in str(e.value)
     shared.opts.video_loopback_allowed_directories = f"{bikes.parent}\n{tmp_path}"
-    assert "Video: " in load_script().run(make_p(unit_cls, None), *values).info
+    assert "Video: " in load_webui_script().run(make_p(unit_cls, None), *values).info
     shared.cmd_opts.enable_insecure_extension_access = True
     shared.opts.video_loopback_allowed_directories = ""
-    assert "Video: " in load_script().run(make_p(unit_cls, None), *values).info
+    assert "Video: " in load_webui_script().run(make_p(unit_cls, None), *values).info
 
 
-def test_settings_section_and_defaults_output_folder(webui, tmp_path: Path, bikes: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_settings_section_and_defaults_output_folder(
+    webui, tmp_path: Path, bikes: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _, unit_cls, _ = webui
-    load_script()
+    load_webui_script()
     script_callbacks.ui_settings_callback()
     assert shared.opts.video_loopback_default_loop_n == 10
     from modules import paths
 
     monkeypatch.setattr(paths, "data_path", str(tmp_path))
-    processed = load_script().run(make_p(unit_cls, None), *panel_values(input_directory=str(bikes), max_frames=2, loop_n=1))
+    processed = load_webui_script().run(
+        make_p(unit_cls, None), *panel_values(input_directory=str(bikes), max_frames=2, loop_n=1)
+    )
     run_dir = Path(processed.info.splitlines()[0].split(": ", 1)[1])
     assert run_dir.parent == tmp_path / "outputs" / "img2img-images" / "video-loopback"
 
 
 def test_script_identity() -> None:
-    script = load_script()
+    script = load_webui_script()
     assert script.title() == "Video Loopback"
     assert script.show(True) and not script.show(False)
     assert script.elem_id("loop_n") == "script_video_loopback_loop_n"

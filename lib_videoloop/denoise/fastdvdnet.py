@@ -82,6 +82,12 @@ def window_indices(t: int, count: int) -> list[int]:
     return [mirror(t + k - HALF, count) for k in range(WINDOW)]
 
 
+def window_triples(t: int, count: int) -> list[tuple[int, int, int]]:
+    """The three first-stage inputs of frame t's window, as ordered frame indices."""
+    w = window_indices(t, count)
+    return [(w[k], w[k + 1], w[k + 2]) for k in range(3)]
+
+
 class SequenceDenoiser:
     """Denoises a stream of frames with FastDVDNet. Use :meth:`stream`."""
 
@@ -155,8 +161,7 @@ class SequenceDenoiser:
             if noise is None:
                 first = loaded[0]
                 noise = torch.full((1, 1, *first.shape[-2:]), float(sigma), device=self.device, dtype=self.dtype)
-            windows = [window_indices(t, count) for t in ts]
-            keys = [[tuple(w[k : k + 3]) for k in range(3)] for w in windows]
+            keys = [window_triples(t, count) for t in ts]
             missing = sorted({key for row in keys for key in row if key not in triples})
             if missing:
                 a, b, c = (torch.cat([loaded[key[m]] for key in missing]) for m in range(3))
@@ -169,15 +174,11 @@ class SequenceDenoiser:
             for frame in out.float().permute(0, 2, 3, 1).cpu().numpy():
                 yield np.ascontiguousarray(frame)
             # Forget what no later window needs.
-            lowest = max(0, ts[-1] + 1 - HALF - 1)
-            for j in [j for j in loaded if j < lowest and j > HALF]:
+            # The next window (of frame ts[-1] + 1) reaches back HALF frames, mirrored at the start.
+            for j in [j for j in loaded if j < ts[-1] + 1 - HALF]:
                 del loaded[j]
-            keep = {
-                key
-                for t in range(ts[-1] + 1, min(count, ts[-1] + 1 + self.batch))
-                for w in [window_indices(t, count)]
-                for key in (tuple(w[0:3]), tuple(w[1:4]), tuple(w[2:5]))
-            }
+            upcoming = range(ts[-1] + 1, min(count, ts[-1] + 1 + self.batch))
+            keep = {key for t in upcoming for key in window_triples(t, count)}
             for key in [key for key in triples if key not in keep]:
                 del triples[key]
 
