@@ -252,3 +252,23 @@ def test_install_py_installs_only_what_is_missing(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(launch, "is_installed", lambda name: name != "av")
     install.main()
     assert launch.pip_calls == ["install av>=12"]
+
+
+def test_colour_correction_pulls_each_frame_towards_its_own_input(webui) -> None:
+    _, unit_cls, _ = webui
+    from lib_videoloop.backends import GenerationRequest
+    from lib_videoloop.backends.webui import WebUIBackend
+
+    rng = np.random.default_rng(3)
+    grey = rng.random((48, 64, 3), dtype=np.float32) * 0.2 + 0.4
+    reddish = np.clip(grey * np.array([1.6, 0.6, 0.6], np.float32), 0, 1)  # the input frame, loop 0
+    request = GenerationRequest(
+        init_image=grey, base_image=grey, mask=None, prompt="x", negative_prompt="", seed=1, subseed=2, subseed_strength=0,
+        denoising_strength=0.5, steps=4, cfg_scale=7, width=64, height=48, batch_size=1, n_iter=1, input_image=reddish,
+    )  # fmt: skip
+    plain = WebUIBackend(make_p(unit_cls, None)).generate(request)[0]
+    shared.opts.img2img_color_correction = True
+    corrected = WebUIBackend(make_p(unit_cls, None)).generate(request)[0]
+    red_bias = lambda img: float(img[..., 0].mean() - img[..., 1:].mean())  # noqa: E731
+    assert red_bias(corrected) > red_bias(plain) + 0.1
+    assert abs(red_bias(corrected) - red_bias(reddish)) < 0.1
