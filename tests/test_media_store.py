@@ -27,6 +27,9 @@ def test_frames_round_trip_in_16_bits(tmp_path: Path) -> None:
     assert np.abs(back - image).max() <= 0.5 / 65535 + 1e-7  # far finer than 8 bits
     with Image.open(store.frame_path("loop_001", 0)) as png:
         assert png.size == (23, 17)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert store.frame_path("loop_001", 0).stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
 
 
 def test_runs_never_share_a_folder(tmp_path: Path) -> None:

@@ -73,6 +73,22 @@ def from_pil(img: Image.Image) -> np.ndarray:
     return pil_to_float(img)[0]
 
 
+def _file_mode() -> int:
+    # mkstemp creates 0600 files; finished files get the usual mode (0666 less the umask).
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+FILE_MODE = _file_mode()
+
+
+def publish(tmp: str | Path, path: Path) -> None:
+    """Gives a finished temporary file its final mode and name (an atomic rename)."""
+    os.chmod(tmp, FILE_MODE)
+    os.replace(tmp, path)
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Writes bytes under a temporary dot-name in the same folder, then renames.
 
@@ -86,7 +102,7 @@ def write_atomic(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         try:
             os.unlink(tmp)

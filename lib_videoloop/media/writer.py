@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from lib_videoloop.errors import VideoLoopError
-from lib_videoloop.media.images import to_uint8
+from lib_videoloop.media.images import publish, to_uint8
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def write_video(
             while pending is not None:
                 container.mux(pending[1])
                 pending = next(audio_packets, None)
-        os.replace(tmp, path)
+        publish(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
