@@ -59,7 +59,7 @@ overheads = [(b[0] - a[0]) - (b[1] - a[1]) - (b[2] - a[2]) for a, b in zip(marks
 from lib_videoloop.report import RunReport
 t = time.perf_counter()
 store = engine.store
-RunReport(store.root).add_loop(1, store.frames("loop_001"), store.frames("input"), store.frames("input"))
+RunReport(store.root).add_loop(1, store.frames("loop_001"), store.frames("input"))
 report_ms = 1000 * (time.perf_counter() - t) / store.frame_count
 RESULT = {"frames": len(marks), "median_overhead_ms": 1000 * statistics.median(overheads),
           "p90_overhead_ms": 1000 * sorted(overheads)[int(0.9 * len(overheads))],

@@ -27,9 +27,10 @@ def temporal_superimpose(frames: dict[int, np.ndarray], pairs: list[tuple[int, f
     """Weighted mean of neighbouring frames (all in float, no 8-bit rounding)."""
     if len(pairs) == 1:
         return frames[pairs[0][0]]
-    out = np.zeros_like(frames[pairs[0][0]])
-    for j, w in pairs:
-        out += np.float32(w) * frames[j]
+    (j0, w0), *rest = pairs
+    out = np.multiply(frames[j0], np.float32(w0))
+    for j, w in rest:
+        cv2.scaleAdd(frames[j], float(w), out, dst=out)  # out += w * frame, one pass, no temporary
     return out
 
 
@@ -81,7 +82,7 @@ def superimpose(base: np.ndarray, generated: np.ndarray, alpha: float, mask: np.
     """base + alpha * (generated - base), only inside the mask (outside it base stays exact)."""
     if alpha == 0:
         return base
-    out = base + np.float32(alpha) * (generated - base)
+    out = cv2.addWeighted(base, 1.0 - alpha, generated, alpha, 0.0)  # one pass over the pixels
     if mask is not None:
         out = np.where(mask[:, :, None] > 0.5, out, base)
     return out

@@ -19,6 +19,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
@@ -80,27 +81,39 @@ class RunResult:
 
 
 class _Window:
-    """Frames of one folder around the current index, read once each, kept only while needed."""
+    """Frames of one folder around the current index, read once each, kept only while needed.
 
-    def __init__(self, store: FrameStore, folder: str) -> None:
+    The frame the next index will add is decoded on a worker thread while the current frame is
+    generated (PNG decoding releases the GIL), so reading the window costs the loop nothing.
+    """
+
+    def __init__(self, store: FrameStore, folder: str, reader: ThreadPoolExecutor) -> None:
         self.store = store
         self.folder = folder
-        self.cache: dict[int, np.ndarray] = {}
+        self.reader = reader
+        self.cache: dict[int, np.ndarray | Future[np.ndarray]] = {}
+
+    def _load(self, j: int) -> np.ndarray:
+        value = self.cache.get(j)
+        if value is None:
+            value = self.cache[j] = self.store.read_frame(self.folder, j)
+        elif isinstance(value, Future):
+            value = self.cache[j] = value.result()
+        return value
 
     def get(self, indices: list[int]) -> dict[int, np.ndarray]:
-        for j in indices:
-            if j not in self.cache:
-                self.cache[j] = self.store.read_frame(self.folder, j)
+        frames = {j: self._load(j) for j in indices}
         lowest = min(indices)
         for j in [j for j in self.cache if j < lowest]:
             del self.cache[j]
-        return {j: self.cache[j] for j in indices}
+        upcoming = max(indices) + 1
+        if upcoming < self.store.frame_count and upcoming not in self.cache:
+            self.cache[upcoming] = self.reader.submit(self.store.read_frame, self.folder, upcoming)
+        return frames
 
     def peek(self, index: int) -> np.ndarray:
         """One frame, without dropping the others."""
-        if index not in self.cache:
-            self.cache[index] = self.store.read_frame(self.folder, index)
-        return self.cache[index]
+        return self._load(index)
 
 
 def target_size(settings: Settings, info: SourceInfo) -> tuple[int, int]:
@@ -159,16 +172,32 @@ class Engine:
         total = frame_count * s.loop_n
         result = RunResult(self.store.root, s, frame_count)
         done = sum(len(self.store.complete_frames(loop_dir_name(k))) for k in range(1, s.loop_n + 1))
-        previous = INPUT
-        window: _Window | None = None
         self.on_progress(Progress(1, s.loop_n, 0, frame_count, done, total))  # before the first generation
+        # Each loop's flicker report is measured on a worker while the next loop generates.
+        with (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="videoloop-read") as reader,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="videoloop-report") as self._reporter,
+        ):
+            self._reports: list[Future[dict[str, Any] | None]] = []
+            previous = self._loops(planner, reader, result, done, total)
+            for report in self._reports:
+                result.report = report.result() or result.report
+        result.frames_folder = previous
+        result.video = self._write_video(previous, self.store.root.name)
+        return result
+
+    def _loops(self, planner: Planner, reader: ThreadPoolExecutor, result: RunResult, done: int, total: int) -> str:
+        """Generates every missing frame, loop by loop; returns the folder of the final frames."""
+        assert self.store is not None
+        s, info, frame_count = self.settings, self.run_info, result.frame_count
+        previous = INPUT
         started = time.monotonic()
         for plan in planner.plans(int(info["seed"]), int(info["subseed"])):
             folder = loop_dir_name(plan.loop)
             if plan.frame == 0:
-                window = _Window(self.store, previous)
-                references = [_Window(self.store, name) for name in info.get("references", [])] or [
-                    _Window(self.store, INPUT)
+                window = _Window(self.store, previous, reader)
+                references = [_Window(self.store, name, reader) for name in info.get("references", [])] or [
+                    _Window(self.store, INPUT, reader)
                 ]
             if not self.store.is_complete(folder, plan.frame):
                 latest = self._frame(plan, window, references, frame_count)
@@ -181,9 +210,7 @@ class Engine:
                 previous = self._finish_loop(plan.loop, result)
                 elapsed = time.monotonic() - started
                 log.info("loop %d/%d done (%.1f s so far)", plan.loop, s.loop_n, elapsed)
-        result.frames_folder = previous
-        result.video = self._write_video(previous, self.store.root.name)
-        return result
+        return previous
 
     # -- one frame -------------------------------------------------------------------------
     def _frame(self, plan: FramePlan, window: _Window, references: list[_Window], frame_count: int) -> np.ndarray:
@@ -264,15 +291,20 @@ class Engine:
         return folder
 
     def _after_loop(self, loop: int, folder: str, result: RunResult) -> None:
-        """Measures the loop's flicker into report.json and flicker.png (a small cost per loop)."""
+        """Queues the loop's flicker measurement (report.json, flicker.png)."""
         assert self.store is not None
-        if self.store.frame_count < 2:
-            return
+        if self.store.frame_count >= 2:
+            self._reports.append(self._reporter.submit(self._report, loop, folder))
+
+    def _report(self, loop: int, folder: str) -> dict[str, Any] | None:
         from lib_videoloop.report import RunReport
 
-        result.report = RunReport(self.store.root).add_loop(
-            loop, self.store.frames(folder), self.store.frames(INPUT), self.store.frames(INPUT)
-        )
+        assert self.store is not None
+        try:
+            return RunReport(self.store.root).add_loop(loop, self.store.frames(folder), self.store.frames(INPUT))
+        except Exception:  # a report must never cost the user the run
+            log.exception("the flicker report of loop %d could not be made", loop)
+            return None
 
     def _write_video(self, folder: str, name: str) -> Path:
         s = self.settings

@@ -10,6 +10,7 @@ each clip are held at a time.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,25 +34,39 @@ class _Flow:
         return self.dis.calc(a, b, None)
 
 
-def _sample(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    """image(x + flow(x)), bilinear."""
-    h, w = flow.shape[:2]
+@functools.lru_cache(maxsize=4)
+def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    return cv2.remap(image, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return gx, gy
+
+
+def _targets(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    gx, gy = _grid(*flow.shape[:2])
+    return gx + flow[..., 0], gy + flow[..., 1]
+
+
+def _sample(image: np.ndarray, flow: np.ndarray, targets: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """image(x + flow(x)), bilinear."""
+    tx, ty = targets if targets is not None else _targets(flow)
+    return cv2.remap(image, tx, ty, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _gradient_sq(channel: np.ndarray) -> np.ndarray:
+    """|grad|^2 with central differences (one-sided at the border), as numpy.gradient."""
+    dx = cv2.Sobel(channel, cv2.CV_32F, 1, 0, ksize=1, scale=0.5, borderType=cv2.BORDER_REPLICATE)
+    dy = cv2.Sobel(channel, cv2.CV_32F, 0, 1, ksize=1, scale=0.5, borderType=cv2.BORDER_REPLICATE)
+    return dx * dx + dy * dy
 
 
 def valid_mask(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
     """Pixels whose forward flow is trustworthy (the definition in DESIGN.md)."""
     h, w = forward.shape[:2]
-    back_at = _sample(backward, forward)
-    sum_sq = ((forward + back_at) ** 2).sum(axis=2)
-    mag = (forward**2).sum(axis=2) + (back_at**2).sum(axis=2)
-    consistent = sum_sq <= 0.01 * mag + 0.5
-    du_y, du_x = np.gradient(forward[..., 0])
-    dv_y, dv_x = np.gradient(forward[..., 1])
-    boundary = du_x**2 + du_y**2 + dv_x**2 + dv_y**2 > 0.01 * (forward**2).sum(axis=2) + 0.002
-    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    tx, ty = gx + forward[..., 0], gy + forward[..., 1]
+    tx, ty = _targets(forward)
+    back_at = _sample(backward, forward, (tx, ty))
+    fwd_sq = (forward * forward).sum(axis=2)
+    mismatch = forward + back_at
+    consistent = (mismatch * mismatch).sum(axis=2) <= 0.01 * (fwd_sq + (back_at * back_at).sum(axis=2)) + 0.5
+    boundary = _gradient_sq(forward[..., 0]) + _gradient_sq(forward[..., 1]) > 0.01 * fwd_sq + 0.002
     inside = (tx >= 0) & (tx <= w - 1) & (ty >= 0) & (ty <= h - 1)
     return consistent & ~boundary & inside
 
@@ -78,9 +93,15 @@ def _check_same_size(a: np.ndarray, b: np.ndarray, what: str) -> None:
 
 
 def measure(
-    output: Iterable[np.ndarray], source: Iterable[np.ndarray], reference: Iterable[np.ndarray] | None = None
+    output: Iterable[np.ndarray],
+    source: Iterable[np.ndarray],
+    reference: Iterable[np.ndarray] | None = None,
+    *,
+    fidelity_to_source: bool = False,
+    with_tof: bool = True,
 ) -> FlickerResult:
-    """Warp error of `output` and of `source` (flow from the source), tOF, and fidelity."""
+    """Warp error of `output` and of `source` (flow from the source), tOF, and fidelity
+    (PSNR/SSIM) against `reference`, or against the source itself with fidelity_to_source."""
     flow = _Flow()
     per_frame: list[float] = []
     per_frame_source: list[float] = []
@@ -101,6 +122,9 @@ def measure(
             _check_same_size(out, ref, "reference")
             psnrs.append(psnr(out, ref))
             ssims.append(ssim(out, ref))
+        if fidelity_to_source:
+            psnrs.append(psnr(out, src))
+            ssims.append(ssim(out, src))
         grey, out_grey = _grey(src), _grey(out)
         if prev_out is not None:
             forward = flow(prev_grey, grey)
@@ -114,9 +138,10 @@ def measure(
             else:
                 per_frame.append(_warp_error(prev_out, out, forward, mask, count))
                 per_frame_source.append(_warp_error(prev_src, src, forward, mask, count))
-            flow_out = cv2.calcOpticalFlowFarneback(prev_out_grey, out_grey, None, 0.5, 3, 15, 3, 5, 1.2, 0)
-            flow_src = cv2.calcOpticalFlowFarneback(prev_grey, grey, None, 0.5, 3, 15, 3, 5, 1.2, 0)
-            tofs.append(float(np.sqrt(((flow_src - flow_out) ** 2).sum(axis=2)).mean()))
+            if with_tof:
+                flow_out = cv2.calcOpticalFlowFarneback(prev_out_grey, out_grey, None, 0.5, 3, 15, 3, 5, 1.2, 0)
+                flow_src = cv2.calcOpticalFlowFarneback(prev_grey, grey, None, 0.5, 3, 15, 3, 5, 1.2, 0)
+                tofs.append(float(np.sqrt(((flow_src - flow_out) ** 2).sum(axis=2)).mean()))
         prev_out, prev_src, prev_grey, prev_out_grey = out, src, grey, out_grey
     if prev_out is None:
         raise VideoLoopError("output", "", "has no frames", "")
@@ -125,7 +150,7 @@ def measure(
     return FlickerResult(
         e_warp=float(np.mean(valid)) if valid else float("nan"),
         e_warp_source=float(np.mean(valid_src)) if valid_src else float("nan"),
-        tof=float(np.mean(tofs)) if tofs else 0.0,
+        tof=float(np.mean(tofs)) if tofs else float("nan"),
         per_frame=per_frame, per_frame_source=per_frame_source, skipped_pairs=skipped, pairs=len(per_frame),
         psnr=float(np.mean(psnrs)) if psnrs else None, ssim=float(np.mean(ssims)) if ssims else None,
     )  # fmt: skip
