@@ -111,10 +111,6 @@ class _Window:
             self.cache[upcoming] = self.reader.submit(self.store.read_frame, self.folder, upcoming)
         return frames
 
-    def peek(self, index: int) -> np.ndarray:
-        """One frame, without dropping the others."""
-        return self._load(index)
-
 
 def target_size(settings: Settings, info: SourceInfo) -> tuple[int, int]:
     """The working size: the settings', or the source's; one given keeps the aspect ratio."""
@@ -192,22 +188,25 @@ class Engine:
         s, info, frame_count = self.settings, self.run_info, result.frame_count
         previous = INPUT
         started = time.monotonic()
+        made = False  # whether this session generated any frame of the current loop
         for plan in planner.plans(int(info["seed"]), int(info["subseed"])):
             folder = loop_dir_name(plan.loop)
             if plan.frame == 0:
+                made = False
                 window = _Window(self.store, previous, reader)
                 references = [_Window(self.store, name, reader) for name in info.get("references", [])] or [
                     _Window(self.store, INPUT, reader)
                 ]
             if not self.store.is_complete(folder, plan.frame):
                 latest = self._frame(plan, window, references, frame_count)
+                made = True
                 result.seeds.append(plan.seed)
                 done += 1
                 self.on_progress(Progress(plan.loop, s.loop_n, plan.frame + 1, frame_count, done, total, latest))
                 if self.should_stop():
                     raise InterruptedRun(str(self.store.root))
             if plan.frame == frame_count - 1:
-                previous = self._finish_loop(plan.loop, result)
+                previous = self._finish_loop(plan.loop, result, resumed=not made)
                 elapsed = time.monotonic() - started
                 log.info("loop %d/%d done (%.1f s so far)", plan.loop, s.loop_n, elapsed)
         return previous
@@ -221,15 +220,20 @@ class Engine:
         frames = window.get(needed)
         base = frames[i]
         mask = self.store.read_mask(i) if s.use_mask else None
-        if s.temporal_superimpose_method == DIFFERENCE_METHOD:
-            refs = references[0].get(needed)
-            init = difference_superimpose(frames, refs, i, pairs, s.difference_threshold)
+        difference = s.temporal_superimpose_method == DIFFERENCE_METHOD
+        # Reference frames (the difference mask; ControlNet and colour correction in the WebUI)
+        # are read only when something uses them, through windows that drop what is behind.
+        wants = getattr(self.backend, "wants_input_frames", False)
+        refs = [ref.get(needed) for ref in (references if wants else references[:1])] if wants or difference else []
+        if difference:
+            init = difference_superimpose(frames, refs[0], i, pairs, s.difference_threshold)
         else:
             init = temporal_superimpose(frames, pairs)
         init = inside_mask(base, init, mask)
-        # Control images (ControlNet in the WebUI) and the input frame are read only for backends that use them.
-        wants = getattr(self.backend, "wants_input_frames", False)
-        control = [ref.peek(i) for ref in references] if wants else []
+        control = [r[i] for r in refs] if wants else []
+        input_image = None
+        if wants:
+            input_image = control[0] if references[0].folder == INPUT else self.store.read_frame(INPUT, i)
         h, w = base.shape[:2]
         request = GenerationRequest(
             init_image=init,
@@ -250,7 +254,7 @@ class Engine:
             control_images=control,
             frame_index=i,
             loop=plan.loop,
-            input_image=self.store.read_frame(INPUT, i) if wants else None,
+            input_image=input_image,
         )
         images = self.backend.generate(request)
         if self.should_skip():
@@ -277,8 +281,13 @@ class Engine:
             self._write_settings()
 
     # -- after a loop ----------------------------------------------------------------------
-    def _finish_loop(self, loop: int, result: RunResult) -> str:
-        """Runs the loop's denoise pass and video; returns the folder the next loop reads."""
+    def _finish_loop(self, loop: int, result: RunResult, *, resumed: bool = False) -> str:
+        """Runs the loop's denoise pass, video and report; returns the folder the next loop reads.
+
+        resumed: every frame of the loop was made before this session; its video and report are
+        then kept when they exist (a resume near the end of a long run redoes neither).
+        """
+        assert self.store is not None
         s = self.settings
         folder = loop_dir_name(loop)
         if s.video_post_process_method != "None" and (s.video_post_process_when == "every loop" or loop == s.loop_n):
@@ -286,9 +295,19 @@ class Engine:
 
             folder = run_denoise_pass(self.store, folder, s, seed=int(self.run_info["seed"]) + loop)
         if s.save_every_loop and loop < s.loop_n:
-            result.loop_videos.append(self._write_video(folder, loop_dir_name(loop)))
-        self._after_loop(loop, folder, result)
+            video = self.store.video_path(loop_dir_name(loop), s.output_format)
+            result.loop_videos.append(
+                video if resumed and video.is_file() else self._write_video(folder, loop_dir_name(loop))
+            )
+        if not (resumed and self._reported(loop)):
+            self._after_loop(loop, folder, result)
         return folder
+
+    def _reported(self, loop: int) -> bool:
+        from lib_videoloop.report import RunReport
+
+        assert self.store is not None
+        return any(entry["loop"] == loop for entry in RunReport(self.store.root).data["loops"])
 
     def _after_loop(self, loop: int, folder: str, result: RunResult) -> None:
         """Queues the loop's flicker measurement (report.json, flicker.png)."""

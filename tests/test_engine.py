@@ -240,3 +240,55 @@ def test_post_processing_schedule_changes_only_the_scheduled_loop(tmp_path: Path
 def test_diffusers_backend_refuses_variation_seeds(tmp_path: Path, bikes: Path, tiny_backend) -> None:
     with pytest.raises(VideoLoopError, match="subseed_strength"):
         Engine(small(bikes, tmp_path, subseed_strength=0.2), tiny_backend).run()
+
+
+def test_reference_frames_do_not_pile_up_over_a_loop(
+    tmp_path: Path, bikes: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A WebUI-style backend (control images, colour correction) keeps memory flat with length."""
+    import lib_videoloop.engine as engine_module
+
+    windows = []
+    real_init = engine_module._Window.__init__
+
+    def tracking(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        windows.append(self)
+
+    monkeypatch.setattr(engine_module._Window, "__init__", tracking)
+
+    class UsesInputFrames:
+        name = "frames-only"
+        wants_input_frames = True
+
+        def check(self, uses_subseed: bool, uses_mask: bool) -> None:
+            pass
+
+        def generate(self, request: GenerationRequest) -> list[np.ndarray]:
+            assert request.input_image is not None and len(request.control_images) == 1
+            return [request.init_image] * request.image_count
+
+    settings = small(
+        bikes, tmp_path, max_frames=40, loop_n=1, temporal_superimpose_alpha_list="1,2,1", save_every_loop=False
+    )
+    Engine(settings, UsesInputFrames()).run()
+    assert windows and max(len(w.cache) for w in windows) <= 3
+
+
+def test_resume_keeps_the_videos_and_reports_of_finished_loops(tmp_path: Path, bikes: Path, tiny_backend) -> None:
+    calls = {"n": 0}
+
+    def stop_in_loop_two() -> bool:
+        calls["n"] += 1
+        return calls["n"] == 6
+
+    settings = small(bikes, tmp_path, max_frames=4, loop_n=2, save_every_loop=True)
+    with pytest.raises(InterruptedRun) as stopped:
+        Engine(settings, tiny_backend, should_stop=stop_in_loop_two).run()
+    root = Path(str(stopped.value))
+    first_video = root / "loop_001.mp4"
+    before = first_video.stat().st_mtime_ns
+    result = Engine.resume(root, tiny_backend).run()
+    assert first_video.stat().st_mtime_ns == before, "the finished loop's video is not encoded again"
+    assert result.loop_videos == [first_video]
+    assert [e["loop"] for e in json.loads((root / "report.json").read_text())["loops"]] == [1, 2]

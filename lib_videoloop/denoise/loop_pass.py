@@ -8,12 +8,12 @@ frame. The noise is seeded per frame, so a resumed or repeated run gets the same
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
-from lib_videoloop.blend import inside_mask, superimpose
+from lib_videoloop.blend import superimpose
 from lib_videoloop.config import Settings
 from lib_videoloop.media.store import FrameStore
 
@@ -34,8 +34,10 @@ def denoise_pass_stream(
     *,
     seed: int = 0,
     device: str | None = None,
+    mask_of: Callable[[int], np.ndarray | None] | None = None,
 ) -> Iterator[np.ndarray]:
-    """Yields frame + alpha * (FastDVDNet(frame + noise) - frame) for each frame of the stream."""
+    """Yields frame + alpha * (FastDVDNet(frame + noise) - frame) for each frame of the stream,
+    only inside mask_of(index) when that gives a mask."""
     from lib_videoloop.denoise.fastdvdnet import SequenceDenoiser, default_device, load_model
 
     device = device or default_device()
@@ -49,8 +51,8 @@ def denoise_pass_stream(
             yield add_noise(frame, sigma, seed, i)
 
     try:
-        for denoised in denoiser.stream(noisy(), count, sigma):
-            yield superimpose(originals.pop(0), denoised, alpha)
+        for i, denoised in enumerate(denoiser.stream(noisy(), count, sigma)):
+            yield superimpose(originals.pop(0), denoised, alpha, mask_of(i) if mask_of else None)
     finally:
         # In the WebUI the model must leave the GPU so generation keeps its memory.
         model.to("cpu")
@@ -81,8 +83,9 @@ def run_denoise_pass(store: FrameStore, folder: str, settings: Settings, *, seed
         settings.fastdvdnet_noise_sigma / 255.0,
         settings.video_post_process_alpha,
         seed=seed,
+        mask_of=store.read_mask if settings.use_mask else None,
     )
-    for i, (frame, base) in enumerate(zip(stream, store.frames(folder))):
+    for i, frame in enumerate(stream):
         if not store.is_complete(target, i):
-            store.write_frame(target, i, inside_mask(base, frame, store.read_mask(i)) if settings.use_mask else frame)
+            store.write_frame(target, i, frame)
     return target
