@@ -30,7 +30,8 @@ def main() -> None:
 
     for requirement, module in requirements(Path(__file__).with_name("requirements.txt")):
         if not launch.is_installed(module):
-            launch.run_pip(f"install {requirement}", f"{requirement} for Video Loopback")
+            # run_pip goes through a shell: unquoted, "av>=12" would redirect pip's output into a file "=12".
+            launch.run_pip(f'install "{requirement}"', f"{requirement} for Video Loopback")
 
 
 if __name__ == "__main__" or __name__ == "install":

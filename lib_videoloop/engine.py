@@ -179,6 +179,7 @@ class Engine:
             for report in self._reports:
                 result.report = report.result() or result.report
         result.frames_folder = previous
+        result.settings = self.settings  # as they stand now: the model name is known only after a generation
         result.video = self._write_video(previous, self.store.root.name)
         return result
 

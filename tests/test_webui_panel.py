@@ -40,3 +40,24 @@ def test_check_schedules_plots_or_explains(tmp_path: Path) -> None:
     assert "cfg_schedule" in text and "frame 5" in text and image is None
     text, image = check_schedules(panel_values(input_directory=str(tmp_path / "missing.mp4")))
     assert "does not exist" in text
+
+
+def test_settings_section_renders_as_the_webui_renders_it() -> None:
+    """Every option is built the way ui_settings.create_setting_component builds it: its own
+    component, or one guessed from a str/int/bool default (the stand-in refuses anything else,
+    as the real settings page does)."""
+    load_webui_script()  # puts the stand-in `modules` on sys.path
+    from modules import script_callbacks, shared
+
+    shared.reset()
+    script_callbacks.ui_settings_callback()
+    keys = [k for k in shared.opts.data_labels if k.startswith("video_loopback_")]
+    assert len(keys) == 5
+    guessed = {str: gr.Textbox, int: gr.Number, bool: gr.Checkbox}
+    with gr.Blocks():
+        for key in keys:
+            info = shared.opts.data_labels[key]
+            component = info.component or guessed[type(info.default)]
+            built = component(label=info.label, value=info.default, elem_id=f"setting_{key}", **(info.component_args or {}))
+            assert built.value == info.default
+    assert shared.opts.video_loopback_default_superimpose_alpha == 0.25

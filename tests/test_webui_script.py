@@ -17,7 +17,7 @@ from PIL import Image
 ROOT = Path(__file__).parents[1]
 sys.path.insert(0, str(Path(__file__).parent / "webui"))
 
-from modules import flavour, processing, script_callbacks, scripts, shared  # noqa: E402
+from modules import flavour, processing, scripts, shared  # noqa: E402
 
 from conftest import load_webui_script, panel_values  # noqa: E402
 from lib_videoloop.errors import VideoLoopError  # noqa: E402
@@ -133,8 +133,10 @@ def test_backend_takes_exactly_the_generated_images(webui, bikes: Path) -> None:
     )  # fmt: skip
     images = WebUIBackend(p).generate(request)
     assert len(images) == 4
-    processed = calls[-1]["processed"]
-    generated = [img for img in processed.images if "parameters" in img.info]
+    # One call per batch, with the seeds the WebUI gives each batch of an n_iter run: with
+    # variation strength the seed stays, the subseed advances by the batch size.
+    assert [(c["seed"], c["subseed"]) for c in calls[-2:]] == [(1, 2), (1, 4)]
+    generated = [img for c in calls[-2:] for img in c["processed"].images if "parameters" in img.info]
     assert len(generated) == 4
     for ours, theirs in zip(images, generated):
         assert np.array_equal(ours, from_pil(theirs))
@@ -221,9 +223,6 @@ def test_settings_section_and_defaults_output_folder(
     webui, tmp_path: Path, bikes: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _, unit_cls, _ = webui
-    load_webui_script()
-    script_callbacks.ui_settings_callback()
-    assert shared.opts.video_loopback_default_loop_n == 10
     from modules import paths
 
     monkeypatch.setattr(paths, "data_path", str(tmp_path))
@@ -251,7 +250,7 @@ def test_install_py_installs_only_what_is_missing(monkeypatch: pytest.MonkeyPatc
     assert launch.pip_calls == []
     monkeypatch.setattr(launch, "is_installed", lambda name: name != "av")
     install.main()
-    assert launch.pip_calls == ["install av>=12"]
+    assert launch.pip_calls == ['install "av>=12"']  # quoted: run_pip goes through a shell
 
 
 def test_colour_correction_pulls_each_frame_towards_its_own_input(webui) -> None:

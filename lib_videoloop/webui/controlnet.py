@@ -25,10 +25,16 @@ def _a1111_api() -> Any:
 
 
 def _with_image(unit: Any, image: np.ndarray) -> Any:
+    # Forge's unit also has image_fg (what was drawn over the image). For an all-dark image Forge
+    # reads image_fg's alpha, and fails when there is none: a transparent one keeps the frame.
+    no_drawing = np.zeros((*image.shape[:2], 4), np.uint8)
     if isinstance(unit, dict):
-        return {**unit, "image": image}
+        extra = {"image_fg": no_drawing} if "image_fg" in unit and unit["image_fg"] is None else {}
+        return {**unit, "image": image, **extra}
     unit = copy.copy(unit)
     unit.image = image
+    if hasattr(unit, "image_fg") and unit.image_fg is None:
+        unit.image_fg = no_drawing
     return unit
 
 

@@ -55,20 +55,15 @@ def run_in_webui(p: Any, values: tuple[Any, ...]) -> Any:
         if update.latest is not None and hasattr(state, "assign_current_image"):
             state.assign_current_image(to_pil(update.latest))
 
-    def skip() -> bool:
-        if state.skipped:
-            state.skipped = False
-            return True
-        return False
-
     hooks = {
         "on_progress": progress,
         "should_stop": lambda: bool(state.interrupted or getattr(state, "stopping_generation", False)),
-        "should_skip": skip,
+        "should_skip": backend.take_skip,
     }
     engine = Engine.resume(resume, backend, **hooks) if resume else Engine(settings, backend, **hooks)
     try:
-        result = engine.run()
+        with backend.watching_skip():
+            result = engine.run()
     except InterruptedRun:
         root = engine.store.root if engine.store is not None else None
         text = f"Stopped. To finish the run, put this folder in {RESUME_LABEL}: {root}"

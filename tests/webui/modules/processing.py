@@ -94,7 +94,7 @@ class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
             self.mask_for_overlay = mask.resize((self.width, self.height))
             self.overlay_images = [img.convert("RGB").resize((self.width, self.height)) for img in self.init_images]
             self.paste_to = (0, 0, self.width, self.height)
-        if shared.opts.img2img_color_correction:
+        if shared.opts.img2img_color_correction and self.color_corrections is None:
             from modules.processing_color import setup_color_correction
 
             self.color_corrections = [setup_color_correction(img) for img in self.init_images]
@@ -171,10 +171,13 @@ def process_images(p: StableDiffusionProcessingImg2Img) -> Processed:
     if shared.state.job_count == -1:
         shared.state.job_count = p.n_iter
     images: list[Image.Image] = []
-    all_seeds = [p.seed + k for k in range(p.batch_size * p.n_iter)]
+    # As process_images_inner: seed + k only without variation strength; subseed + k always.
+    all_seeds = [p.seed + (k if p.subseed_strength == 0 else 0) for k in range(p.batch_size * p.n_iter)]
     all_subseeds = [p.subseed + k for k in range(p.batch_size * p.n_iter)]
     all_prompts = [p.prompt] * len(all_seeds)
     for n in range(p.n_iter):
+        if shared.state.skipped:  # the real one clears a Skip at the start of every batch
+            shared.state.skipped = False
         if shared.state.interrupted or shared.state.stopping_generation:
             break
         shared.state.job = f"Batch {n + 1} out of {p.n_iter}"
@@ -201,6 +204,7 @@ def process_images(p: StableDiffusionProcessingImg2Img) -> Processed:
             p.latents_after_sampling.append(object())
             p.pixels_after_sampling.append(object())
         shared.state.nextjob()
+    p.color_corrections = None  # built by init() only when None, and reset after every call
     index_of_first_image = 0
     if shared.opts.return_grid and len(images) > 1 and not p.do_not_save_grid:
         images.insert(0, Image.new("RGB", (p.width * 2, p.height)))  # the grid comes first

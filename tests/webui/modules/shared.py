@@ -75,6 +75,10 @@ class Options:
             self.data[key] = value
 
     def add_option(self, key: str, info: OptionInfo) -> None:
+        # The real settings page (ui_settings.create_setting_component) guesses a component only
+        # for str, int and bool defaults and raises for anything else, which stops the WebUI.
+        if info.component is None and type(info.default) not in (str, int, bool):
+            raise Exception(f"bad options item type: {type(info.default)} for key {key}")
         self.data_labels[key] = info
         self.data.setdefault(key, info.default)
 

@@ -1,0 +1,47 @@
+"""Test-only WebUI extension: records what each generation's ControlNet units hold.
+
+The rig installs it beside Video Loopback; every process() appends one JSON line to the file
+named by VL_PROBE_LOG, so a test can see which image each unit really received.
+"""
+
+import json
+import os
+
+import numpy as np
+from modules import scripts
+
+
+def _image_summary(image):
+    if isinstance(image, dict):
+        image = image.get("image")
+    if image is None:
+        return None
+    array = np.asarray(image)
+    return {"shape": list(array.shape), "mean": float(array.astype(np.float64).mean())}
+
+
+class ControlNetProbe(scripts.Script):
+    def title(self):
+        return "Video Loopback test probe"
+
+    def show(self, is_img2img):
+        return scripts.AlwaysVisible
+
+    def ui(self, is_img2img):
+        return []  # no controls; an explicit empty list keeps the WebUI's argument ranges defined
+
+    def process(self, p, *args):
+        path = os.environ.get("VL_PROBE_LOG")
+        if not path or p.scripts is None:
+            return
+        units = []
+        for script in p.scripts.alwayson_scripts:
+            if "controlnet" in script.title().lower() and script.args_from is not None:
+                for unit in p.script_args[script.args_from : script.args_to]:
+                    get = unit.get if isinstance(unit, dict) else lambda key, u=unit: getattr(u, key, None)
+                    if get("enabled") is not None:
+                        units.append({"enabled": bool(get("enabled")), "image": _image_summary(get("image"))})
+        init = p.init_images[0] if getattr(p, "init_images", None) else None
+        record = {"seed": p.seed, "units": units, "init": _image_summary(init)}
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")

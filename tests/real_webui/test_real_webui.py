@@ -1,0 +1,312 @@
+"""Video Loopback in real WebUIs: AUTOMATIC1111 v1.10.1 and Forge, built by rig.py, on the CPU.
+
+Opt-in: set VIDEO_LOOPBACK_A1111 and/or VIDEO_LOOPBACK_FORGE to a folder that rig.py built, e.g.
+
+    VIDEO_LOOPBACK_A1111=/work/rig/a1111 VIDEO_LOOPBACK_FORGE=/work/rig/forge \\
+        .venv-gradio4/bin/python -m pytest -p no:cacheprovider tests/real_webui -v
+
+(the gradio-4 venv has Playwright for the page check). Each WebUI is started cold by the tests
+and stopped afterwards; the first job is the first request after the start.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import rig
+
+INSTALLS = {kind: os.environ.get(f"VIDEO_LOOPBACK_{kind.upper()}") for kind in ("a1111", "forge")}
+PORT = {"a1111": 7871, "forge": 7872}
+if not any(INSTALLS.values()):
+    pytest.skip(
+        "real-WebUI tests: set VIDEO_LOOPBACK_A1111 / VIDEO_LOOPBACK_FORGE to installs built by tests/real_webui/rig.py",
+        allow_module_level=True,
+    )
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def call(url: str, path: str, body: dict | None = None, timeout: float = 900) -> tuple[int, dict]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url + path, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
+def make_clip(path: Path, frames: int = 8, size: tuple[int, int] = (64, 48)) -> Path:
+    """A moving gradient with a 440 Hz tone: something to animate and a sound to keep."""
+    import av
+
+    w, h = size
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=8)
+        video.width, video.height, video.pix_fmt = w, h, "yuv420p"
+        audio = container.add_stream("aac", rate=48000)
+        x = np.linspace(0, 1, w, dtype=np.float32)
+        y = np.linspace(0, 1, h, dtype=np.float32)[:, None]
+        for i in range(frames):
+            rgb = np.stack([(x + i / frames) % 1 + 0 * y, y + 0 * x, np.full((h, w), 0.3 + 0.05 * i)], -1)
+            frame = av.VideoFrame.from_ndarray((rgb * 255).astype(np.uint8), format="rgb24")
+            container.mux(video.encode(frame))
+        container.mux(video.encode())
+        t = np.arange(48000 * frames // 8) / 48000
+        tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+        for start in range(0, len(tone), 1024):
+            chunk = av.AudioFrame.from_ndarray(tone[None, start : start + 1024], format="fltp", layout="mono")
+            chunk.sample_rate = 48000
+            container.mux(audio.encode(chunk))
+        container.mux(audio.encode())
+    return path
+
+
+def script_info(url: str) -> list[dict]:
+    status, info = call(url, "/sdapi/v1/script-info")
+    assert status == 200
+    return next(s for s in info if s["name"] == "video loopback" and s["is_img2img"])["args"]
+
+
+def job(url: str, timeout: float = 900, alwayson: dict | None = None, steps: int = 6, **panel: object) -> tuple[int, dict]:
+    """One img2img request with Video Loopback chosen and script_args in the panel's order."""
+    args = script_info(url)
+    labels = [a["label"] for a in args]
+    values = {a["label"]: a["value"] for a in args}
+    unknown = set(panel) - set(labels)
+    assert not unknown, unknown
+    values.update(panel)
+    body = {
+        "prompt": "a watercolour street", "negative_prompt": "", "steps": steps, "cfg_scale": 5, "denoising_strength": 0.5,
+        "width": 64, "height": 48, "seed": 1234, "subseed": 99, "sampler_name": "Euler", "batch_size": 1, "n_iter": 1,
+        "init_images": [], "script_name": "video loopback", "script_args": [values[label] for label in labels],
+        "send_images": True, "save_images": False,
+    }  # fmt: skip
+    if alwayson:
+        body["alwayson_scripts"] = alwayson
+    return call(url, "/sdapi/v1/img2img", body, timeout)
+
+
+def run_folder(response: dict) -> Path:
+    info = json.loads(response["info"])
+    first = info["infotexts"][0].splitlines()[0]
+    assert first.startswith("Video Loopback run folder: "), first
+    return Path(first.split(": ", 1)[1])
+
+
+def frames(folder: Path) -> list[np.ndarray]:
+    return [np.asarray(Image.open(f)) for f in sorted(folder.glob("*.png"))]
+
+
+def log_since(dest: Path, offset: int) -> str:
+    return (dest / "webui.log").read_bytes()[offset:].decode(errors="replace")
+
+
+# -- the server ------------------------------------------------------------------------------
+@pytest.fixture(scope="module", params=[k for k, v in INSTALLS.items() if v])
+def webui(request: pytest.FixtureRequest):
+    kind = request.param
+    dest = Path(INSTALLS[kind]).resolve()
+    rig.stop(dest)
+    (dest / "probe.jsonl").unlink(missing_ok=True)
+    offset = (dest / "webui.log").stat().st_size if (dest / "webui.log").exists() else 0
+    started = time.monotonic()
+    url = rig.start(dest, port=PORT[kind])
+    print(f"{kind}: answered after {time.monotonic() - started:.0f} s")
+    yield {"kind": kind, "dest": dest, "url": url, "log_offset": offset}
+    rig.stop(dest)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_clip(tmp_path_factory.mktemp("clip") / "street.mp4")
+
+
+# -- the tests, in order: the first job is the first request after the start ------------------
+def test_first_job_after_a_cold_start_and_again_warm(webui, clip: Path, tmp_path: Path) -> None:
+    url = webui["url"]
+    for attempt in ("cold", "warm"):
+        started = time.monotonic()
+        status, response = job(url, input_directory=str(clip), output_directory=str(tmp_path / attempt), max_frames=4,
+                               loop_n=2, superimpose_alpha=0.5, temporal_superimpose_alpha_list="1,2,1")  # fmt: skip
+        assert status == 200, response
+        print(f"{webui['kind']} {attempt} job: {time.monotonic() - started:.1f} s")
+        root = run_folder(response)
+        assert root.parent == tmp_path / attempt
+        for loop in ("loop_001", "loop_002"):
+            assert len(frames(root / loop)) == 4, loop
+        settings = json.loads((root / "settings.json").read_text())
+        assert settings["model_name"] and settings["model_name"] != "webui"
+        report = json.loads((root / "report.json").read_text())
+        assert report
+        videos = list(root.glob("*.mp4"))
+        assert videos
+        import av
+
+        with av.open(str(videos[0])) as container:
+            assert container.streams.audio, "the source's sound is in the video"
+            assert container.streams.video[0].frames == 4
+        images = [Image.open(io.BytesIO(base64.b64decode(b))) for b in response["images"]]
+        assert len(images) >= 3 and images[0].size == (64, 48)
+        info = json.loads(response["info"])
+        recorded = json.loads(info["extra_generation_params"]["Video Loopback"])
+        assert recorded["model_name"] == settings["model_name"]
+        assert "Video: " in info["infotexts"][0]
+
+
+def test_started_without_a_traceback_and_lists_the_script(webui) -> None:
+    url, dest = webui["url"], webui["dest"]
+    text = log_since(dest, webui["log_offset"])
+    ours = [block for block in text.split("Traceback")[1:] if "video" in block.lower() and "loopback" in block.lower()]
+    assert not ours, ours[0][:3000]
+    assert "bad options item type" not in text
+    assert "Error loading script: video_loopback.py" not in text
+    status, scripts = call(url, "/sdapi/v1/scripts")
+    assert status == 200 and "video loopback" in scripts["img2img"] and "video loopback" not in scripts["txt2img"]
+    from lib_videoloop.webui.panel import PANEL_ORDER
+
+    args = script_info(url)
+    assert [a["label"] for a in args] == list(PANEL_ORDER)
+    by_label = {a["label"]: a["value"] for a in args}
+    assert by_label["loop_n"] == 10 and by_label["superimpose_alpha"] == 0.25
+    # The settings page was built at start (UI mode): an option the WebUI cannot render stops it.
+    # /sdapi/v1/options cannot show it: its response model knows only the WebUI's own options.
+    # install.py's requirement went through the WebUI's shell quoted: no stray "=12" file.
+    assert not list((dest / "webui").glob("=*"))
+
+
+def test_panel_opens_on_the_webuis_own_page(webui, tmp_path: Path) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("Debian's chromium is not installed")
+    errors: list[str] = []
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        )  # fmt: skip
+        page = browser.new_page(viewport={"width": 1400, "height": 2400})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" and "video" in m.text.lower() else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(webui["url"] + "/", wait_until="load", timeout=120_000)
+        page.locator("#tabs button", has_text="img2img").first.click(timeout=120_000)
+        dropdown = page.locator("#img2img_script_container #script_list")
+        dropdown.locator("input").first.click()
+        page.get_by_role("option", name="Video Loopback", exact=True).click()
+        loops = page.locator("#script_video_loopback_loop_n")
+        loops.wait_for(state="visible", timeout=30_000)
+        shot = Path(__file__).parents[1] / "artifacts" / f"real-{webui['kind']}-panel.png"
+        shot.parent.mkdir(exist_ok=True)
+        page.screenshot(path=str(shot), full_page=True)
+        page.locator("#tabs button", has_text="Settings").first.click()
+        page.locator("#settings").get_by_text("Video Loopback").first.click()
+        page.locator("#setting_video_loopback_default_superimpose_alpha").wait_for(state="visible", timeout=30_000)
+        browser.close()
+    page_errors = [e for e in errors if "loopback" in e.lower() or "video_loopback" in e.lower()]
+    assert not page_errors, page_errors
+
+
+def test_interrupt_then_resume_equals_a_straight_run(webui, clip: Path, tmp_path: Path) -> None:
+    url = webui["url"]
+    panel = {"input_directory": str(clip), "max_frames": 8, "loop_n": 3, "fix_seed": True, "superimpose_alpha": 0.5}
+    status, straight = job(url, output_directory=str(tmp_path / "straight"), **panel)
+    assert status == 200, straight
+    expected = frames(run_folder(straight) / "loop_003")
+
+    out = tmp_path / "stopped"
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.update(r=job(url, output_directory=str(out), **panel)))
+    thread.start()
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and not list(out.glob("*/loop_002/*.png")):
+        time.sleep(0.2)
+    call(url, "/sdapi/v1/interrupt", {})
+    thread.join(600)
+    status, stopped = result["r"]
+    assert status == 200, stopped
+    text = json.loads(stopped["info"])["infotexts"][0]
+    assert "resume_run_folder" in text, text
+    root = Path(text.rsplit(": ", 1)[1].strip())
+    assert len(frames(root / "loop_003")) < 8, "the run was stopped before its end"
+
+    status, resumed = job(url, resume_run_folder=str(root))
+    assert status == 200, resumed
+    assert run_folder(resumed) == root
+    got = frames(root / "loop_003")
+    assert len(got) == 8
+    for i, (a, b) in enumerate(zip(expected, got)):
+        assert np.array_equal(a, b), f"frame {i + 1} differs after the resume"
+
+
+def test_skip_keeps_the_frame_it_was_pressed_on(webui, clip: Path, tmp_path: Path) -> None:
+    url = webui["url"]
+    out = tmp_path / "skip"
+    result: dict = {}
+    panel = {"input_directory": str(clip), "output_directory": str(out), "max_frames": 8, "loop_n": 1,
+             "superimpose_alpha": 1.0}  # fmt: skip
+    # Enough steps that the Skip lands while a frame is being sampled.
+    thread = threading.Thread(target=lambda: result.update(r=job(url, steps=60, **panel)))
+    thread.start()
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and len(list(out.glob("*/loop_001/*.png"))) < 3:
+        time.sleep(0.05)
+    call(url, "/sdapi/v1/skip", {})
+    thread.join(600)
+    status, response = result["r"]
+    assert status == 200, response
+    root = run_folder(response)
+    before, after = frames(root / "input"), frames(root / "loop_001")
+    assert len(after) == 8, "the run goes on after a skip"
+    kept = [i for i in range(8) if np.array_equal(before[i], after[i])]
+    assert len(kept) == 1, f"exactly the skipped frame keeps its input, got {kept}"
+
+
+def test_controlnet_unit_without_image_gets_each_frame(webui, clip: Path, tmp_path: Path) -> None:
+    probe = webui["dest"] / "probe.jsonl"
+    probe.unlink(missing_ok=True)
+    unit = {"enabled": True, "module": "None", "model": "None", "weight": 1.0}
+    if webui["kind"] == "a1111":
+        unit["module"] = "none"
+    status, response = job(webui["url"], alwayson={"controlnet": {"args": [unit]}}, input_directory=str(clip),
+                           output_directory=str(tmp_path), max_frames=4, loop_n=1)  # fmt: skip
+    assert status == 200, response  # no model: ControlNet reports it, the job still runs
+    root = run_folder(response)
+    inputs = frames(root / "input")
+    records = [json.loads(line) for line in probe.read_text().splitlines()]
+    seen = [r["units"][0]["image"] for r in records if r["units"] and r["units"][0]["enabled"]]
+    assert len(seen) == 4, records
+    for i, image in enumerate(seen):
+        assert image is not None, f"frame {i + 1}: the unit had no image"
+        assert image["shape"][:2] == [48, 64]
+        assert abs(image["mean"] - inputs[i][..., :3].mean()) < 1.0, f"frame {i + 1} got another image"
+
+
+def test_exposed_server_refuses_paths_outside_the_allowed_folders(webui, clip: Path, tmp_path: Path) -> None:
+    dest = webui["dest"]
+    rig.stop(dest)
+    url = rig.start(dest, port=PORT[webui["kind"]], listen=True)
+    try:
+        out = tmp_path / "not-allowed"
+        status, response = job(url, input_directory=str(clip), output_directory=str(out), max_frames=2, loop_n=1)
+        text = json.dumps(response)
+        assert status != 200
+        assert "is outside the folders this shared WebUI allows" in text, text[:2000]
+        assert "input_directory" in text
+        assert not out.exists(), "nothing is written for a refused run"
+    finally:
+        rig.stop(dest)
+        webui["url"] = rig.start(dest, port=PORT[webui["kind"]])
