@@ -6,6 +6,7 @@ import importlib.util
 import logging
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -135,3 +136,15 @@ def panel_values(**changes: object) -> list:
     values.update(max_frames=0, output_frame_rate=0)
     values.update(changes)
     return [values[name] for name in PANEL_ORDER]
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's; dev-test.sh installs it
+
+
+def launch_chromium(playwright: Any) -> Any:
+    """Debian's chromium, headless, with no background connections (they fail on a closed network)."""
+    return playwright.chromium.launch(
+        executable_path=CHROMIUM,
+        args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+              "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    )  # fmt: skip

@@ -14,11 +14,11 @@ import pytest
 
 gr = pytest.importorskip("gradio")
 playwright = pytest.importorskip("playwright.sync_api")
-CHROMIUM = "/usr/bin/chromium"
+from conftest import CHROMIUM, launch_chromium, load_webui_script  # noqa: E402
+
 if not os.path.exists(CHROMIUM):
     pytest.skip("Debian's chromium is not installed", allow_module_level=True)
 
-from conftest import load_webui_script  # noqa: E402
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 
@@ -39,11 +39,7 @@ def test_mask_settings_appear_and_schedule_check_plots() -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     try:
         with playwright.sync_playwright() as pw:
-            browser = pw.chromium.launch(
-                executable_path=CHROMIUM,
-                args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-            )  # fmt: skip
+            browser = launch_chromium(pw)
             page = browser.new_page(viewport={"width": 1000, "height": 2200})
             page.goto(f"http://127.0.0.1:{port}/", wait_until="networkidle")
             mask_dir = page.locator("#script_video_loopback_mask_directory")

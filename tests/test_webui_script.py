@@ -37,7 +37,6 @@ class ControlNetScript(scripts.Script):
 def webui(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
     flavour.use(request.param)
     if request.param == "forge":
-        monkeypatch.setitem(sys.modules, "scripts.external_code", None)  # A1111's ControlNet is absent
         from lib_controlnet.external_code import ControlNetUnit
     else:
         from scripts.external_code import ControlNetUnit

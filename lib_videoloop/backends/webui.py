@@ -65,14 +65,11 @@ class WebUIBackend:
         is seen between batches; a skipped frame's remaining batches are not generated."""
         from modules import shared
 
-        state = shared.state
         images: list[np.ndarray] = []
         for iteration in range(request.n_iter):
-            self.skipped = self.skipped or bool(state.skipped)
-            if self.skipped:
-                return []
+            if self.skipped or shared.state.skipped:
+                return []  # the engine learns of the Skip from take_skip()
             images += self._generate_batch(request, iteration)
-        self.skipped = self.skipped or bool(state.skipped)
         return images
 
     @contextlib.contextmanager

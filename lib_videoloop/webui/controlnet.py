@@ -1,9 +1,12 @@
-"""Per-frame ControlNet input, through the current API of each WebUI.
+"""Per-frame ControlNet input.
 
 Every enabled unit without an image of its own gets the frame (the k-th such unit the k-th
-reference folder's frame). AUTOMATIC1111's sd-webui-controlnet reads units through its
-external_code; Forge's built-in ControlNet reads them from p.script_args on every process().
-Without ControlNet nothing happens.
+reference folder's frame). Both AUTOMATIC1111's sd-webui-controlnet and Forge's built-in
+ControlNet read their units from p.script_args[args_from:args_to] on every process(), so the
+frame's p gets a new script_args tuple holding copies of the units: the user's p and units are
+left as they were. (sd-webui-controlnet's update_cn_script_in_processing would also pad the
+units and move every always-on script's args_from/args_to on the ScriptRunner, which a copy of
+p shares with the user's p.) Without ControlNet nothing happens.
 """
 
 from __future__ import annotations
@@ -16,19 +19,11 @@ import numpy as np
 from lib_videoloop.media.images import to_uint8
 
 
-def _a1111_api() -> Any:
-    try:
-        from scripts import external_code  # sd-webui-controlnet (A1111)
-    except ImportError:
-        return None
-    return external_code
-
-
 def _with_image(unit: Any, image: np.ndarray) -> Any:
     # Forge's unit also has image_fg (what was drawn over the image). For an all-dark image Forge
     # reads image_fg's alpha, and fails when there is none: a transparent one keeps the frame.
     no_drawing = np.zeros((*image.shape[:2], 4), np.uint8)
-    if isinstance(unit, dict):
+    if isinstance(unit, dict):  # units sent through the HTTP API
         extra = {"image_fg": no_drawing} if "image_fg" in unit and unit["image_fg"] is None else {}
         return {**unit, "image": image, **extra}
     unit = copy.copy(unit)
@@ -47,30 +42,17 @@ def apply_frame(p: Any, control_images: list[np.ndarray]) -> int:
     """Gives p's ControlNet units this frame's images; returns how many units got one."""
     if not control_images:
         return 0
-    frames = [to_uint8(img) for img in control_images]
-    api = _a1111_api()
-    if api is not None:
-        units = api.get_all_units_in_processing(p)
-        given = 0
-        new_units = []
-        for unit in units:
-            if _needs_image(unit):
-                unit = _with_image(unit, frames[min(given, len(frames) - 1)])
-                given += 1
-            new_units.append(unit)
-        if given:
-            api.update_cn_script_in_processing(p, new_units)
-        return given
     runner = getattr(p, "scripts", None)
     for script in getattr(runner, "alwayson_scripts", []) or []:
         if "controlnet" not in script.title().lower():
             continue
+        frames = [to_uint8(img) for img in control_images]
         args = list(p.script_args)
         given = 0
         for index in range(script.args_from, script.args_to):
             if _needs_image(args[index]):
                 args[index] = _with_image(args[index], frames[min(given, len(frames) - 1)])
                 given += 1
-        p.script_args = tuple(args)  # a new tuple: the user's p keeps its own units
+        p.script_args = tuple(args)
         return given
     return 0

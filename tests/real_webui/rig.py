@@ -39,7 +39,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -129,26 +128,26 @@ def guard_torchvision(venv_python: Path) -> None:
 def make_venv(kind: str, dest: Path, webui: Path, python: str) -> Path:
     venv = webui / "venv"
     py = venv / "bin" / "python"
+    # The WebUI pins setuptools 69.5.1, which torch 2.13 refuses: the requirements go in without that
+    # line, and REQS_FILE (read by launch_utils) points the WebUI at the same list at start.
+    lines = (webui / "requirements_versions.txt").read_text(encoding="utf-8").splitlines()
+    reqs = [line.split("#")[0].strip() for line in lines if line.strip() and not line.startswith("setuptools")]
+    (dest / "requirements.txt").write_text("\n".join(reqs) + "\n", encoding="utf-8")
     # The WebUI's own pins hold too: an extension's install.py (sd-webui-controlnet's, say) would
     # otherwise lift numpy to 2.x under the WebUI's compiled packages.
-    pins = [line.split("#")[0].strip() for line in (webui / "requirements_versions.txt").read_text().splitlines()]
-    pins = [pin for pin in pins if "==" in pin and not pin.startswith(("setuptools", "torch"))]
+    pins = [req for req in reqs if "==" in req and not req.startswith("torch")]
     constraints = dest / "constraints.txt"
     constraints.write_text("\n".join([*TORCH, SETUPTOOLS, *HELD, *pins]) + "\n", encoding="utf-8")
     if not py.exists():
         sh(python, "-m", "venv", venv)
     pip = [py, "-m", "pip", "install", "-q", "-c", constraints]
     sh(*pip, *TORCH, SETUPTOOLS)
-    # The WebUI pins setuptools 69.5.1, which torch 2.13 refuses: the requirements go in without that
-    # line, and REQS_FILE (read by launch_utils) points the WebUI at the same list at start.
-    reqs = [line for line in (webui / "requirements_versions.txt").read_text().splitlines() if not line.startswith("setuptools")]
-    (dest / "requirements.txt").write_text("\n".join(reqs) + "\n", encoding="utf-8")
     sh(*pip, "-r", dest / "requirements.txt", *EXTRA[kind])
     guard_torchvision(py)
     return py
 
 
-def make_checkpoint(kind: str, dest: Path, webui: Path, py: Path, ldm: Path) -> None:
+def make_checkpoint(dest: Path, webui: Path, py: Path, ldm: Path) -> None:
     folder = webui / "models" / "Stable-diffusion"
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / CHECKPOINT
@@ -194,7 +193,7 @@ def build(args: argparse.Namespace) -> None:
         ldm = dest / "stablediffusion"
         checkout(github_source("https://github.com/Stability-AI/stablediffusion", mirror), ldm, args.ldm_commit)
     py = make_venv(args.kind, dest, webui, args.python)
-    make_checkpoint(args.kind, dest, webui, py, ldm)
+    make_checkpoint(dest, webui, py, ldm)
     if args.kind == "a1111":
         make_hf_home(dest, py)
         if args.controlnet:
@@ -219,32 +218,37 @@ def server_env(dest: Path) -> dict[str, str]:
 
 
 def start(dest: Path, port: int = 7861, listen: bool = False, nowebui: bool = False, timeout: float = 900) -> str:
-    """Starts the WebUI in the background; returns its URL once the API answers."""
+    """Starts the WebUI in the background; returns its URL once it has finished starting.
+
+    The API answers before it is ready: both WebUIs serve its routes while Api() still builds
+    the scripts' default arguments, and a job sent then gets another tab's argument list (seen
+    in Forge). "Startup time:" is printed once that is done, in UI and API-only mode alike.
+    """
     dest = dest.resolve()
     kind = json.loads((dest / "rig.json").read_text())["kind"]
     webui = dest / "webui"
     cmd = [str(webui / "venv" / "bin" / "python"), "launch.py", *ARGS[kind], *COMMON_ARGS, "--port", str(port)]
     cmd += ["--listen"] if listen else []
     cmd += ["--nowebui"] if nowebui else []
-    log = open(dest / "webui.log", "ab")  # noqa: SIM115 - handed to the server process
+    log_path = dest / "webui.log"
+    log = open(log_path, "ab")  # noqa: SIM115 - handed to the server process
     log.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n".encode())
     log.flush()
+    offset = log_path.stat().st_size
     proc = subprocess.Popen(cmd, cwd=webui, env=server_env(dest), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     (dest / "webui.pid").write_text(str(proc.pid))
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"the WebUI exited with {proc.returncode}; see {dest / 'webui.log'}")
-        try:
-            with urllib.request.urlopen(f"{url}/sdapi/v1/scripts", timeout=5) as response:
-                if response.status == 200:
-                    return url
-        except OSError:
-            pass
-        time.sleep(2)
+            raise RuntimeError(f"the WebUI exited with {proc.returncode}; see {log_path}")
+        with open(log_path, "rb") as f:
+            f.seek(offset)
+            if b"Startup time:" in f.read():
+                return url
+        time.sleep(1)
     stop(dest)
-    raise TimeoutError(f"the WebUI did not answer within {timeout:.0f} s; see {dest / 'webui.log'}")
+    raise TimeoutError(f"the WebUI did not finish starting within {timeout:.0f} s; see {log_path}")
 
 
 def stop(dest: Path) -> None:

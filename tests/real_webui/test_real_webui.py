@@ -26,6 +26,7 @@ import pytest
 from PIL import Image
 
 import rig
+from conftest import CHROMIUM, launch_chromium
 
 INSTALLS = {kind: os.environ.get(f"VIDEO_LOOPBACK_{kind.upper()}") for kind in ("a1111", "forge")}
 PORT = {"a1111": 7871, "forge": 7872}
@@ -34,9 +35,6 @@ if not any(INSTALLS.values()):
         "real-WebUI tests: set VIDEO_LOOPBACK_A1111 / VIDEO_LOOPBACK_FORGE to installs built by tests/real_webui/rig.py",
         allow_module_level=True,
     )
-
-CHROMIUM = "/usr/bin/chromium"
-
 
 # -- helpers ---------------------------------------------------------------------------------
 def call(url: str, path: str, body: dict | None = None, timeout: float = 900) -> tuple[int, dict]:
@@ -194,11 +192,7 @@ def test_panel_opens_on_the_webuis_own_page(webui, tmp_path: Path) -> None:
         pytest.skip("Debian's chromium is not installed")
     errors: list[str] = []
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-        )  # fmt: skip
+        browser = launch_chromium(pw)
         page = browser.new_page(viewport={"width": 1400, "height": 2400})
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" and "video" in m.text.lower() else None)
         page.on("pageerror", lambda e: errors.append(str(e)))
@@ -206,7 +200,8 @@ def test_panel_opens_on_the_webuis_own_page(webui, tmp_path: Path) -> None:
         page.locator("#tabs button", has_text="img2img").first.click(timeout=120_000)
         dropdown = page.locator("#img2img_script_container #script_list")
         dropdown.locator("input").first.click()
-        page.get_by_role("option", name="Video Loopback", exact=True).click()
+        # gradio 3 gives options role "button", gradio 4 "option"; both mark them this way
+        dropdown.locator('[data-testid="dropdown-option"][aria-label="Video Loopback"]').click()
         loops = page.locator("#script_video_loopback_loop_n")
         loops.wait_for(state="visible", timeout=30_000)
         shot = Path(__file__).parents[1] / "artifacts" / f"real-{webui['kind']}-panel.png"
@@ -222,7 +217,9 @@ def test_panel_opens_on_the_webuis_own_page(webui, tmp_path: Path) -> None:
 
 def test_interrupt_then_resume_equals_a_straight_run(webui, clip: Path, tmp_path: Path) -> None:
     url = webui["url"]
-    panel = {"input_directory": str(clip), "max_frames": 8, "loop_n": 3, "fix_seed": True, "superimpose_alpha": 0.5}
+    # fix_seed off: every frame has its own seed, and the frame after the resume must not depend
+    # on what the server generated before it (A1111 encodes init images with torch's global RNG).
+    panel = {"input_directory": str(clip), "max_frames": 8, "loop_n": 3, "fix_seed": False, "superimpose_alpha": 0.5}
     status, straight = job(url, output_directory=str(tmp_path / "straight"), **panel)
     assert status == 200, straight
     expected = frames(run_folder(straight) / "loop_003")

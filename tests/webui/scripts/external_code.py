@@ -1,8 +1,8 @@
-"""sd-webui-controlnet's external_code (A1111), the functions Video Loopback calls."""
+"""sd-webui-controlnet's unit (A1111), as it sits in p.script_args; the extension's process()
+reads units from p.script_args[args_from:args_to], which is where Video Loopback puts the frame."""
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,25 +14,3 @@ class ControlNetUnit:
     model: str = "None"
     weight: float = 1.0
     image: Any = None
-
-
-def _cn_script(p: Any) -> Any:
-    for script in p.scripts.alwayson_scripts:
-        if script.title().lower() == "controlnet":
-            return script
-    return None
-
-
-def get_all_units_in_processing(p: Any) -> list[ControlNetUnit]:
-    script = _cn_script(p)
-    if script is None:
-        return []
-    return [copy.copy(u) for u in p.script_args[script.args_from : script.args_to]]
-
-
-def update_cn_script_in_processing(p: Any, cn_units: list[ControlNetUnit], **kwargs: Any) -> None:
-    script = _cn_script(p)
-    args = list(p.script_args)
-    units = list(cn_units) + [ControlNetUnit(enabled=False)] * (script.args_to - script.args_from - len(cn_units))
-    args[script.args_from : script.args_to] = units
-    p.script_args = tuple(args)
