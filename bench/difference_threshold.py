@@ -16,11 +16,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
+import cv2
+import numpy as np
 
-from lib_videoloop.media.sources import open_source  # noqa: E402
-from lib_videoloop.media.writer import write_video  # noqa: E402
+from lib_videoloop.media.sources import open_source
+from lib_videoloop.media.writer import write_video
 
 
 def main(frames: int = 40) -> None:

@@ -16,11 +16,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from lib_videoloop.denoise.fastdvdnet import SequenceDenoiser, load_model, window_indices  # noqa: E402
-from lib_videoloop.denoise.model import FastDVDnet  # noqa: E402
+from lib_videoloop.denoise.fastdvdnet import SequenceDenoiser, load_model, window_indices
+from lib_videoloop.denoise.model import FastDVDnet
 
 
 def model_for(device: str) -> FastDVDnet:

@@ -18,15 +18,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
+import cv2
+import numpy as np
 
-from lib_videoloop.blend import difference_superimpose, window_weights  # noqa: E402
-from lib_videoloop.media.resize import resize_frame  # noqa: E402
-from lib_videoloop.media.sources import open_source  # noqa: E402
-from lib_videoloop.metrics import measure, psnr  # noqa: E402
-from lib_videoloop.report import plot_series  # noqa: E402
-from lib_videoloop.smooth import smooth_frames  # noqa: E402
+from lib_videoloop.blend import difference_superimpose, window_weights
+from lib_videoloop.media.resize import resize_frame
+from lib_videoloop.media.sources import open_source
+from lib_videoloop.metrics import measure, psnr
+from lib_videoloop.report import plot_series
+from lib_videoloop.smooth import smooth_frames
 
 
 def clip_path(name: str) -> Path:
@@ -61,7 +61,7 @@ def add_flicker(kind: str, clean: list[np.ndarray], seed: int = 0) -> list[np.nd
 
 
 def simple(weights: list[float]) -> Callable[[list[np.ndarray], list[np.ndarray]], list[np.ndarray]]:
-    return lambda frames, clean: list(smooth_frames(iter(frames), len(frames), weights))
+    return lambda frames, _clean: list(smooth_frames(iter(frames), len(frames), weights))
 
 
 def difference(
@@ -88,7 +88,7 @@ def fastdvdnet_method() -> Callable[[list[np.ndarray], list[np.ndarray]], list[n
         return None
     from lib_videoloop.denoise import denoise_pass_stream
 
-    return lambda frames, clean: list(denoise_pass_stream(iter(frames), len(frames), path, 60 / 255, 0.3))
+    return lambda frames, _clean: list(denoise_pass_stream(iter(frames), len(frames), path, 60 / 255, 0.3))
 
 
 def main() -> None:

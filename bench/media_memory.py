@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import run_child, synthetic_clip  # noqa: E402
+from common import run_child, synthetic_clip
 
 CHILD = """
 import sys, time

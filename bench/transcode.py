@@ -15,10 +15,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import imageio_ffmpeg  # noqa: E402
+import imageio_ffmpeg
 
-from lib_videoloop.media.sources import open_source  # noqa: E402
-from lib_videoloop.media.writer import write_video  # noqa: E402
+from lib_videoloop.media.sources import open_source
+from lib_videoloop.media.writer import write_video
 
 
 def find_clip(name: str) -> Path:

@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import math
 import shlex
 import signal
 import sys
@@ -19,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lib_videoloop.config import Settings, temporal_weights
+from lib_videoloop.config import DIFFERENCE_METHOD, Settings, temporal_weights
 from lib_videoloop.errors import InterruptedRun, VideoLoopError
 
 log = logging.getLogger("lib_videoloop")
@@ -155,7 +156,7 @@ class _StopFlag:
     def __init__(self) -> None:
         self.requested = False
 
-    def __call__(self, signum: int, frame: Any) -> None:
+    def __call__(self, signum: int, frame: Any) -> None:  # noqa: ARG002  (a signal handler)
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
@@ -167,9 +168,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from lib_videoloop.backends.diffusers_backend import DiffusersBackend
     from lib_videoloop.engine import Engine
-    from lib_videoloop.media.store import FrameStore
 
-    if not args.model:
+    if args.resume:
+        recorded = _check_resume_args(args)
+    elif not args.model:
         raise VideoLoopError(
             "--model", None, "is required", "Give a diffusers model folder, a checkpoint file, or tiny-random"
         )
@@ -186,7 +188,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     try:
         if args.resume:
-            sampler = FrameStore.open(args.resume).read_settings().get("sampler_name", "")
+            sampler = recorded.get("sampler_name", "")
             backend = DiffusersBackend(args.model, sampler, args.device)
             engine = Engine.resume(args.resume, backend, on_progress=progress, should_stop=lambda: stop.requested)
         else:
@@ -218,6 +220,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_resume_args(args: argparse.Namespace) -> dict[str, Any]:
+    """Refuses settings given with --resume and picks the model (see resume.py)."""
+    from lib_videoloop.resume import recorded_model, refuse_settings
+
+    names = {f.name for f in dataclasses.fields(Settings)} - _SKIP_FLAGS
+    given = {f"--{key}": value for key, value in vars(args).items() if key in names}
+    for flag, key in (("input", "input"), ("--output", "output_directory"), ("--config", "config")):
+        if getattr(args, key, None):
+            given[flag] = getattr(args, key)
+    refuse_settings(given)
+    args.model, recorded = recorded_model(args.resume, args.model)
+    return recorded
+
+
 def cmd_smooth(args: argparse.Namespace) -> int:
     from lib_videoloop.media.images import write_atomic
     from lib_videoloop.media.sources import open_source
@@ -233,7 +249,7 @@ def cmd_smooth(args: argparse.Namespace) -> int:
     info = source.info
     weights = temporal_weights(s.temporal_superimpose_alpha_list)
     threshold = (
-        s.difference_threshold if s.temporal_superimpose_method == "with difference mask from reference" else None
+        s.difference_threshold if s.temporal_superimpose_method == DIFFERENCE_METHOD else None
     )
     frames = smooth_frames((f.image for f in source), info.frame_count, weights, difference_threshold=threshold)
     if args.denoise == "fastdvdnet":
@@ -249,8 +265,7 @@ def cmd_smooth(args: argparse.Namespace) -> int:
             seed=0,
         )
     out = Path(args.output)
-    if out.exists() and out.resolve() == Path(s.input_directory).resolve():
-        raise VideoLoopError("--output", str(out), "is the input", "Give a new file or folder")
+    _refuse_output_in_input(out, Path(s.input_directory))
     suffix = out.suffix.lower().lstrip(".")
     if suffix in ("mp4", "webm", "gif"):
         if out.exists():
@@ -280,15 +295,40 @@ def cmd_smooth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refuse_output_in_input(out: Path, inp: Path) -> None:
+    """smooth never writes into (or over) what it reads."""
+    out_resolved, inp_resolved = out.expanduser().resolve(), inp.expanduser().resolve()
+    if out_resolved == inp_resolved or (inp_resolved.is_dir() and inp_resolved in out_resolved.parents):
+        raise VideoLoopError(
+            "--output", str(out), f"is inside the input {inp}", "Give a file or folder outside the input"
+        )
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and infinity as null: JSON has no NaN, and a reader of --json should not crash."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 def cmd_metrics(args: argparse.Namespace) -> int:
     from lib_videoloop.metrics import measure_clips
     from lib_videoloop.report import summary_lines, write_plot
 
+    if args.plot and Path(args.plot).exists():
+        raise VideoLoopError(
+            "--plot", args.plot, "already exists", "Give a new file name; existing files are never overwritten"
+        )
     report = measure_clips(args.output, args.source, reference=args.reference)
     if args.plot:
         write_plot(report, args.plot)
     if args.json:
-        print(json.dumps({k: v for k, v in report.items() if not k.startswith("per_frame")}))
+        summary = {k: v for k, v in report.items() if not k.startswith("per_frame")}
+        print(json.dumps(_json_safe(summary), allow_nan=False))
     else:
         for line in summary_lines(report):
             print(line)

@@ -7,8 +7,11 @@ panel.
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
+import types
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -17,11 +20,34 @@ from lib_videoloop.errors import VideoLoopError
 
 SETTINGS_VERSION = 1
 
-TEMPORAL_METHODS = ("simple", "with difference mask from reference")
+DIFFERENCE_METHOD = "with difference mask from reference"
+TEMPORAL_METHODS = ("simple", DIFFERENCE_METHOD)
+FOLDER_SEPARATOR = "!!!"  # between several reference folders, as in the original script
 DENOISE_METHODS = ("None", "FastDVDNet")
 DENOISE_WHEN = ("every loop", "last loop")
 VIDEO_FORMATS = ("mp4", "webm", "gif")
 RESIZE_MODES = {0: "just resize", 1: "crop and resize", 2: "resize and fill"}
+
+# Bounds shared by the settings and their schedules. They keep a typo (loop_n 1000000000) from
+# becoming a job of years or a hang in the up-front check, and are far above any real use.
+MAX_LOOPS = 1000
+MAX_FRAMES = 100_000
+MAX_FRAME_LOOPS = 200_000  # frames x loops of one run; split longer jobs
+MAX_STEPS = 1000
+MAX_BATCH = 100  # batch count and batch size
+CFG_RANGE = (-100, 100)
+MIN_SIDE = 16  # pixels; the model works in 8x8 blocks
+MAX_SIDE = 8192
+MAX_SEED = 2**32 - 1
+CRF_RANGE = {"mp4": 51, "webm": 63, "gif": 63}
+MAX_GIF_FPS = 50  # GIF delays are whole hundredths of a second
+PATH_FIELDS = (
+    "input_directory",
+    "output_directory",
+    "reference_frames_directory",
+    "mask_directory",
+    "fastdvdnet_weights",
+)
 
 SCHEDULE_FIELDS = (
     "subseed_strength_schedule",
@@ -133,8 +159,14 @@ class Settings:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Settings":
+        """Settings from a dict (settings.json, --config, the panel), every key and type checked."""
         data = dict(data)
         version = data.pop("settings_version", SETTINGS_VERSION)
+        data.pop("run", None)  # a run folder's own record, read by the engine on resume
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise VideoLoopError(
+                "settings_version", version, "must be a whole number", f"This version writes {SETTINGS_VERSION}"
+            )
         if version > SETTINGS_VERSION:
             raise VideoLoopError(
                 "settings_version", version, "was written by a newer Video Loopback", "Update the extension"
@@ -148,11 +180,18 @@ class Settings:
         ):
             if old in data and new not in data:
                 data[new] = data.pop(old)
-        known = {f.name: f for f in fields(cls)}
+        known = {f.name for f in fields(cls)}
         values = {}
         for key, value in data.items():
-            if key in known:
-                values[key] = value
+            if key not in known:
+                close = difflib.get_close_matches(str(key), sorted(known), n=1)
+                raise VideoLoopError(
+                    str(key),
+                    value,
+                    "is not a setting" + (f" (did you mean {close[0]}?)" if close else ""),
+                    "Fix or remove the key; --help lists every setting",
+                )
+            values[key] = _typed(key, value)
         return cls(**values)
 
     @classmethod
@@ -173,56 +212,80 @@ class Settings:
 
     def validate(self) -> None:
         """Checks every value that can be checked without opening files."""
-        _positive_int(self, "extract_nth_frame")
-        _positive_int(self, "loop_n")
-        _positive_int(self, "steps")
-        _positive_int(self, "batch_size")
-        _positive_int(self, "n_iter")
-        if self.max_frames is not None:
-            _positive_int(self, "max_frames")
-        for name in ("start_frame", "width", "height"):
+        for f in fields(self):
+            _typed(f.name, getattr(self, f.name))
+        for name, (low, high, fix) in _RANGES.items():
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise VideoLoopError(name, value, "must be a whole number of 0 or more", "")
-        for name in ("superimpose_alpha", "denoising_strength", "subseed_strength", "video_post_process_alpha"):
-            _unit_float(self, name)
-        for name, top in (("mask_threshold", 255), ("difference_threshold", 255), ("fastdvdnet_noise_sigma", 255)):
+            if value is not None and not (low <= value and (high is None or value <= high)):
+                within = f"from {low:,} to {high:,}" if high is not None else f"{low:,} or more"
+                raise VideoLoopError(name, value, f"must be {within}", fix)
+        for name, choices in _CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise VideoLoopError(name, getattr(self, name), f"must be one of {', '.join(map(repr, choices))}", "")
+        for name in ("width", "height"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not 0 <= value <= top:
-                raise VideoLoopError(name, value, f"must be between 0 and {top}", "")
-        _choice(self, "temporal_superimpose_method", TEMPORAL_METHODS)
-        _choice(self, "video_post_process_method", DENOISE_METHODS)
-        _choice(self, "video_post_process_when", DENOISE_WHEN)
-        _choice(self, "output_format", VIDEO_FORMATS)
-        if self.resize_mode not in RESIZE_MODES:
-            raise VideoLoopError(
-                "resize_mode",
-                self.resize_mode,
-                "must be 0 (just resize), 1 (crop and resize) or 2 (resize and fill)",
-                "",
-            )
-        if self.output_frame_rate is not None and not (
-            isinstance(self.output_frame_rate, (int, float))
-            and math.isfinite(self.output_frame_rate)
-            and 0 < self.output_frame_rate <= 1000
-        ):
-            raise VideoLoopError(
-                "output_frame_rate",
-                self.output_frame_rate,
-                "must be a positive number of frames per second",
-                "Leave it empty to use the input's rate",
-            )
-        if not isinstance(self.crf, int) or not 0 <= self.crf <= 63:
-            raise VideoLoopError(
-                "crf", self.crf, "must be a whole number from 0 to 63", "18 is visually lossless for mp4"
-            )
-        if not isinstance(self.cfg_scale, (int, float)) or not math.isfinite(self.cfg_scale):
-            raise VideoLoopError("cfg_scale", self.cfg_scale, "must be a number", "")
+            if value != 0 and not MIN_SIDE <= value <= MAX_SIDE:
+                raise VideoLoopError(
+                    name, value, f"must be 0 (the input's size) or from {MIN_SIDE} to {MAX_SIDE} pixels", ""
+                )
+        for name in PATH_FIELDS:
+            if "\x00" in getattr(self, name):
+                raise VideoLoopError(name, getattr(self, name), "contains a NUL character", "Retype the path")
+        self._validate_output()
         temporal_weights(self.temporal_superimpose_alpha_list)
         if not self.input_directory:
             raise VideoLoopError(
                 "input_directory", self.input_directory, "is empty", "Give a video file, a folder of frames or an image"
             )
+
+    def _validate_output(self) -> None:
+        top = CRF_RANGE[self.output_format]
+        if not 0 <= self.crf <= top:
+            raise VideoLoopError(
+                "crf", self.crf, f"must be from 0 to {top} for {self.output_format}", "18 is visually lossless for mp4"
+            )
+        if self.output_format == "gif" and self.output_frame_rate is not None and self.output_frame_rate > MAX_GIF_FPS:
+            raise VideoLoopError(
+                "output_frame_rate",
+                self.output_frame_rate,
+                f"is above {MAX_GIF_FPS} fps, which a GIF cannot store (its delays are hundredths of a second)",
+                "Use mp4 or webm for high frame rates",
+            )
+
+
+# setting: (lowest, highest or None, what to do). Types are checked first (_typed).
+_RANGES: dict[str, tuple[float, float | None, str]] = {
+    "start_frame": (0, None, ""),
+    "extract_nth_frame": (1, None, "1 keeps every frame, 2 every second frame"),
+    "max_frames": (1, MAX_FRAMES, "Split the clip (start_frame and max_frames), or leave it empty for all"),
+    "loop_n": (1, MAX_LOOPS, "Split a longer job into runs (--config RUN/settings.json)"),
+    "steps": (1, MAX_STEPS, ""),
+    "batch_size": (1, MAX_BATCH, ""),
+    "n_iter": (1, MAX_BATCH, ""),
+    "seed": (-1, MAX_SEED, "-1 draws one"),
+    "subseed": (-1, MAX_SEED, "-1 draws one"),
+    "cfg_scale": (*CFG_RANGE, ""),
+    "superimpose_alpha": (0, 1, ""),
+    "denoising_strength": (0, 1, ""),
+    "subseed_strength": (0, 1, ""),
+    "video_post_process_alpha": (0, 1, ""),
+    "mask_threshold": (0, 255, ""),
+    "difference_threshold": (0, 255, ""),
+    "fastdvdnet_noise_sigma": (0, 255, ""),
+    "output_frame_rate": (0.001, 1000, "Leave it empty to use the input's rate"),
+}
+_CHOICES: dict[str, tuple[Any, ...]] = {
+    "temporal_superimpose_method": TEMPORAL_METHODS,
+    "video_post_process_method": DENOISE_METHODS,
+    "video_post_process_when": DENOISE_WHEN,
+    "output_format": VIDEO_FORMATS,
+    "resize_mode": tuple(RESIZE_MODES),
+}
+
+
+def reference_folders(text: str) -> list[str]:
+    """The folders of reference_frames_directory, which the original separated by !!!."""
+    return [part.strip() for part in str(text or "").split(FOLDER_SEPARATOR) if part.strip()]
 
 
 def temporal_weights(
@@ -263,19 +326,42 @@ def temporal_weights(
     return values
 
 
-def _positive_int(settings: Settings, name: str) -> None:
-    value = getattr(settings, name)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise VideoLoopError(name, value, "must be a whole number of 1 or more", "")
+def _field_kinds() -> dict[str, tuple[type, bool]]:
+    """Each field's type and whether it may be empty (None)."""
+    kinds = {}
+    for name, hint in typing.get_type_hints(Settings).items():
+        args = typing.get_args(hint)
+        if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+            kinds[name] = (next(a for a in args if a is not type(None)), True)
+        else:
+            kinds[name] = (hint, False)
+    return kinds
 
 
-def _unit_float(settings: Settings, name: str) -> None:
-    value = getattr(settings, name)
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
-        raise VideoLoopError(name, value, "must be between 0 and 1", "")
+_KIND_WORDS = {str: "text", int: "a whole number", float: "a number", bool: "true or false"}
 
 
-def _choice(settings: Settings, name: str, choices: tuple[str, ...]) -> None:
-    value = getattr(settings, name)
-    if value not in choices:
-        raise VideoLoopError(name, value, f"must be one of {', '.join(repr(c) for c in choices)}", "")
+def _typed(name: str, value: Any) -> Any:
+    """value as the field's type, or a VideoLoopError naming the field (JSON has no int/float
+    distinction, so 3.0 is a whole number and 3 a number)."""
+    kind, optional = _FIELD_KINDS[name]
+    if value is None and optional:
+        return None
+    if kind is bool and isinstance(value, bool):
+        return value
+    if not isinstance(value, bool):
+        if kind is str and isinstance(value, str):
+            return value
+        if kind is int and isinstance(value, int):
+            return value
+        if kind is int and isinstance(value, float) and value.is_integer():
+            return int(value)
+        if kind is float and isinstance(value, (int, float)):
+            if not math.isfinite(value):
+                raise VideoLoopError(name, value, "must be a finite number", "")
+            return value
+    words = _KIND_WORDS[kind] + (" or empty (null)" if optional else "")
+    raise VideoLoopError(name, value, f"must be {words}, not {type(value).__name__}", "")
+
+
+_FIELD_KINDS = _field_kinds()

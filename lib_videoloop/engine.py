@@ -9,24 +9,22 @@
         optional temporal denoise pass; optional video of the loop
     final video of the last loop, with the source's sound
 
-Everything the run needs is checked, and every schedule evaluated, before the first
-generation. All state lives in the run folder, so a stopped run resumes to the same frames.
+The rooms around this loop: run_setup.py checks everything and prepares the run folder before
+the first generation; loop_end.py does what follows each loop (denoise pass, video, report);
+resume.py says how a stopped run continues to the same frames.
 """
 
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from lib_videoloop.backends import Backend, GenerationRequest
 from lib_videoloop.blend import (
@@ -37,20 +35,19 @@ from lib_videoloop.blend import (
     temporal_superimpose,
     window_weights,
 )
-from lib_videoloop.config import Settings
-from lib_videoloop.errors import InterruptedRun, VideoLoopError
-from lib_videoloop.masks import MaskSource, fit_mask, missing_masks_error
+from lib_videoloop.config import DIFFERENCE_METHOD, Settings
+from lib_videoloop.denoise.weights import NOWHERE_ELSE, WeightPlaces
+from lib_videoloop.errors import InterruptedRun
+from lib_videoloop.loop_end import LoopEnd
 from lib_videoloop.media.images import from_pil, to_pil
 from lib_videoloop.media.resize import resize_frame
-from lib_videoloop.media.sources import FolderSource, FrameSource, SourceInfo, open_source
-from lib_videoloop.media.store import FrameStore, loop_dir_name
-from lib_videoloop.media.writer import AudioSpan, output_fps, write_video
-from lib_videoloop.planning import FramePlan, Planner, read_txt_prompts
+from lib_videoloop.media.store import INPUT, FrameStore, loop_dir_name
+from lib_videoloop.planning import FramePlan, Planner
+from lib_videoloop.resume import reopen
+from lib_videoloop.run_setup import copy_input, open_input, prepare_run, write_record
+from lib_videoloop.run_state import RunState
 
 log = logging.getLogger(__name__)
-
-INPUT = "input"
-DIFFERENCE_METHOD = "with difference mask from reference"
 
 
 @dataclass
@@ -112,18 +109,6 @@ class _Window:
         return frames
 
 
-def target_size(settings: Settings, info: SourceInfo) -> tuple[int, int]:
-    """The working size: the settings', or the source's; one given keeps the aspect ratio."""
-    w, h = settings.width, settings.height
-    if w and not h:
-        h = max(1, round(info.height * w / info.width))
-    elif h and not w:
-        w = max(1, round(info.width * h / info.height))
-    elif not w and not h:
-        w, h = info.width, info.height
-    return w, h
-
-
 class Engine:
     def __init__(
         self,
@@ -133,83 +118,94 @@ class Engine:
         on_progress: Callable[[Progress], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
         should_skip: Callable[[], bool] | None = None,
-        store: FrameStore | None = None,
+        weight_places: WeightPlaces = NOWHERE_ELSE,
     ) -> None:
         self.settings = settings
         self.backend = backend
-        self.on_progress = on_progress or (lambda progress: None)
+        self.on_progress = on_progress or (lambda _progress: None)
         self.should_stop = should_stop or (lambda: False)
         self.should_skip = should_skip or (lambda: False)
-        self.store = store
-        self.run_info: dict[str, Any] = {}
+        self.weight_places = weight_places  # where the host keeps model weights (FastDVDNet)
+        self.store: FrameStore | None = None  # the run folder, once prepared or reopened
+        self.state: RunState | None = None
 
-    # -- resume ------------------------------------------------------------------------------
     @classmethod
-    def resume(cls, run_dir: str | Path, backend: Backend, **kwargs: Any) -> "Engine":
-        store = FrameStore.open(run_dir)
-        data = store.read_settings()
-        settings = Settings.from_dict(data)
-        engine = cls(settings, backend, store=store, **kwargs)
-        engine.run_info = data.get("run", {})
+    def resume(cls, run_dir: str | Path, backend: Backend, **kwargs: Any) -> Engine:
+        """An engine that continues the run in run_dir (see resume.py)."""
+        store, settings, state = reopen(run_dir)
+        engine = cls(settings, backend, **kwargs)
+        engine.store, engine.state = store, state
         return engine
 
     # -- the whole run ---------------------------------------------------------------------
     def run(self) -> RunResult:
-        s = self.settings
         if self.store is None:
-            self._start()
-        assert self.store is not None
-        info = self.run_info
-        frame_count = int(info["frame_count"])
-        planner = Planner(s, frame_count, [tuple(x) for x in info["txt_prompts"]] if info.get("txt_prompts") else None)
+            prepared = prepare_run(self.settings, self.backend, self.weight_places)
+            self.store, self.settings, self.state = prepared.store, prepared.settings, prepared.state
+        else:
+            self.store.lock()
+        try:
+            return self._run(self.store, self.state)
+        finally:
+            self.store.unlock()
+
+    def _run(self, store: FrameStore, state: RunState) -> RunResult:
+        s = self.settings
+        planner = Planner(s, state.frame_count, state.txt_prompts, frame_pixels=state.frame_pixels)
         self.backend.check(planner.uses_subseed(), s.use_mask)
-        if not self.store.folder_complete(INPUT):
-            self._prepare_frames(self._open_source(), planner_frames=frame_count)
-        total = frame_count * s.loop_n
-        result = RunResult(self.store.root, s, frame_count)
-        done = sum(len(self.store.complete_frames(loop_dir_name(k))) for k in range(1, s.loop_n + 1))
-        self.on_progress(Progress(1, s.loop_n, 0, frame_count, done, total))  # before the first generation
-        # Each loop's flicker report is measured on a worker while the next loop generates.
+        if not store.folder_complete(INPUT):  # stopped while the input was being copied
+            copy_input(store, s, state, open_input(s))
+        total = state.frame_count * s.loop_n
+        result = RunResult(store.root, s, state.frame_count)
+        done = sum(len(store.complete_frames(loop_dir_name(k))) for k in range(1, s.loop_n + 1))
+        self.on_progress(Progress(1, s.loop_n, 0, state.frame_count, done, total))  # before the first generation
         with (
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="videoloop-read") as reader,
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="videoloop-report") as self._reporter,
+            LoopEnd(store, s, state, self.weight_places) as loop_end,
         ):
-            self._reports: list[Future[dict[str, Any] | None]] = []
-            previous = self._loops(planner, reader, result, done, total)
-            for report in self._reports:
-                result.report = report.result() or result.report
-        result.frames_folder = previous
-        result.settings = self.settings  # as they stand now: the model name is known only after a generation
-        result.video = self._write_video(previous, self.store.root.name)
+            previous = self._loops(planner, reader, loop_end, result, done, total)
+            result.report = loop_end.last_report()
+            result.loop_videos = loop_end.loop_videos
+            result.frames_folder = previous
+            result.settings = self.settings  # as they stand now: the model name is known only after a generation
+            result.video = loop_end.write_video(previous, store.root.name)
         return result
 
-    def _loops(self, planner: Planner, reader: ThreadPoolExecutor, result: RunResult, done: int, total: int) -> str:
+    def _loops(
+        self,
+        planner: Planner,
+        reader: ThreadPoolExecutor,
+        loop_end: LoopEnd,
+        result: RunResult,
+        done: int,
+        total: int,
+    ) -> str:
         """Generates every missing frame, loop by loop; returns the folder of the final frames."""
-        assert self.store is not None
-        s, info, frame_count = self.settings, self.run_info, result.frame_count
+        store, state = self.store, self.state
+        assert store is not None and state is not None
+        s, frame_count = self.settings, state.frame_count
         previous = INPUT
         started = time.monotonic()
         made = False  # whether this session generated any frame of the current loop
-        for plan in planner.plans(int(info["seed"]), int(info["subseed"])):
+        for plan in planner.plans(state.seed, state.subseed):
             folder = loop_dir_name(plan.loop)
             if plan.frame == 0:
                 made = False
-                window = _Window(self.store, previous, reader)
-                references = [_Window(self.store, name, reader) for name in info.get("references", [])] or [
-                    _Window(self.store, INPUT, reader)
+                window = _Window(store, previous, reader)
+                references = [_Window(store, name, reader) for name in state.references] or [
+                    _Window(store, INPUT, reader)
                 ]
-            if not self.store.is_complete(folder, plan.frame):
+            if not store.is_complete(folder, plan.frame):
                 latest = self._frame(plan, window, references, frame_count)
                 made = True
                 result.seeds.append(plan.seed)
                 done += 1
                 self.on_progress(Progress(plan.loop, s.loop_n, plan.frame + 1, frame_count, done, total, latest))
                 if self.should_stop():
-                    raise InterruptedRun(str(self.store.root))
+                    raise InterruptedRun(str(store.root))
             if plan.frame == frame_count - 1:
-                previous = self._finish_loop(plan.loop, result, resumed=not made)
-                elapsed = time.monotonic() - started
-                log.info("loop %d/%d done (%.1f s so far)", plan.loop, s.loop_n, elapsed)
+                previous = loop_end.finish(plan.loop, resumed=not made)
+                log.info("loop %d/%d done (%.1f s so far)", plan.loop, s.loop_n, time.monotonic() - started)
         return previous
 
     # -- one frame -------------------------------------------------------------------------
@@ -238,24 +234,12 @@ class Engine:
         h, w = base.shape[:2]
         request = GenerationRequest(
             init_image=init,
-            base_image=base,
             mask=mask,
-            prompt=plan.prompt,
-            negative_prompt=plan.negative_prompt,
-            seed=plan.seed,
-            subseed=plan.subseed,
-            subseed_strength=plan.subseed_strength,
-            denoising_strength=plan.denoising_strength,
-            steps=plan.steps,
-            cfg_scale=plan.cfg_scale,
             width=w,
             height=h,
-            batch_size=plan.batch_size,
-            n_iter=plan.n_iter,
             control_images=control,
-            frame_index=i,
-            loop=plan.loop,
             input_image=input_image,
+            **plan.sampling(),
         )
         images = self.backend.generate(request)
         if self.should_skip():
@@ -275,247 +259,14 @@ class Engine:
         return out
 
     def _record_model_name(self) -> None:
-        # The WebUI (Forge) knows the real model only after the first generation.
+        # The WebUI (Forge) knows the real model only after the first generation. Every model
+        # that made frames is kept in order: a resume with another model does not erase the first.
+        assert self.store is not None and self.state is not None
         name = getattr(self.backend, "model_name", None) or self.backend.name
-        if name and name != self.settings.model_name:
+        models = self.state.models
+        if name and (not models or models[-1] != name):
+            if models:
+                log.warning("this run's frames so far were made with %s; it goes on with %s", models[-1], name)
+            models.append(name)
             self.settings = replace(self.settings, model_name=name)
-            self._write_settings()
-
-    # -- after a loop ----------------------------------------------------------------------
-    def _finish_loop(self, loop: int, result: RunResult, *, resumed: bool = False) -> str:
-        """Runs the loop's denoise pass, video and report; returns the folder the next loop reads.
-
-        resumed: every frame of the loop was made before this session; its video and report are
-        then kept when they exist (a resume near the end of a long run redoes neither).
-        """
-        assert self.store is not None
-        s = self.settings
-        folder = loop_dir_name(loop)
-        if s.video_post_process_method != "None" and (s.video_post_process_when == "every loop" or loop == s.loop_n):
-            from lib_videoloop.denoise.loop_pass import run_denoise_pass
-
-            folder = run_denoise_pass(self.store, folder, s, seed=int(self.run_info["seed"]) + loop)
-        if s.save_every_loop and loop < s.loop_n:
-            video = self.store.video_path(loop_dir_name(loop), s.output_format)
-            result.loop_videos.append(
-                video if resumed and video.is_file() else self._write_video(folder, loop_dir_name(loop))
-            )
-        if not (resumed and self._reported(loop)):
-            self._after_loop(loop, folder, result)
-        return folder
-
-    def _reported(self, loop: int) -> bool:
-        from lib_videoloop.report import RunReport
-
-        assert self.store is not None
-        return any(entry["loop"] == loop for entry in RunReport(self.store.root).data["loops"])
-
-    def _after_loop(self, loop: int, folder: str, result: RunResult) -> None:
-        """Queues the loop's flicker measurement (report.json, flicker.png)."""
-        assert self.store is not None
-        if self.store.frame_count >= 2:
-            self._reports.append(self._reporter.submit(self._report, loop, folder))
-
-    def _report(self, loop: int, folder: str) -> dict[str, Any] | None:
-        from lib_videoloop.report import RunReport
-
-        assert self.store is not None
-        try:
-            return RunReport(self.store.root).add_loop(loop, self.store.frames(folder), self.store.frames(INPUT))
-        except Exception:  # a report must never cost the user the run
-            log.exception("the flicker report of loop %d could not be made", loop)
-            return None
-
-    def _write_video(self, folder: str, name: str) -> Path:
-        s = self.settings
-        info = self.run_info
-        src = info.get("source", {})
-        fps_text = src.get("fps")
-        source_fps = Fraction(fps_text) if fps_text else None
-        fps = output_fps(source_fps, s.extract_nth_frame, s.output_frame_rate)
-        natural = output_fps(source_fps, s.extract_nth_frame, None)
-        audio = None
-        if s.keep_audio and src.get("has_audio") and src.get("kind") == "video" and s.output_format != "gif":
-            if fps != natural:
-                log.info(
-                    "sound left out: output_frame_rate %s changes the clip's speed (natural rate %s)", fps, natural
-                )
-            else:
-                frames = int(info["frame_count"])
-                audio = AudioSpan(
-                    Path(src["path"]),
-                    float(src["time_origin"]) + float(src["start_time"]),
-                    frames * s.extract_nth_frame / float(source_fps),
-                )
-        path = self.store.video_path(name, s.output_format)
-        return write_video(
-            self.store.frames(folder),
-            path,
-            fps,
-            video_format=s.output_format,
-            crf=s.crf,
-            lossless=s.lossless,
-            audio=audio,
-        )
-
-    # -- starting a new run ----------------------------------------------------------------
-    def _open_source(self) -> FrameSource:
-        s = self.settings
-        return open_source(
-            s.input_directory, start_frame=s.start_frame, extract_nth_frame=s.extract_nth_frame, max_frames=s.max_frames
-        )
-
-    def _start(self) -> None:
-        """Checks everything, creates the run folder and prepares the frames. No generation."""
-        s = self.settings
-        s.validate()
-        source = self._open_source()
-        info = source.info
-        n = info.frame_count
-        width, height = target_size(s, info)
-        txt_prompts = None
-        if s.read_prompt_from_txt:
-            if not isinstance(source, FolderSource):
-                raise VideoLoopError(
-                    "read_prompt_from_txt",
-                    True,
-                    "needs a folder of frames with a .txt beside each",
-                    "Turn it off for video input, or use prompt_schedule",
-                )
-            txt_prompts = read_txt_prompts(source.files)
-        planner = Planner(s, n, txt_prompts)
-        planner.check_all()
-        self.backend.check(planner.uses_subseed(), s.use_mask)
-        mask_source = self._check_masks(source) if s.use_mask else None
-        reference_sources = self._reference_sources(n)
-        if s.temporal_superimpose_method == DIFFERENCE_METHOD and not reference_sources:
-            log.info("difference mask: the input frames are the reference")
-        if s.video_post_process_method == "FastDVDNet":
-            from lib_videoloop.denoise.weights import find_weights
-
-            find_weights(s.fastdvdnet_weights)
-        seed = s.seed if s.seed >= 0 else random.randrange(2**32)
-        subseed = s.subseed if s.subseed >= 0 else random.randrange(2**32)
-        self.store = FrameStore.create(s.output_directory, Path(str(s.input_directory)).stem, n, s.input_directory)
-        self.run_info = {
-            "frame_count": n,
-            "width": width,
-            "height": height,
-            "seed": seed,
-            "subseed": subseed,
-            "seed_as_typed": s.seed,
-            "subseed_as_typed": s.subseed,
-            "txt_prompts": txt_prompts,
-            "references": [f"reference_{k + 1}" for k in range(len(reference_sources))],
-            "source": {
-                "path": str(info.path),
-                "kind": info.kind,
-                "fps": str(info.fps) if info.fps else None,
-                "width": info.width,
-                "height": info.height,
-                "frame_count": info.source_frame_count,
-                "has_audio": info.has_audio,
-                "start_time": info.start_time,
-                "time_origin": info.time_origin,
-                "rotation": info.rotation,
-                "variable_frame_rate": info.variable_frame_rate,
-                "names": info.names,
-            },
-        }
-        # Seeds recorded as used, so that `--config settings.json` repeats the run exactly.
-        self.settings = replace(
-            s, seed=seed, subseed=subseed, model_name=getattr(self.backend, "model_name", None) or self.backend.name
-        )
-        self._write_settings()
-        log.info("run folder %s: %d frames at %dx%d, %d loops", self.store.root, n, width, height, s.loop_n)
-        self._prepare_frames(source, planner_frames=n, mask_source=mask_source, reference_sources=reference_sources)
-
-    def _write_settings(self) -> None:
-        assert self.store is not None
-        data = self.settings.to_dict()
-        data["run"] = self.run_info
-        self.store.write_settings(data)
-
-    def _prepare_frames(
-        self,
-        source: FrameSource,
-        planner_frames: int,
-        mask_source: MaskSource | None = None,
-        reference_sources: list[FrameSource] | None = None,
-    ) -> None:
-        """Writes the input frames (and masks, references) at the working size into the run folder."""
-        assert self.store is not None
-        s = self.settings
-        w, h = int(self.run_info["width"]), int(self.run_info["height"])
-        if s.use_mask and mask_source is None:
-            mask_source = MaskSource(s.mask_directory, s.mask_threshold, source.info.kind)
-        if reference_sources is None:
-            reference_sources = self._reference_sources(planner_frames)
-        missing = []
-        names = source.info.names
-        for frame in source:
-            if self.store.is_complete(INPUT, frame.index):
-                continue
-            self.store.write_frame(INPUT, frame.index, resize_frame(frame.image, w, h, s.resize_mode))
-            if mask_source is not None:
-                number = int(names[frame.index]) if source.info.kind == "video" else None
-                mask = mask_source.mask_for(frame, number)
-                if mask is None:
-                    missing.append(frame.name)
-                else:
-                    self.store.write_mask(frame.index, fit_mask(mask, w, h, s.resize_mode))
-        if missing:
-            raise missing_masks_error(missing, s.mask_directory)
-        for k, ref in enumerate(reference_sources):
-            folder = f"reference_{k + 1}"
-            for frame in ref:
-                if frame.index < planner_frames and not self.store.is_complete(folder, frame.index):
-                    self.store.write_frame(folder, frame.index, resize_frame(frame.image, w, h, s.resize_mode))
-
-    def _reference_sources(self, frame_count: int) -> list[FrameSource]:
-        s = self.settings
-        sources = []
-        for part in str(s.reference_frames_directory or "").split("!!!"):
-            if not part.strip():
-                continue
-            ref = open_source(
-                part.strip(),
-                start_frame=s.start_frame,
-                extract_nth_frame=s.extract_nth_frame,
-                max_frames=s.max_frames,
-                setting="reference_frames_directory",
-            )
-            if ref.info.frame_count < frame_count:
-                raise VideoLoopError(
-                    "reference_frames_directory",
-                    part,
-                    f"has {ref.info.frame_count} frames after selection, the input has {frame_count}",
-                    "Give as many reference frames as input frames",
-                )
-            sources.append(ref)
-        return sources
-
-    def _check_masks(self, source: FrameSource) -> MaskSource:
-        """Resolves where each frame's mask comes from, refusing to start if any is missing."""
-        s = self.settings
-        masks = MaskSource(s.mask_directory, s.mask_threshold, source.info.kind)
-        missing: list[str] = []
-        if masks.folder is not None:
-            for name in source.info.names:
-                number = int(name) if source.info.kind == "video" else None
-                if name not in masks.folder and (number is None or number not in masks.by_number):
-                    missing.append(name)
-        elif masks.single is None:
-            if source.info.kind == "video":
-                missing = list(source.info.names)
-            else:
-                files = source.files if isinstance(source, FolderSource) else [source.path]  # type: ignore[attr-defined]
-                missing = [p.stem for p in files if not _has_alpha(p)]
-        if missing:
-            raise missing_masks_error(missing, s.mask_directory)
-        return masks
-
-
-def _has_alpha(path: Path) -> bool:
-    with Image.open(path) as img:  # reads the header only
-        return img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
+            write_record(self.store, self.settings, self.state)

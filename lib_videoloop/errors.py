@@ -35,7 +35,7 @@ class VideoLoopError(Exception):
             if loop is not None:
                 parts.append(f"loop {loop}")
             where = f" (at {', '.join(parts)})"
-        text = f"{setting} = {_short(value)}{where}: {problem}"
+        text = f"{setting} = {short(value)}{where}: {problem}"
         if fix:
             text += f". {fix}"
         super().__init__(text)
@@ -45,6 +45,8 @@ class InterruptedRun(Exception):
     """Raised inside the engine when the user asked to stop; the run folder stays resumable."""
 
 
-def _short(value: Any, limit: int = 200) -> str:
-    text = repr(value)
+def short(value: Any, limit: int = 200, *, quote: bool = True) -> str:
+    """repr(value) (or str with quote=False), cut to limit characters: a message never quotes
+    a huge value in full."""
+    text = repr(value) if quote else str(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."

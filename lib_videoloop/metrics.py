@@ -208,6 +208,13 @@ def clip_frames(path: str | Path, setting: str) -> Iterator[np.ndarray]:
 
 def measure_clips(output: str | Path, source: str | Path, reference: str | Path | None = None) -> dict[str, Any]:
     """The `metrics` command: the numbers as a JSON-ready dict."""
+    from lib_videoloop.media.sources import open_source
+
+    count = open_source(output, setting="output").info.frame_count
+    if count < 2:
+        raise VideoLoopError(
+            "output", str(output), f"has {count} frame; flicker is measured between frames", "Give a clip of 2 or more"
+        )
     result = measure(
         clip_frames(output, "output"),
         clip_frames(source, "--source"),

@@ -13,32 +13,21 @@ from typing import Any
 
 from PIL import Image
 
-from lib_videoloop.config import SCHEDULE_FIELDS, Settings, temporal_weights
-from lib_videoloop.errors import VideoLoopError
-from lib_videoloop.schedule import Expression, base_scope
+from lib_videoloop.config import CFG_RANGE, MAX_BATCH, MAX_SEED, MAX_STEPS, SCHEDULE_FIELDS, Settings, temporal_weights
+from lib_videoloop.errors import VideoLoopError, short
+from lib_videoloop.sampling import Sampling
+from lib_videoloop.schedule_sandbox import Expression, ScheduleRefused, base_scope
 
 
 @dataclass
-class FramePlan:
+class FramePlan(Sampling):
+    """One (frame, loop): what to ask the backend for, and how to blend what comes back."""
+
     frame: int  # 0-based
     loop: int  # 1-based
-    prompt: str
-    negative_prompt: str
-    seed: int
-    subseed: int
-    subseed_strength: float
-    denoising_strength: float
-    steps: int
-    cfg_scale: float
     superimpose_alpha: float
     temporal_weights: list[float]
-    n_iter: int
-    batch_size: int
     post_process: Callable[[Image.Image], Image.Image] | None
-
-    @property
-    def image_count(self) -> int:
-        return self.n_iter * self.batch_size
 
 
 def _number(value: Any) -> bool:
@@ -49,9 +38,42 @@ def _whole(value: Any) -> bool:
     return _number(value) and float(value).is_integer()
 
 
+def _fraction(value: Any) -> bool:
+    return _number(value) and 0 <= value <= 1
+
+
+def _seed(value: Any) -> bool:
+    return _whole(value) and 0 <= value <= MAX_SEED
+
+
+# schedule: (the value it replaces, its check, what the check expects, the value's type).
+# Unscheduled seeds follow fix_seed, through frames and loops (plans()).
+_NUMBER_SCHEDULES: dict[str, tuple[str, Callable[[Any], bool], str, type]] = {
+    "subseed_strength_schedule": ("subseed_strength", _fraction, "a number from 0 to 1", float),
+    "denoising_schedule": ("denoising_strength", _fraction, "a number from 0 to 1", float),
+    "step_schedule": (
+        "steps", lambda x: _whole(x) and 1 <= x <= MAX_STEPS, f"a whole number of steps from 1 to {MAX_STEPS}", int
+    ),
+    "cfg_schedule": (
+        "cfg_scale",
+        lambda x: _number(x) and CFG_RANGE[0] <= x <= CFG_RANGE[1],
+        f"a number from {CFG_RANGE[0]:g} to {CFG_RANGE[1]:g} (the CFG scale)",
+        float,
+    ),
+    "superimpose_alpha_schedule": ("superimpose_alpha", _fraction, "a number from 0 to 1", float),
+    "seed_schedule": ("seed", _seed, f"a whole number from 0 to {MAX_SEED}", int),
+    "subseed_schedule": ("subseed", _seed, f"a whole number from 0 to {MAX_SEED}", int),
+}
+
+
 class Planner:
     def __init__(
-        self, settings: Settings, frame_count: int, txt_prompts: list[tuple[str | None, str | None]] | None = None
+        self,
+        settings: Settings,
+        frame_count: int,
+        txt_prompts: list[tuple[str | None, str | None]] | None = None,
+        *,
+        frame_pixels: int = 0,
     ) -> None:
         self.s = settings
         self.frame_count = frame_count
@@ -61,7 +83,7 @@ class Planner:
             for name in SCHEDULE_FIELDS
             if str(getattr(settings, name) or "").strip()
         }
-        self.scope = base_scope(frame_count, settings.loop_n)
+        self.scope = base_scope(frame_count, settings.loop_n, frame_pixels)
         self.base_weights = temporal_weights(settings.temporal_superimpose_alpha_list)
         self._probe = Image.new("RGB", (8, 8), (128, 128, 128))
 
@@ -73,7 +95,7 @@ class Planner:
         return VideoLoopError(
             name,
             self.s.__dict__[name],
-            f"gave {value!r}, expected {expected}",
+            f"gave {short(value)}, expected {expected}",
             "Fix the expression for this frame and loop",
             frame=image_i,
             loop=loop_i,
@@ -90,66 +112,14 @@ class Planner:
         return value
 
     def values(self, frame: int, loop: int) -> dict[str, Any]:
-        """Every scheduled value of one frame (seeds aside), checked."""
+        """Every scheduled value of one frame, checked (seed and subseed None when not scheduled)."""
         s = self.s
         i, k = frame + 1, loop
         v: dict[str, Any] = {}
-        v["subseed_strength"] = float(
-            self._scheduled(
-                "subseed_strength_schedule",
-                s.subseed_strength,
-                i,
-                k,
-                lambda x: _number(x) and 0 <= x <= 1,
-                "a number from 0 to 1",
-            )
-        )
-        v["denoising_strength"] = float(
-            self._scheduled(
-                "denoising_schedule",
-                s.denoising_strength,
-                i,
-                k,
-                lambda x: _number(x) and 0 <= x <= 1,
-                "a number from 0 to 1",
-            )
-        )
-        v["steps"] = int(
-            self._scheduled(
-                "step_schedule",
-                s.steps,
-                i,
-                k,
-                lambda x: _whole(x) and 1 <= x <= 1000,
-                "a whole number of steps from 1 to 1000",
-            )
-        )
-        v["cfg_scale"] = float(
-            self._scheduled(
-                "cfg_schedule", s.cfg_scale, i, k, lambda x: _number(x) and -100 <= x <= 100, "a number (the CFG scale)"
-            )
-        )
-        v["superimpose_alpha"] = float(
-            self._scheduled(
-                "superimpose_alpha_schedule",
-                s.superimpose_alpha,
-                i,
-                k,
-                lambda x: _number(x) and 0 <= x <= 1,
-                "a number from 0 to 1",
-            )
-        )
-        v["seed"] = self._scheduled(
-            "seed_schedule", None, i, k, lambda x: _whole(x) and 0 <= x < 2**32, "a whole number from 0 to 4294967295"
-        )
-        v["subseed"] = self._scheduled(
-            "subseed_schedule",
-            None,
-            i,
-            k,
-            lambda x: _whole(x) and 0 <= x < 2**32,
-            "a whole number from 0 to 4294967295",
-        )
+        for schedule, (key, check, expected, kind) in _NUMBER_SCHEDULES.items():
+            default = None if key in ("seed", "subseed") else getattr(s, key)
+            value = self._scheduled(schedule, default, i, k, check, expected)
+            v[key] = None if value is None else kind(value)
         if "temporal_superimpose_schedule" in self.expressions:
             raw = self._eval("temporal_superimpose_schedule", i, k)
             try:
@@ -172,15 +142,15 @@ class Planner:
         n_iter, batch_size = s.n_iter, s.batch_size
         if "batch_count_schedule" in self.expressions:
             raw = self._eval("batch_count_schedule", i, k)
-            if _whole(raw) and 1 <= raw <= 100:
+            if _whole(raw) and 1 <= raw <= MAX_BATCH:
                 n_iter = int(raw)
-            elif isinstance(raw, (tuple, list)) and len(raw) == 2 and all(_whole(x) and 1 <= x <= 100 for x in raw):
+            elif isinstance(raw, (tuple, list)) and len(raw) == 2 and all(_whole(x) and 1 <= x <= MAX_BATCH for x in raw):
                 n_iter, batch_size = int(raw[0]), int(raw[1])
             else:
                 raise self._fail(
                     "batch_count_schedule",
                     raw,
-                    "a batch count from 1 to 100, or a (batch count, batch size) pair",
+                    f"a batch count from 1 to {MAX_BATCH}, or a (batch count, batch size) pair",
                     i,
                     k,
                 )
@@ -202,11 +172,15 @@ class Planner:
                     out = fn(img)
                 except VideoLoopError:
                     raise
+                except ScheduleRefused as exc:
+                    raise VideoLoopError(
+                        name, expression.source, f"refused: {exc}", "Rewrite the expression", frame=i, loop=k
+                    ) from None
                 except Exception as exc:
                     raise VideoLoopError(
                         name,
                         expression.source,
-                        f"failed with {type(exc).__name__}: {exc}",
+                        f"failed with {type(exc).__name__}: {short(exc, quote=False)}",
                         "Fix the expression",
                         frame=i,
                         loop=k,

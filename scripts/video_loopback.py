@@ -19,12 +19,12 @@ class Script(scripts.Script):
     def show(self, is_img2img: bool) -> bool:
         return is_img2img  # an img2img technique: not offered in txt2img
 
-    def ui(self, is_img2img: bool) -> list:
+    def ui(self, is_img2img: bool) -> list:  # noqa: ARG002  (the WebUI calls it so)
         from lib_videoloop.webui.panel import build_panel
 
         return build_panel(self.elem_id, settings_section.panel_defaults())
 
-    def run(self, p, *values):  # noqa: ANN001, ANN002, ANN201 - the WebUI's signature
+    def run(self, p, *values):
         from lib_videoloop.webui.runner import run_in_webui
 
         return run_in_webui(p, values)

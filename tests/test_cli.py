@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import shlex
 import signal
@@ -162,7 +163,7 @@ def test_smooth_to_a_frame_folder_reduces_frame_to_frame_change(tmp_path: Path, 
 
     smooth = [f.image for f in open_source(out)]
     raw = [f.image for f in open_source(bikes, max_frames=12)]
-    change = lambda seq: float(np.mean([np.abs(b - a).mean() for a, b in zip(seq, seq[1:])]))  # noqa: E731
+    change = lambda seq: float(np.mean([np.abs(b - a).mean() for a, b in itertools.pairwise(seq)]))  # noqa: E731
     assert len(smooth) == 12
     assert change(smooth) < 0.6 * change(raw)
 
@@ -170,3 +171,34 @@ def test_smooth_to_a_frame_folder_reduces_frame_to_frame_change(tmp_path: Path, 
 @pytest.mark.skipif(os.name != "posix", reason="signals")
 def test_module_entry_point_runs() -> None:
     assert cli("--help").returncode == 0
+
+
+@pytest.mark.skipif(os.name != "posix", reason="signals")
+def test_kill_9_at_any_frame_then_resume_gives_the_straight_runs_frames(tmp_path: Path, bikes: Path) -> None:
+    args = ["run", str(bikes), "-o", str(tmp_path / "out"), "--model", "tiny-random", "--max_frames", "5"]
+    args += ["--loop_n", "2", "--width", "64", "--height", "48", "--steps", "4", "--seed", "3", "--no-fix_seed"]
+    args += ["--temporal_superimpose_alpha_list", "1,2,1"]
+    proc = subprocess.Popen([sys.executable, "-m", "lib_videoloop", *args], cwd=ROOT, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    manifest = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        found = list((tmp_path / "out").glob("*/manifest.jsonl")) if (tmp_path / "out").exists() else []
+        if found and len(found[0].read_text().splitlines()) >= 5 + 6:  # the input and 6 generated frames
+            manifest = found[0]
+            break
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert manifest is not None, "the run did not get into its second loop in time"
+    run_dir = manifest.parent
+    assert not FrameStore.open(run_dir).folder_complete("loop_002")
+    resumed = cli("run", "--resume", str(run_dir))  # the recorded model, the recorded settings
+    assert resumed.returncode == 0, resumed.stderr
+    straight = cli(
+        "run", "--config", str(run_dir / "settings.json"), "-o", str(tmp_path / "straight"), "--model", "tiny-random"
+    )
+    assert straight.returncode == 0, straight.stderr
+    a, b = FrameStore.open(run_dir), FrameStore.open(next((tmp_path / "straight").iterdir()))
+    for folder in ("loop_001", "loop_002"):
+        for i in range(5):
+            assert np.array_equal(a.read_frame(folder, i), b.read_frame(folder, i)), (folder, i)

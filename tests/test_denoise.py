@@ -68,14 +68,13 @@ def test_weights_load_without_prefix_and_from_safetensors(golden, weights_pth: P
 def test_each_first_stage_result_is_computed_once(weights_pth: Path) -> None:
     model = load_model(weights_pth)
     calls = {"temp1": 0, "temp2": 0}
-    model.temp1.register_forward_hook(lambda m, i, o: calls.__setitem__("temp1", calls["temp1"] + o.shape[0]))
-    model.temp2.register_forward_hook(lambda m, i, o: calls.__setitem__("temp2", calls["temp2"] + o.shape[0]))
+    model.temp1.register_forward_hook(lambda _m, _i, o: calls.__setitem__("temp1", calls["temp1"] + o.shape[0]))
+    model.temp2.register_forward_hook(lambda _m, _i, o: calls.__setitem__("temp2", calls["temp2"] + o.shape[0]))
     frames = np.random.default_rng(0).random((40, 16, 24, 3), dtype=np.float32)
     list(SequenceDenoiser(model, device="cpu").stream(iter(frames), 40, 0.1))
     assert calls["temp2"] == 40
     # 38 interior triples (t-1, t, t+1) plus two mirrored ones at each end; the reference runs 120.
-    assert calls["temp1"] == 40 + 2
-    assert (calls["temp1"] + calls["temp2"]) / 40 < 2.2  # versus 4 block passes per frame
+    assert calls["temp1"] == 40 + 2  # 82 block passes for 40 frames, against the reference's 160
 
 
 def test_tiles_give_the_same_result_as_whole_frames(weights_pth: Path, monkeypatch: pytest.MonkeyPatch) -> None:

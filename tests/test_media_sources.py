@@ -38,7 +38,7 @@ def test_ntsc_rate_is_exact_and_selection_follows_start_nth_max(tmp_path: Path) 
     assert [f.name for f in open_source(clip, start_frame=3, extract_nth_frame=4, max_frames=2)] == ["000004", "000008"]
 
 
-def test_frames_stream_without_loading_the_clip(bikes: Path) -> None:
+def test_frames_come_one_at_a_time_and_the_reader_can_stop_early(bikes: Path) -> None:
     src = open_source(bikes)
     assert src.info.frame_count == 250
     iterator = iter(src)
@@ -123,7 +123,10 @@ def test_awkward_paths_simply_work(tmp_path: Path, name: str) -> None:
     folder.mkdir()
     clip = make_clip(folder / f"{name}.mp4", numbered_frames(3), 25)
     assert len(list(open_source(clip))) == 3
-    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folder / f"{name}.png")
+    Image.fromarray(np.full((8, 8, 3), 77, np.uint8)).save(folder / f"{name}.png")
+    (frame,) = open_source(folder / f"{name}.png")
+    assert frame.path is not None and frame.path.name == f"{name}.png" and np.allclose(frame.image, 77 / 255)
+    assert [f.name for f in open_source(folder)] == [name]  # the folder's one image, the video left out
 
 
 def _message(exc: pytest.ExceptionInfo) -> str:
@@ -191,3 +194,21 @@ def test_audio_only_file_has_no_video_stream(tmp_path: Path) -> None:
         container.mux(stream.encode())
     with pytest.raises(VideoLoopError, match="no video stream"):
         open_source(path)
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+def test_16_bit_colour_pngs_keep_their_16_bits(tmp_path: Path, channels: int) -> None:
+    import cv2
+
+    from lib_videoloop.media.images import load_image
+
+    # A gradient finer than 8 bits: 8-bit reading would collapse neighbouring values.
+    ramp = np.linspace(1000, 1255, 64 * 48 * channels).reshape(48, 64, channels).astype(np.uint16)
+    path = tmp_path / "deep.png"
+    bgr = ramp[:, :, [2, 1, 0, 3][:channels]]
+    assert cv2.imwrite(str(path), bgr)
+    rgb, alpha = load_image(path)
+    assert np.abs(rgb * 65535 - ramp[:, :, :3]).max() < 0.02
+    assert len(np.unique(rgb)) > 200  # 8 bits would leave about 2 distinct levels in this range
+    if channels == 4:
+        assert alpha is not None and np.abs(alpha * 65535 - ramp[:, :, 3]).max() < 0.02

@@ -20,11 +20,16 @@ from lib_videoloop.media.store import FrameStore, as_stored
 
 def test_frames_round_trip_in_16_bits(tmp_path: Path) -> None:
     store = FrameStore.create(tmp_path / "out", "clip", 2)
-    image = np.random.default_rng(0).random((17, 23, 3), dtype=np.float32)
+    # Values on the 16-bit grid come back exactly; any other value within half a step.
+    levels = np.random.default_rng(0).integers(0, 65536, (17, 23, 3))
+    on_grid = (levels / 65535.0).astype(np.float32)
+    store.write_frame("loop_001", 0, on_grid)
+    assert np.array_equal(np.round(store.read_frame("loop_001", 0) * 65535.0), levels)
+    image = np.random.default_rng(1).random((17, 23, 3), dtype=np.float32)
     store.write_frame("loop_001", 0, image)
     back = store.read_frame("loop_001", 0)
-    assert np.array_equal(back, as_stored(image))
-    assert np.abs(back - image).max() <= 0.5 / 65535 + 1e-7  # far finer than 8 bits
+    assert np.abs(back - image).max() <= 0.5 / 65535 + 1e-7  # far finer than 8 bits (1/510)
+    assert np.array_equal(back, as_stored(image))  # what the engine assumes it will read back
     with Image.open(store.frame_path("loop_001", 0)) as png:
         assert png.size == (23, 17)
     umask = os.umask(0)
@@ -44,12 +49,16 @@ def test_output_inside_input_and_unwritable_output_are_refused(tmp_path: Path) -
     with pytest.raises(VideoLoopError) as e:
         FrameStore.create(frames / "out", "x", 1, input_path=frames)
     assert "output_directory" in str(e.value) and "inside the input" in str(e.value)
-    if os.geteuid() != 0:  # root can write anywhere
-        locked = tmp_path / "locked"
-        locked.mkdir()
-        locked.chmod(0o500)
-        with pytest.raises(VideoLoopError, match="writable"):
-            FrameStore.create(locked, "x", 1)
+    # A folder its owner made read-only; root writes there anyway, but not into /proc/sys.
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    if os.access(locked, os.W_OK):
+        locked = Path("/proc/sys")
+    assert not os.access(locked, os.W_OK)
+    with pytest.raises(VideoLoopError, match="writable"):
+        FrameStore.create(locked, "x", 1)
+    assert not any(p.name.startswith("20") for p in locked.iterdir()), "no run folder was made"
     blocker = tmp_path / "file"
     blocker.write_text("a file where a folder should be")
     with pytest.raises(VideoLoopError, match="output_directory"):

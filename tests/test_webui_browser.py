@@ -1,6 +1,7 @@
 """The panel in a real browser: served by gradio on 127.0.0.1, opened in Debian's chromium.
 
-Skipped where Playwright or /usr/bin/chromium is missing (CI's gradio-4 environment has both).
+Skipped where Playwright or /usr/bin/chromium is missing, except under CI, which sets
+VIDEO_LOOPBACK_REQUIRE_BROWSER and so fails without them.
 The screenshot is kept in tests/artifacts/panel.png.
 """
 
@@ -17,6 +18,8 @@ playwright = pytest.importorskip("playwright.sync_api")
 from conftest import CHROMIUM, launch_chromium, load_webui_script  # noqa: E402
 
 if not os.path.exists(CHROMIUM):
+    if os.environ.get("VIDEO_LOOPBACK_REQUIRE_BROWSER"):  # set by CI: a missing browser is a failure there
+        pytest.fail(f"{CHROMIUM} is missing", pytrace=False)
     pytest.skip("Debian's chromium is not installed", allow_module_level=True)
 
 

@@ -115,10 +115,10 @@ def test_run_drives_the_engine_through_process_images(webui, tmp_path: Path, bik
         assert p.latents_after_sampling == [], "Forge's lists grow on copies, not on the user's p"
 
 
-def test_backend_takes_exactly_the_generated_images(webui, bikes: Path) -> None:
+def test_backend_takes_exactly_the_generated_images(webui) -> None:
     _, unit_cls, calls = webui
     from lib_videoloop.backends import GenerationRequest
-    from lib_videoloop.backends.webui import WebUIBackend
+    from lib_videoloop.webui.backend import WebUIBackend
 
     shared.opts.return_grid = True
     shared.opts.return_mask = True
@@ -127,7 +127,7 @@ def test_backend_takes_exactly_the_generated_images(webui, bikes: Path) -> None:
     mask = np.zeros((48, 64), np.float32)
     mask[:, 32:] = 1
     request = GenerationRequest(
-        init_image=init, base_image=init, mask=mask, prompt="x", negative_prompt="", seed=1, subseed=2, subseed_strength=0.3,
+        init_image=init, mask=mask, prompt="x", negative_prompt="", seed=1, subseed=2, subseed_strength=0.3,
         denoising_strength=0.6, steps=4, cfg_scale=7, width=64, height=48, batch_size=2, n_iter=2, control_images=[init],
     )  # fmt: skip
     images = WebUIBackend(p).generate(request)
@@ -143,7 +143,7 @@ def test_backend_takes_exactly_the_generated_images(webui, bikes: Path) -> None:
 
 
 def test_interrupt_then_resume_finishes_with_the_same_frames(webui, tmp_path: Path, bikes: Path) -> None:
-    _, unit_cls, calls = webui
+    _, unit_cls, _calls = webui
     values = dict(
         input_directory=str(bikes), max_frames=3, loop_n=2, fix_seed=False, temporal_superimpose_alpha_list="1,2,1"
     )
@@ -239,7 +239,7 @@ def test_script_identity() -> None:
     assert script.elem_id("loop_n") == "script_video_loopback_loop_n"
 
 
-def test_install_py_installs_only_what_is_missing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_install_py_installs_only_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     import launch
 
     spec = importlib.util.spec_from_file_location("install", ROOT / "install.py")
@@ -255,13 +255,13 @@ def test_install_py_installs_only_what_is_missing(monkeypatch: pytest.MonkeyPatc
 def test_colour_correction_pulls_each_frame_towards_its_own_input(webui) -> None:
     _, unit_cls, _ = webui
     from lib_videoloop.backends import GenerationRequest
-    from lib_videoloop.backends.webui import WebUIBackend
+    from lib_videoloop.webui.backend import WebUIBackend
 
     rng = np.random.default_rng(3)
     grey = rng.random((48, 64, 3), dtype=np.float32) * 0.2 + 0.4
     reddish = np.clip(grey * np.array([1.6, 0.6, 0.6], np.float32), 0, 1)  # the input frame, loop 0
     request = GenerationRequest(
-        init_image=grey, base_image=grey, mask=None, prompt="x", negative_prompt="", seed=1, subseed=2, subseed_strength=0,
+        init_image=grey, mask=None, prompt="x", negative_prompt="", seed=1, subseed=2, subseed_strength=0,
         denoising_strength=0.5, steps=4, cfg_scale=7, width=64, height=48, batch_size=1, n_iter=1, input_image=reddish,
     )  # fmt: skip
     plain = WebUIBackend(make_p(unit_cls, None)).generate(request)[0]
@@ -270,3 +270,40 @@ def test_colour_correction_pulls_each_frame_towards_its_own_input(webui) -> None
     red_bias = lambda img: float(img[..., 0].mean() - img[..., 1:].mean())  # noqa: E731
     assert red_bias(corrected) > red_bias(plain) + 0.1
     assert abs(red_bias(corrected) - red_bias(reddish)) < 0.1
+
+
+def test_fastdvdnet_weights_come_from_the_webuis_models_folder_and_downloader(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from modules import modelloader, paths
+
+    import lib_videoloop.denoise.weights as weights
+    from lib_videoloop.errors import VideoLoopError
+    from lib_videoloop.webui.runner import weight_places
+
+    monkeypatch.setattr(weights, "EXTENSION_MODELS", tmp_path / "extension-models")
+    monkeypatch.setattr(paths, "models_path", str(tmp_path / "webui-models"))
+    places = weight_places()
+    # Offline: the message says where the file goes, the WebUI's models folder included.
+    with pytest.raises(VideoLoopError) as offline:
+        weights.find_weights("", places)
+    assert str(tmp_path / "webui-models" / "FastDVDNet") in str(offline.value)
+    calls = []
+
+    def fetch(url: str, *, model_dir: str, file_name=None, hash_prefix=None, **_options) -> str:
+        calls.append((url, model_dir, file_name, hash_prefix))
+        target = Path(model_dir) / file_name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(b"weights")
+        return str(target)
+
+    monkeypatch.setattr(modelloader, "load_file_from_url", fetch)
+    found = weights.find_weights("", places)
+    assert found == tmp_path / "webui-models" / "FastDVDNet" / "model.pth"
+    assert calls == [(weights.WEIGHTS_URL, str(found.parent), "model.pth", weights.WEIGHTS_SHA256)]
+    assert weights.find_weights("", places) == found and len(calls) == 1, "downloaded once, then found"
+    # Without the WebUI's places (the command line), nothing is downloaded, whatever sys.path holds.
+    found.unlink()
+    with pytest.raises(VideoLoopError):
+        weights.find_weights("")
+    assert len(calls) == 1

@@ -7,32 +7,17 @@ from typing import Protocol
 
 import numpy as np
 
+from lib_videoloop.sampling import Sampling
+
 
 @dataclass
-class GenerationRequest:
+class GenerationRequest(Sampling):
     init_image: np.ndarray  # HxWx3 float32 in [0, 1]: the temporally superimposed frame
-    base_image: np.ndarray  # the frame this one came from (colour-correction target)
     mask: np.ndarray | None  # HxW float32, 1 = repaint
-    prompt: str
-    negative_prompt: str
-    seed: int
-    subseed: int
-    subseed_strength: float
-    denoising_strength: float
-    steps: int
-    cfg_scale: float
     width: int
     height: int
-    batch_size: int
-    n_iter: int
     control_images: list[np.ndarray] = field(default_factory=list)  # per reference folder (or the input)
     input_image: np.ndarray | None = None  # the frame as it came in (loop 0), for colour correction
-    frame_index: int = 0  # 0-based
-    loop: int = 1  # 1-based
-
-    @property
-    def image_count(self) -> int:
-        return self.batch_size * self.n_iter
 
 
 class Backend(Protocol):

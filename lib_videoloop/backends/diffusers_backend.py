@@ -35,47 +35,54 @@ class DiffusersBackend:
     wants_input_frames = False
 
     def __init__(self, model: str, sampler_name: str = "", device: str | None = None) -> None:
-        import torch
-
+        # Only what is cheap to check happens here; the model is loaded by the first generation,
+        # so a run's settings and input are all checked before seconds (or minutes) of loading.
         self.name = f"diffusers:{model}"
         self.model = model
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = device
-        self.dtype = torch.float16 if device.startswith("cuda") else torch.float32
-        pipe = self._load(model)
-        if sampler_name:
-            if sampler_name not in SAMPLERS:
-                raise VideoLoopError(
-                    "sampler_name",
-                    sampler_name,
-                    "is not known to the diffusers backend",
-                    f"Use one of: {', '.join(SAMPLERS)}",
-                )
-            import diffusers
-
-            cls_name, extra = SAMPLERS[sampler_name]
-            pipe.scheduler = getattr(diffusers, cls_name).from_config(pipe.scheduler.config, **extra)
-        # Casting a float32 model to float32 only makes diffusers warn; move it, cast only for half.
-        pipe = pipe.to(device, self.dtype) if self.dtype != torch.float32 else pipe.to(device)
-        pipe.set_progress_bar_config(disable=True)
-        self.img2img = pipe
+        self.sampler_name = sampler_name
+        self.requested_device = device
+        if sampler_name and sampler_name not in SAMPLERS:
+            raise VideoLoopError(
+                "sampler_name",
+                sampler_name,
+                "is not known to the diffusers backend",
+                f"Use one of: {', '.join(SAMPLERS)}",
+            )
+        _check_model_path(model)
+        self._img2img = None
         self._inpaint = None
 
+    @property
+    def loaded(self) -> bool:
+        return self._img2img is not None
+
+    @property
+    def img2img(self):
+        if self._img2img is None:
+            import torch
+
+            device = self.requested_device or ("cuda" if torch.cuda.is_available() else "cpu")
+            self.device = device
+            self.dtype = torch.float16 if device.startswith("cuda") else torch.float32
+            pipe = self._load(self.model)
+            if self.sampler_name:
+                import diffusers
+
+                cls_name, extra = SAMPLERS[self.sampler_name]
+                pipe.scheduler = getattr(diffusers, cls_name).from_config(pipe.scheduler.config, **extra)
+            # Casting a float32 model to float32 only makes diffusers warn; move it, cast only for half.
+            pipe = pipe.to(device, self.dtype) if self.dtype != torch.float32 else pipe.to(device)
+            pipe.set_progress_bar_config(disable=True)
+            self._img2img = pipe
+        return self._img2img
+
     @staticmethod
-    def _load(model: str):  # noqa: ANN205
+    def _load(model: str):
         from diffusers import StableDiffusionImg2ImgPipeline
 
         if model == TINY_MODEL_NAME:
             return build_tiny_pipeline()
         path = Path(model).expanduser()
-        if not path.exists():
-            raise VideoLoopError(
-                "--model",
-                model,
-                "does not exist",
-                f"Give a diffusers model folder, a .safetensors/.ckpt file, or '{TINY_MODEL_NAME}' for a smoke test",
-            )
         try:
             if path.is_dir():
                 return StableDiffusionImg2ImgPipeline.from_pretrained(
@@ -90,15 +97,10 @@ class DiffusersBackend:
                 f"could not be loaded ({exc})",
                 "A single-file checkpoint needs its diffusers config in the local cache; or give a diffusers model folder",
             ) from None
-        raise VideoLoopError(
-            "--model",
-            model,
-            "is neither a folder nor a .safetensors/.ckpt file",
-            "Give a diffusers model folder or a checkpoint file",
-        )
+        raise AssertionError("checked by _check_model_path")
 
     @property
-    def inpaint(self):  # noqa: ANN201
+    def inpaint(self):
         if self._inpaint is None:
             from diffusers import StableDiffusionInpaintPipeline
 
@@ -108,7 +110,7 @@ class DiffusersBackend:
             self._inpaint.set_progress_bar_config(disable=True)
         return self._inpaint
 
-    def check(self, uses_subseed: bool, uses_mask: bool) -> None:
+    def check(self, uses_subseed: bool, uses_mask: bool) -> None:  # noqa: ARG002  (masks are supported)
         if uses_subseed:
             raise VideoLoopError(
                 "subseed_strength",
@@ -152,3 +154,23 @@ class DiffusersBackend:
                     arr = resize_frame(arr, w, h)
                 images.append(np.clip(arr, 0.0, 1.0))
         return images
+
+
+def _check_model_path(model: str) -> None:
+    if model == TINY_MODEL_NAME:
+        return
+    path = Path(model).expanduser()
+    if not path.exists():
+        raise VideoLoopError(
+            "--model",
+            model,
+            "does not exist",
+            f"Give a diffusers model folder, a .safetensors/.ckpt file, or '{TINY_MODEL_NAME}' for a smoke test",
+        )
+    if not (path.is_dir() or path.suffix.lower() in (".safetensors", ".ckpt")):
+        raise VideoLoopError(
+            "--model",
+            model,
+            "is neither a folder nor a .safetensors/.ckpt file",
+            "Give a diffusers model folder or a checkpoint file",
+        )

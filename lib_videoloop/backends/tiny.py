@@ -27,7 +27,7 @@ def _byte_alphabet() -> list[str]:
     return [chr(c) for c in chars]
 
 
-def build_tiny_pipeline():  # noqa: ANN201 - returns a diffusers pipeline
+def build_tiny_pipeline():
     import torch
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionImg2ImgPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer

@@ -129,7 +129,7 @@ class SequenceDenoiser:
 
     # -- the sequence -------------------------------------------------------------------
     @torch.inference_mode()
-    def stream(self, frames: Iterable[np.ndarray], count: int, sigma: float) -> Iterator[np.ndarray]:
+    def stream(self, frames: Iterable[np.ndarray], count: int, sigma: float) -> Iterator[np.ndarray]:  # noqa: C901
         """frames: `count` float32 HxWx3 arrays (values may lie outside [0, 1], as noisy
         frames do); sigma: the noise level in [0, 1]. Yields denoised float32 HxWx3 frames."""
         if count < 3:

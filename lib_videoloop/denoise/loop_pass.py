@@ -15,6 +15,7 @@ import numpy as np
 
 from lib_videoloop.blend import superimpose
 from lib_videoloop.config import Settings
+from lib_videoloop.denoise.weights import NOWHERE_ELSE, WeightPlaces, find_weights
 from lib_videoloop.media.store import FrameStore
 
 log = logging.getLogger(__name__)
@@ -62,14 +63,15 @@ def denoise_pass_stream(
             torch.cuda.empty_cache()
 
 
-def run_denoise_pass(store: FrameStore, folder: str, settings: Settings, *, seed: int) -> str:
+def run_denoise_pass(
+    store: FrameStore, folder: str, settings: Settings, *, seed: int, places: WeightPlaces = NOWHERE_ELSE
+) -> str:
     """Denoises the frames of `folder` into `<folder>_denoised` (inside the masks only)."""
-    from lib_videoloop.denoise.weights import find_weights
 
     target = f"{folder}_denoised"
     if store.folder_complete(target):
         return target
-    weights = find_weights(settings.fastdvdnet_weights)
+    weights = find_weights(settings.fastdvdnet_weights, places)
     log.info(
         "FastDVDNet pass over %s (sigma %s, alpha %s)",
         folder,

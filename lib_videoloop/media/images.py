@@ -12,29 +12,113 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from lib_videoloop.errors import VideoLoopError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
+# An 8K frame is 33 Mpx; a frame is decoded as float32 RGB (12 bytes a pixel), so this bound
+# keeps one frame under 500 MB. Pillow itself refuses only at 179 Mpx, with a traceback.
+MAX_PIXELS = 40_000_000
 
 
 def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES and path.is_file() and not path.name.startswith(".")
 
 
+def image_size(path: Path, setting: str = "input_directory") -> tuple[int, int]:
+    """(width, height) from the file's header alone, checked against MAX_PIXELS."""
+    with _opened(path, setting) as img:
+        return img.size
+
+
 def load_image(path: Path, setting: str = "input_directory") -> tuple[np.ndarray, np.ndarray | None]:
     """Returns (rgb HxWx3 float32 in [0, 1], alpha HxW float32 or None)."""
-    try:
-        if path.stat().st_size == 0:
-            raise VideoLoopError(
-                setting, str(path), "is an empty (zero-byte) file", "Remove it or export the frame again"
-            )
-        with Image.open(path) as img:
+    with _opened(path, setting) as img:
+        try:
+            if _is_png16_colour(path):
+                rgb, alpha = _read_png16(path)
+                return _oriented(rgb, img), None if alpha is None else _oriented(alpha, img)
             img.load()
-            img = ImageOps.exif_transpose(img)
-            return pil_to_float(img)
-    except VideoLoopError:
-        raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            rgb, alpha = pil_to_float(ImageOps.exif_transpose(img))
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise VideoLoopError(
+                setting, str(path), f"cannot be read as an image ({exc})", "Remove the file or export it again"
+            ) from None
+    if not np.isfinite(rgb).all():
         raise VideoLoopError(
-            setting, str(path), f"cannot be read as an image ({exc})", "Remove the file or export it again"
-        ) from None
+            setting, str(path), "has NaN or infinite pixels", "Export it again with finite values (0 to 1)"
+        )
+    return rgb, alpha
+
+
+class _opened:
+    """Image.open with the size checked from the header and every failure phrased for the user."""
+
+    def __init__(self, path: Path, setting: str) -> None:
+        self.path, self.setting = path, setting
+
+    def __enter__(self) -> Image.Image:
+        path, setting = self.path, self.setting
+        try:
+            if path.stat().st_size == 0:
+                raise VideoLoopError(
+                    setting, str(path), "is an empty (zero-byte) file", "Remove it or export the frame again"
+                )
+            self.img = Image.open(path)
+        except VideoLoopError:
+            raise
+        except Image.DecompressionBombError:
+            raise _too_large(setting, path, "over 179 million") from None
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            raise VideoLoopError(
+                setting, str(path), f"cannot be read as an image ({exc})", "Remove the file or export it again"
+            ) from None
+        width, height = self.img.size
+        if width * height > MAX_PIXELS or min(width, height) < 1:
+            self.img.close()
+            raise _too_large(setting, path, f"{width}x{height}")
+        return self.img
+
+    def __exit__(self, *exc: object) -> None:
+        self.img.close()
+
+
+def _too_large(setting: str, path: Path, size: str) -> VideoLoopError:
+    return VideoLoopError(
+        setting,
+        str(path),
+        f"is {size} pixels; frames may have at most {MAX_PIXELS:,} pixels",
+        "Scale the frames down before the run (width and height only scale after reading)",
+    )
+
+
+def _is_png16_colour(path: Path) -> bool:
+    # Pillow reads 16-bit RGB(A) PNGs at 8 bits; the IHDR chunk says the depth and colour type.
+    with open(path, "rb") as handle:
+        head = handle.read(26)
+    return head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) == 26 and head[24] == 16 and head[25] in (2, 6)
+
+
+def _read_png16(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    import cv2
+
+    data = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if data is None or data.dtype != np.uint16:
+        raise ValueError("the 16-bit PNG could not be decoded")
+    arr = data.astype(np.float32) / 65535.0
+    rgb = np.ascontiguousarray(arr[:, :, 2::-1])
+    alpha = np.ascontiguousarray(arr[:, :, 3]) if arr.shape[2] == 4 else None
+    return rgb, alpha
+
+
+def _oriented(arr: np.ndarray, img: Image.Image) -> np.ndarray:
+    """arr turned as the file's EXIF orientation says (what ImageOps.exif_transpose does)."""
+    orientation = img.getexif().get(0x0112, 1)
+    turns = {3: 2, 6: -1, 8: 1}
+    if orientation in turns:
+        arr = np.rot90(arr, turns[orientation])
+    elif orientation in (2, 4):
+        arr = arr[:, ::-1] if orientation == 2 else arr[::-1]
+    elif orientation in (5, 7):
+        arr = np.swapaxes(arr, 0, 1)
+        arr = arr if orientation == 5 else arr[::-1, ::-1]
+    return np.ascontiguousarray(arr)
 
 
 def pil_to_float(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:

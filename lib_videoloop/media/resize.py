@@ -37,7 +37,7 @@ def resize_frame(arr: np.ndarray, width: int, height: int, mode: int = JUST_RESI
         return _resize(arr, width, height)
     ratio = width / height
     src_ratio = src_w / src_h
-    shape = (height, width) + arr.shape[2:]
+    shape = (height, width, *arr.shape[2:])
     out = np.zeros(shape, dtype=np.float32)
     if mode == CROP_AND_RESIZE:
         new_w = width if ratio > src_ratio else src_w * height // src_h

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from lib_videoloop.errors import VideoLoopError
-from lib_videoloop.media.images import is_image_file, load_image
+from lib_videoloop.media.images import IMAGE_SUFFIXES, MAX_PIXELS, image_size, is_image_file, load_image
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,10 @@ class FolderSource(FrameSource):
             raise VideoLoopError(
                 "start_frame", start, f"is past the last of the {len(files)} frames in {folder}", "Lower start_frame"
             )
+        # Every selected file's header is read now (a fraction of a millisecond each), so a
+        # damaged, empty or oversized frame in the middle is refused before any work.
+        for path in self.files[1:]:
+            image_size(path, setting)
         first, _ = load_image(self.files[0], setting)
         self.info = SourceInfo(
             path=folder,
@@ -191,6 +195,13 @@ class VideoSource(FrameSource):
             rate = Fraction(rate).limit_denominator(1001000)
             cc = stream.codec_context
             width, height = cc.width, cc.height
+            if not 0 < width * height <= MAX_PIXELS:
+                raise VideoLoopError(
+                    setting,
+                    str(path),
+                    f"has frames of {width}x{height} pixels; at most {MAX_PIXELS:,} pixels are read",
+                    "Scale the video down first",
+                )
         deltas = np.diff(np.asarray(pts, dtype=np.int64))
         vfr = bool(len(deltas) > 1 and deltas.max() - deltas.min() > max(1, 0.1 * float(np.median(deltas))))
         t0 = pts[0]
@@ -198,7 +209,7 @@ class VideoSource(FrameSource):
         if vfr:
             # Constant-rate timeline: slot j shows the latest frame that started by then.
             duration = frame_seconds[-1] + 1 / float(rate)
-            slots = int(round(duration * float(rate)))
+            slots = round(duration * float(rate))
             times = np.arange(slots) / float(rate)
             slot_source = np.searchsorted(np.asarray(frame_seconds) - 1e-6, times, side="right") - 1
             self.slot_source = np.clip(slot_source, 0, len(pts) - 1)
@@ -247,7 +258,7 @@ class VideoSource(FrameSource):
 
         with av.open(str(self.path)) as container:
             for frame in container.decode(video=0):
-                return int(round(getattr(frame, "rotation", 0) or 0)) % 360
+                return round(getattr(frame, "rotation", 0) or 0) % 360
         return 0
 
     def __iter__(self) -> Iterator[Frame]:
@@ -327,6 +338,6 @@ def open_source(
         return FolderSource(p, start_frame, extract_nth_frame, max_frames, setting)
     if p.stat().st_size == 0:
         raise VideoLoopError(setting, text, "is an empty (zero-byte) file", "Give a complete video or image")
-    if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}:
+    if p.suffix.lower() in IMAGE_SUFFIXES:
         return ImageSource(p, max_frames, setting)
     return VideoSource(p, start_frame, extract_nth_frame, max_frames, setting)

@@ -4,6 +4,7 @@ Layout of output_directory/<timestamp>-<name>/:
 
     settings.json        every setting, schedules as typed, model and seeds actually used
     manifest.jsonl       one line per finished frame: {"dir": "loop_001", "frame": i}
+    .lock                held by the process making the run (two cannot resume one folder)
     input/000001.png     the input frames at the working size (loop 0)
     masks/000001.png     the binarised masks, when masks are used
     reference_1/...      reference frames, when reference_frames_directory is set
@@ -18,8 +19,10 @@ with its final name is whole; a frame counts as finished only once it is in the 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,15 +31,19 @@ from typing import Any
 import cv2
 import numpy as np
 
-from lib_videoloop.errors import VideoLoopError
+from lib_videoloop.errors import VideoLoopError, short
 from lib_videoloop.media.images import write_atomic
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.jsonl"
 SETTINGS = "settings.json"
+LOCK = ".lock"
+INPUT = "input"  # the input frames at the working size: loop 0
 
 
 def loop_dir_name(loop: int) -> str:
-    return "input" if loop == 0 else f"loop_{loop:03d}"
+    return INPUT if loop == 0 else f"loop_{loop:03d}"
 
 
 def frame_file_name(index: int) -> str:
@@ -134,35 +141,101 @@ class FrameStore:
 
     @classmethod
     def open(cls, root: str | Path) -> "FrameStore":
-        """Reopens a run folder after a stop or a crash; reports what is complete."""
+        """Reopens a run folder after a stop or a crash; reports what is complete.
+
+        A frame counts as finished when the manifest lists it and its PNG is whole (a zero-byte
+        or cut file, e.g. from a full disk or a copy, is redone). If the manifest itself is gone,
+        it is rebuilt from the whole frames on disk: they were renamed into place only once
+        written, so each one is a finished frame."""
         root = Path(str(root)).expanduser()
-        if not (root / SETTINGS).is_file() or not (root / MANIFEST).is_file():
-            raise VideoLoopError(
-                "resume",
-                str(root),
-                "is not a Video Loopback run folder (no settings.json and manifest.jsonl)",
-                "Give the folder a run created",
-            )
-        settings = json.loads((root / SETTINGS).read_text(encoding="utf-8"))
+        settings = cls._read_settings_file(root)
         store = cls(root, int(settings.get("run", {}).get("frame_count", 0)))
         for leftover in root.rglob(".partial-*"):
             leftover.unlink(missing_ok=True)
-        for line in (root / MANIFEST).read_text(encoding="utf-8").splitlines():
-            try:
-                entry = json.loads(line)
-                folder, frame = str(entry["dir"]), int(entry["frame"])
-            except (ValueError, KeyError, TypeError):
-                continue  # a line cut short by a crash: that frame is simply redone
-            if store.frame_path(folder, frame).is_file():
+        manifest = root / MANIFEST
+        if manifest.is_file():
+            listed = _manifest_entries(manifest)
+        else:
+            log.warning("%s is missing; rebuilt from the frames on disk", manifest)
+            listed = [
+                (p.parent.name, int(p.stem) - 1)
+                for p in sorted(root.glob("*/[0-9]*.png"))
+                if p.stem.isdigit() and p.parent.name != "masks"
+            ]
+        for folder, frame in listed:
+            path = store.frame_path(folder, frame)
+            if _whole_png(path):
                 store._complete.setdefault(folder, set()).add(frame)
+            elif path.exists():
+                log.warning("%s is damaged; that frame is made again", path)
+                path.unlink()
+        if not manifest.is_file():
+            for folder, frames in store._complete.items():
+                for frame in sorted(frames):
+                    store._append_manifest(folder, frame)
         return store
+
+    @staticmethod
+    def _read_settings_file(root: Path) -> dict[str, Any]:
+        path = root / SETTINGS
+        if not path.is_file():
+            raise VideoLoopError(
+                "resume",
+                str(root),
+                "is not a Video Loopback run folder (it has no settings.json)",
+                "Give the folder a run created",
+            )
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict) or not isinstance(data.get("run"), dict):
+                raise ValueError("no run record")
+            return data
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise VideoLoopError(
+                "resume",
+                str(path),
+                f"is damaged ({short(exc, quote=False)})",
+                "Restore settings.json from a copy; without it the run cannot be resumed",
+            ) from None
+
+    def remove(self) -> None:
+        """Deletes the run folder (only used for a run refused before its first generation)."""
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def lock(self) -> None:
+        """Holds the run folder for this process, so that two cannot write the same frames."""
+        handle = open(self.root / LOCK, "a+")
+        try:
+            if os.name == "nt":
+                import msvcrt
+
+                msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+            else:
+                import fcntl
+
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise VideoLoopError(
+                "resume",
+                str(self.root),
+                "is in use by another run right now",
+                "Wait for that run to finish or stop it; one run folder is made by one process at a time",
+            ) from None
+        self._lock = handle
+
+    def unlock(self) -> None:
+        handle = getattr(self, "_lock", None)
+        if handle is not None:
+            handle.close()  # closing releases the lock; an exit or a kill does too
+            self._lock = None
 
     # -- settings ----------------------------------------------------------------------------
     def write_settings(self, data: dict[str, Any]) -> None:
         write_atomic(self.root / SETTINGS, json.dumps(data, indent=2, ensure_ascii=False).encode("utf-8"))
 
     def read_settings(self) -> dict[str, Any]:
-        return json.loads((self.root / SETTINGS).read_text(encoding="utf-8"))
+        return self._read_settings_file(self.root)
 
     # -- frames ------------------------------------------------------------------------------
     def frame_path(self, folder: str, index: int) -> Path:
@@ -179,7 +252,13 @@ class FrameStore:
         return path
 
     def read_frame(self, folder: str, index: int) -> np.ndarray:
-        return decode_png(np.fromfile(self.frame_path(folder, index), dtype=np.uint8))
+        path = self.frame_path(folder, index)
+        try:
+            return decode_png(np.fromfile(path, dtype=np.uint8))
+        except OSError as exc:
+            raise VideoLoopError(
+                "resume", str(path), f"cannot be read ({exc})", "Delete it and resume: the frame is made again"
+            ) from None
 
     def frames(self, folder: str) -> Iterator[np.ndarray]:
         for index in range(self.frame_count):
@@ -198,11 +277,14 @@ class FrameStore:
 
     def _mark_complete(self, folder: str, index: int) -> None:
         # Appended after the frame's rename: a frame in the manifest is always on disk.
+        self._append_manifest(folder, index)
+        self._complete.setdefault(folder, set()).add(index)
+
+    def _append_manifest(self, folder: str, index: int) -> None:
         with open(self.root / MANIFEST, "a", encoding="utf-8") as handle:
             handle.write(json.dumps({"dir": folder, "frame": index}) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
-        self._complete.setdefault(folder, set()).add(index)
 
     def is_complete(self, folder: str, index: int) -> bool:
         return index in self._complete.get(folder, ())
@@ -215,6 +297,32 @@ class FrameStore:
 
     def video_path(self, name: str, extension: str) -> Path:
         return self.root / f"{name}.{extension}"
+
+
+def _manifest_entries(manifest: Path) -> list[tuple[str, int]]:
+    entries = []
+    for line in manifest.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+            entries.append((str(entry["dir"]), int(entry["frame"])))
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut short by a crash: that frame is simply redone
+    return entries
+
+
+def _whole_png(path: Path) -> bool:
+    """The file starts with PNG's signature and ends with its IEND chunk (cheap: 20 bytes read)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+            handle.seek(0, os.SEEK_END)
+            if handle.tell() < 20:
+                return False
+            handle.seek(-12, os.SEEK_END)
+            tail = handle.read(12)
+    except OSError:
+        return False
+    return head == b"\x89PNG\r\n\x1a\n" and tail[4:8] == b"IEND"
 
 
 def check_output_directory(out: Path, input_path: str | Path | None) -> None:

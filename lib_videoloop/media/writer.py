@@ -102,7 +102,7 @@ def _chain(first: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.ndarray
     yield from rest
 
 
-def _add_video_stream(container, video_format: str, fps: Fraction, width: int, height: int, crf: int, lossless: bool):  # noqa: ANN001, ANN202
+def _add_video_stream(container, video_format: str, fps: Fraction, width: int, height: int, crf: int, lossless: bool):
     pad = (0, 0)
     if video_format == "mp4":
         if lossless:
@@ -141,7 +141,7 @@ def _add_video_stream(container, video_format: str, fps: Fraction, width: int, h
     return stream, pad
 
 
-def _to_video_frame(image: np.ndarray, pad: tuple[int, int]):  # noqa: ANN202
+def _to_video_frame(image: np.ndarray, pad: tuple[int, int]):
     import av
 
     rgb = to_uint8(image)
@@ -150,7 +150,7 @@ def _to_video_frame(image: np.ndarray, pad: tuple[int, int]):  # noqa: ANN202
     return av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
 
 
-def _audio_packets(container, span: AudioSpan, video_format: str) -> Iterator[tuple[float, object]]:  # noqa: ANN001
+def _audio_packets(container, span: AudioSpan, video_format: str) -> Iterator[tuple[float, object]]:
     """Yields (end time in output seconds, packet) for the source's sound within the span."""
     import av
 
@@ -170,8 +170,8 @@ def _audio_packets(container, span: AudioSpan, video_format: str) -> Iterator[tu
         resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
         fifo = av.AudioFifo()
         frame_size = out_stream.codec_context.frame_size or 1024
-        start_sample = int(round(span.start * rate))
-        end_sample = start_sample + int(round(span.duration * rate))
+        start_sample = round(span.start * rate)
+        end_sample = start_sample + round(span.duration * rate)
         position: int | None = None  # index, on the source clock, of the next resampled sample
         written = 0
 
@@ -188,7 +188,7 @@ def _audio_packets(container, span: AudioSpan, video_format: str) -> Iterator[tu
         for frame in source.decode(in_stream):
             for converted in resampler.resample(frame):
                 if position is None:
-                    position = int(round(float(frame.pts * frame.time_base) * rate)) if frame.pts is not None else 0
+                    position = round(float(frame.pts * frame.time_base) * rate) if frame.pts is not None else 0
                 data = converted.to_ndarray()
                 lo = max(start_sample - position, 0)
                 hi = min(end_sample - position, data.shape[1])

@@ -203,9 +203,11 @@ def settings_from_panel(values: Sequence[Any], base: dict[str, Any] | None = Non
 
 def check_schedules(values: Sequence[Any]) -> tuple[str, Any]:
     """Evaluates every schedule over the clip without generating: (message, plot image or None)."""
+    from lib_videoloop.config import MAX_FRAME_LOOPS
     from lib_videoloop.errors import VideoLoopError
     from lib_videoloop.planning import Planner
     from lib_videoloop.report import render_series
+    from lib_videoloop.schedule_isolation import check_plan_isolated
 
     try:
         settings, _ = settings_from_panel(values)
@@ -218,6 +220,12 @@ def check_schedules(values: Sequence[Any]) -> tuple[str, Any]:
                 extract_nth_frame=settings.extract_nth_frame, max_frames=settings.max_frames,
             ).info.frame_count  # fmt: skip
             note = ""
+        if frame_count * settings.loop_n > MAX_FRAME_LOOPS:
+            raise VideoLoopError(
+                "loop_n", settings.loop_n, f"with {frame_count} frames is more than {MAX_FRAME_LOOPS:,} generations",
+                "Use fewer loops or frames",
+            )  # fmt: skip
+        check_plan_isolated(settings, frame_count, None, settings.width * settings.height)  # a runaway ends there
         planner = Planner(settings, frame_count)
         numeric = {
             "denoising_schedule": "denoising_strength", "step_schedule": "steps", "cfg_schedule": "cfg_scale",

@@ -7,11 +7,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from lib_videoloop.backends.webui import WebUIBackend
+from lib_videoloop.denoise.weights import WeightPlaces
 from lib_videoloop.engine import Engine, Progress, RunResult
 from lib_videoloop.errors import InterruptedRun
 from lib_videoloop.media.images import to_pil
-from lib_videoloop.webui.panel import FROM_P, settings_from_panel
+from lib_videoloop.webui.backend import WebUIBackend
+from lib_videoloop.webui.panel import FROM_P, RESUME, settings_from_panel
 from lib_videoloop.webui.safety import allowed_roots, check_paths, is_exposed
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ def run_in_webui(p: Any, values: tuple[Any, ...]) -> Any:
         check_paths(
             {"input_directory": settings.input_directory, "output_directory": settings.output_directory,
              "mask_directory": settings.mask_directory, "reference_frames_directory": settings.reference_frames_directory,
-             "fastdvdnet_weights": settings.fastdvdnet_weights, "resume_run_folder": resume},
+             "fastdvdnet_weights": settings.fastdvdnet_weights, RESUME: resume},
             allowed_roots(shared.opts, paths.data_path),
         )  # fmt: skip
     state = shared.state
@@ -56,23 +57,37 @@ def run_in_webui(p: Any, values: tuple[Any, ...]) -> Any:
             state.assign_current_image(to_pil(update.latest))
 
     hooks = {
+        "weight_places": weight_places(),
         "on_progress": progress,
         "should_stop": lambda: bool(state.interrupted or getattr(state, "stopping_generation", False)),
         "should_skip": backend.take_skip,
     }
+    if resume:
+        log.info("resuming %s with its own settings.json; the panel's settings are not used", resume)
     engine = Engine.resume(resume, backend, **hooks) if resume else Engine(settings, backend, **hooks)
     try:
         with backend.watching_skip():
             result = engine.run()
     except InterruptedRun:
         root = engine.store.root if engine.store is not None else None
-        text = f"Stopped. To finish the run, put this folder in {RESUME_LABEL}: {root}"
+        text = f"Stopped. To finish the run, put this folder in {RESUME}: {root}"
         log.info(text)
         return processing.Processed(p, [], p.seed, text, p.subseed, infotexts=[text])
     return _processed(p, result, engine)
 
 
-RESUME_LABEL = "resume_run_folder"
+
+
+def weight_places() -> WeightPlaces:
+    """The WebUI's models folder (it honours --models-dir) and its sha256-checked downloader."""
+    from modules import paths
+
+    def download(url: str, folder: Path, file_name: str, sha256: str) -> Path:
+        from modules.modelloader import load_file_from_url
+
+        return Path(load_file_from_url(url, model_dir=str(folder), file_name=file_name, hash_prefix=sha256))
+
+    return WeightPlaces(Path(paths.models_path) / "FastDVDNet", download)
 
 
 def _processed(p: Any, result: RunResult, engine: Engine) -> Any:

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from lib_videoloop.config import reference_folders
 from lib_videoloop.errors import VideoLoopError
 
 ALLOWED_OPTION = "video_loopback_allowed_directories"
@@ -43,10 +44,7 @@ def allowed_roots(opts: Any, data_path: str) -> list[Path]:
 def check_paths(values: dict[str, str], roots: list[Path]) -> None:
     """Raises VideoLoopError for the first path outside every allowed root."""
     for setting, text in values.items():
-        for part in str(text or "").split("!!!"):
-            part = part.strip()
-            if not part:
-                continue
+        for part in reference_folders(text):  # any path setting may hold several, like the references
             resolved = Path(os.path.realpath(Path(part).expanduser()))
             if not any(resolved == root or root in resolved.parents for root in roots):
                 raise VideoLoopError(

@@ -186,7 +186,7 @@ def test_started_without_a_traceback_and_lists_the_script(webui) -> None:
     assert not list((dest / "webui").glob("=*"))
 
 
-def test_panel_opens_on_the_webuis_own_page(webui, tmp_path: Path) -> None:
+def test_panel_opens_on_the_webuis_own_page(webui) -> None:
     sync_api = pytest.importorskip("playwright.sync_api")
     if not os.path.exists(CHROMIUM):
         pytest.skip("Debian's chromium is not installed")

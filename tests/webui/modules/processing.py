@@ -182,7 +182,7 @@ def process_images(p: StableDiffusionProcessingImg2Img) -> Processed:
             break
         shared.state.job = f"Batch {n + 1} out of {p.n_iter}"
         request = GenerationRequest(
-            init_image=init, base_image=init, mask=mask, prompt=p.prompt, negative_prompt=p.negative_prompt,
+            init_image=init, mask=mask, prompt=p.prompt, negative_prompt=p.negative_prompt,
             seed=p.seed + n * p.batch_size, subseed=p.subseed, subseed_strength=0.0, denoising_strength=p.denoising_strength,
             steps=p.steps, cfg_scale=p.cfg_scale, width=p.width, height=p.height, batch_size=p.batch_size, n_iter=1,
         )  # fmt: skip

@@ -4,9 +4,15 @@ Users of the original script typed expressions such as ``0.4 if loop_i < 3 else 
 ``lambda img: img.filter(ImageFilter.SMOOTH) if loop_i in {5, 8} else img``. Those keep working,
 but the text is parsed with ``ast`` and walked by the interpreter below, never handed to Python's
 eval: there are no imports, no attribute access except ``ImageFilter.<filter>`` and
-``<image>.filter``, no dunder names, and every value that could grow (integers, strings,
-sequences) and the number of steps are bounded, so a hostile or mistaken expression fails fast
-with a message instead of hanging the machine.
+``<image>.filter``, no dunder names.
+
+Limits are checked before an operation runs, not on its result: one C-level operation (a
+repetition, a % format, a comparison of nested lists, a rank filter on a large frame) can take
+gigabytes or minutes before control returns. So every value carries a bounded "weight" (its
+items, nested items counted each time they are reached, characters, and 64-bit words of an
+integer), and the operations that build or walk values check the weight of what they would
+make first. Each evaluation, and each call of a user lambda from outside, has its own step and
+time budget. The limits are listed in the README.
 """
 
 from __future__ import annotations
@@ -14,20 +20,27 @@ from __future__ import annotations
 import ast
 import math
 import operator
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from lib_videoloop.errors import VideoLoopError
+from lib_videoloop.errors import VideoLoopError, short
 
 MAX_SOURCE_CHARS = 2000
 MAX_AST_NODES = 500
-MAX_STEPS = 20_000
-MAX_SECONDS = 0.5
+MAX_STEPS = 20_000  # interpreter steps per evaluation
+MAX_SECONDS = 0.5  # wall time per evaluation
+MAX_CALL_DEPTH = 50  # nested lambda calls
 MAX_INT_BITS = 4096
-MAX_SEQUENCE = 10_000
+MAX_SEQUENCE = 10_000  # items (or characters) of one string, list, tuple, set or dict
+MAX_WEIGHT = 100_000  # a value with everything it holds, shared parts counted each time
+MAX_FORMAT_WIDTH = 1000  # width and precision in f-strings and % formats
+MAX_ROUND_DIGITS = 400
 MAX_FILTER_ARG = 100
+# Rank and mode filters cost ~5-16 ns per pixel per kernel cell here: about 1.5 s at this bound.
+MAX_FILTER_COST = 100_000_000  # pixels x kernel cells
 
 _MATH_NAMES = (
     "pi e tau inf nan sin cos tan asin acos atan atan2 sinh cosh tanh asinh acosh atanh exp expm1 "
@@ -39,13 +52,13 @@ _SAFE_BUILTINS: dict[str, Any] = {
     "abs": abs,
     "min": min,
     "max": max,
-    "round": round,
+    "round": None,  # bounded versions installed below
     "int": int,
     "float": float,
     "bool": bool,
     "str": str,
     "len": len,
-    "sum": sum,
+    "sum": None,
     "range": None,  # bounded version installed below
     "True": True,
     "False": False,
@@ -136,7 +149,26 @@ class Lambda:
             raise ScheduleRefused(f"the lambda takes {len(self.params)} argument(s), got {len(args)}")
         scope = dict(self.scope)
         scope.update(zip(self.params, args))
-        return self.interpreter.run(self.body, scope)
+        return self.interpreter.evaluate(self.body, scope)
+
+
+def _bounded_round(number: Any, ndigits: Any = None) -> Any:
+    # round(1, -10**9) computes 10**(10**9) inside C.
+    if ndigits is not None and not (isinstance(ndigits, int) and abs(ndigits) <= MAX_ROUND_DIGITS):
+        raise ScheduleRefused(f"round() takes at most {MAX_ROUND_DIGITS} digits")
+    return round(number) if ndigits is None else round(number, ndigits)
+
+
+def _bounded_sum(values: Any, start: Any = 0) -> Any:
+    # sum(lists, []) concatenates quadratically; schedules only ever add numbers.
+    if not _is_number(start):
+        raise ScheduleRefused("sum() adds numbers only")
+    _weight(values)
+    return sum(values, start)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float))
 
 
 def _bounded_range(*args: int) -> range:
@@ -168,27 +200,40 @@ def _image_filter_namespace() -> dict[str, Any]:
 
 
 class _Interpreter:
-    """Walks a parsed expression. A fresh budget per top-level evaluation."""
+    """Walks a parsed expression. A fresh budget for every evaluation started from outside
+    (the schedule itself, or a lambda it returned, called later on a frame)."""
 
     def __init__(self) -> None:
         self.steps = 0
         self.deadline = 0.0
+        self.depth = 0
 
-    def evaluate(self, tree: ast.Expression, scope: Mapping[str, Any]) -> Any:
-        self.steps = 0
-        self.deadline = time.monotonic() + MAX_SECONDS
-        return self.run(tree.body, scope)
+    def evaluate(self, node: ast.AST, scope: Mapping[str, Any]) -> Any:
+        if self.depth == 0:
+            self.steps = 0
+            self.deadline = time.monotonic() + MAX_SECONDS
+        elif self.depth >= MAX_CALL_DEPTH:
+            raise ScheduleRefused(f"lambdas call each other more than {MAX_CALL_DEPTH} deep")
+        self.depth += 1
+        try:
+            return self.run(node, scope)
+        finally:
+            self.depth -= 1
 
     def run(self, node: ast.AST, scope: Mapping[str, Any]) -> Any:
         self.steps += 1
-        if self.steps > MAX_STEPS or (self.steps % 256 == 0 and time.monotonic() > self.deadline):
-            raise ScheduleRefused("the expression takes too long to evaluate")
+        if self.steps > MAX_STEPS:
+            raise ScheduleRefused(f"the expression takes more than {MAX_STEPS:,} steps to evaluate")
+        if self.steps % 16 == 0 and time.monotonic() > self.deadline:
+            raise ScheduleRefused(f"the expression takes longer than {MAX_SECONDS} s to evaluate")
         method = getattr(self, "_" + type(node).__name__, None)
         if method is None:
             raise ScheduleRefused(f"{type(node).__name__} is not allowed in a schedule")
-        return _check_size(method(node, scope))
+        value = method(node, scope)
+        _weight(value)
+        return value
 
-    def _Constant(self, node: ast.Constant, scope: Mapping[str, Any]) -> Any:
+    def _Constant(self, node: ast.Constant, scope: Mapping[str, Any]) -> Any:  # noqa: ARG002  (one signature for all nodes)
         return node.value
 
     def _Name(self, node: ast.Name, scope: Mapping[str, Any]) -> Any:
@@ -204,9 +249,11 @@ class _Interpreter:
             _check_power(left, right)
         if op is ast.Mult:
             _check_repeat(left, right)
-        if op in (ast.Add,) and isinstance(left, (str, list, tuple)):
+        if op is ast.Add and isinstance(left, _SEQUENCES) and isinstance(right, _SEQUENCES):
             if len(left) + len(right) > MAX_SEQUENCE:
-                raise ScheduleRefused("the result is longer than the limit of 10,000 items")
+                raise ScheduleRefused(f"the result is longer than the limit of {MAX_SEQUENCE:,} items")
+        if op is ast.Mod and isinstance(left, (str, bytes)):
+            _check_percent_format(left, right)
         return _BIN_OPS[op](left, right)
 
     def _UnaryOp(self, node: ast.UnaryOp, scope: Mapping[str, Any]) -> Any:
@@ -269,8 +316,8 @@ class _Interpreter:
         elif node.conversion == ord("s"):
             value = str(value)
         spec = "" if node.format_spec is None else self.run(node.format_spec, scope)
-        if len(spec) > 20 or any(ch.isdigit() for ch in spec) and _spec_width(spec) > 1000:
-            raise ScheduleRefused(f"format spec '{spec}' is too large")
+        if len(spec) > 20 or _spec_width(spec) > MAX_FORMAT_WIDTH:
+            raise ScheduleRefused(f"format spec '{spec}' is too large (widths up to {MAX_FORMAT_WIDTH})")
         return format(value, spec)
 
     def _Lambda(self, node: ast.Lambda, scope: Mapping[str, Any]) -> Any:
@@ -286,7 +333,7 @@ class _Interpreter:
                 return owner.names[node.attr]
             raise ScheduleRefused(f"ImageFilter.{node.attr} is not available")
         if node.attr == "filter" and _is_pil_image(owner):
-            return _checked_filter(owner)
+            return _checked_filter(owner, int(scope.get("frame_pixels", 0)))
         raise ScheduleRefused(f"attribute '.{node.attr}' is not allowed (only ImageFilter.<name> and img.filter(...))")
 
     def _Call(self, node: ast.Call, scope: Mapping[str, Any]) -> Any:
@@ -303,9 +350,6 @@ class _Interpreter:
             if kw.arg is None:
                 raise ScheduleRefused("**kwargs are not allowed in a schedule")
             kwargs[kw.arg] = self.run(kw.value, scope)
-        for value in args:
-            if isinstance(value, int) and func in (math.gcd, math.pow) and value.bit_length() > MAX_INT_BITS:
-                raise ScheduleRefused("number too large")
         return func(*args, **kwargs)
 
 
@@ -320,7 +364,7 @@ def _is_pil_image(value: Any) -> bool:
     return isinstance(value, Image.Image)
 
 
-def _checked_filter(image: Any) -> Callable[[Any], Any]:
+def _checked_filter(image: Any, frame_pixels: int) -> Callable[[Any], Any]:
     from PIL import ImageFilter
 
     def apply(kernel: Any) -> Any:
@@ -328,6 +372,16 @@ def _checked_filter(image: Any) -> Callable[[Any], Any]:
             isinstance(kernel, type) and not issubclass(kernel, ImageFilter.Filter)
         ):
             raise ScheduleRefused("img.filter() takes an ImageFilter filter")
+        if isinstance(kernel, (ImageFilter.RankFilter, ImageFilter.ModeFilter)):
+            # Their cost grows with the kernel's area; the plan is checked on a small probe
+            # image, so the frame size the run will use counts too.
+            pixels = max(image.width * image.height, frame_pixels)
+            if pixels * kernel.size**2 > MAX_FILTER_COST:
+                largest = max(1, int((MAX_FILTER_COST / pixels) ** 0.5)) // 2 * 2 - 1
+                raise ScheduleRefused(
+                    f"ImageFilter.{type(kernel).__name__}({kernel.size}) on a frame of {pixels:,} pixels costs "
+                    f"too much; use a size of at most {max(largest, 1)} at this frame size, or GaussianBlur"
+                )
         return image.filter(kernel)
 
     apply._videoloop_safe = True  # type: ignore[attr-defined]
@@ -343,7 +397,20 @@ def _is_allowed_callable(func: Any, scope: Mapping[str, Any]) -> bool:
 
 def _spec_width(spec: str) -> int:
     digits = "".join(ch if ch.isdigit() else " " for ch in spec).split()
-    return max((int(d) for d in digits), default=0)
+    return max((int(d) if len(d) < 10 else 10**9 for d in digits), default=0)
+
+
+_PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[#0\- +]*(\*|\d+)?(?:\.(\*|\d+))?")
+
+
+def _check_percent_format(template: str | bytes, args: Any) -> None:
+    # '%1000000000s' % 'x' builds a gigabyte before any result can be looked at.
+    text = template.decode("latin-1") if isinstance(template, bytes) else template
+    for width, precision in _PERCENT_SPEC.findall(text):
+        for part in (width, precision):
+            if part == "*" or (part and (len(part) > 9 or int(part) > MAX_FORMAT_WIDTH)):
+                raise ScheduleRefused(f"a % format width or precision above {MAX_FORMAT_WIDTH} is not allowed")
+    _weight(args)
 
 
 def _check_power(base: Any, exponent: Any) -> None:
@@ -353,22 +420,49 @@ def _check_power(base: Any, exponent: Any) -> None:
                 raise ScheduleRefused(f"{base} ** {exponent} is too large")
 
 
+_SEQUENCES = (str, bytes, list, tuple)
+
+
 def _check_repeat(left: Any, right: Any) -> None:
     for seq, count in ((left, right), (right, left)):
-        if isinstance(seq, (str, list, tuple)) and isinstance(count, int):
+        if isinstance(seq, _SEQUENCES) and isinstance(count, int) and count > 0:
             if len(seq) * count > MAX_SEQUENCE:
-                raise ScheduleRefused("the result is longer than the limit of 10,000 items")
+                raise ScheduleRefused(f"the result is longer than the limit of {MAX_SEQUENCE:,} items")
+            # [[0]*10000]*10000 has 10,000 items but 10**8 to compare, print or hash.
+            if _weight(seq) * count > MAX_WEIGHT:
+                raise ScheduleRefused(f"the result holds more than {MAX_WEIGHT:,} values in all")
     if isinstance(left, int) and isinstance(right, int):
         if left.bit_length() + right.bit_length() > MAX_INT_BITS:
             raise ScheduleRefused("number too large")
 
 
-def _check_size(value: Any) -> Any:
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > MAX_INT_BITS:
-        raise ScheduleRefused("number too large")
-    if isinstance(value, (str, list, tuple, set, dict)) and len(value) > MAX_SEQUENCE:
-        raise ScheduleRefused("the result is longer than the limit of 10,000 items")
-    return value
+def _weight(value: Any) -> int:
+    """How much work it is to compare, hash or print value; refuses values above the limits.
+
+    The walk stops as soon as the limit is passed, so it costs at most about MAX_WEIGHT steps.
+    """
+    if value is None or isinstance(value, (float, bool)):
+        return 1
+    total = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        total += 1
+        if isinstance(item, int) and not isinstance(item, bool):
+            if item.bit_length() > MAX_INT_BITS:
+                raise ScheduleRefused(f"number too large (more than {MAX_INT_BITS} bits)")
+            total += item.bit_length() // 64
+        elif isinstance(item, (str, bytes)):
+            if len(item) > MAX_SEQUENCE:
+                raise ScheduleRefused(f"the result is longer than the limit of {MAX_SEQUENCE:,} characters")
+            total += len(item)
+        elif isinstance(item, (list, tuple, set, frozenset, dict)):
+            if len(item) > MAX_SEQUENCE:
+                raise ScheduleRefused(f"the result is longer than the limit of {MAX_SEQUENCE:,} items")
+            stack.extend(item.items() if isinstance(item, dict) else item)
+        if total > MAX_WEIGHT:
+            raise ScheduleRefused(f"the result holds more than {MAX_WEIGHT:,} values in all")
+    return total
 
 
 class Expression:
@@ -411,32 +505,43 @@ class Expression:
 
     def __call__(self, scope: Mapping[str, Any], *, frame: int | None = None, loop: int | None = None) -> Any:
         try:
-            return self._interpreter.evaluate(self.tree, scope)
+            return self._interpreter.evaluate(self.tree.body, scope)
         except ScheduleRefused as exc:
             raise VideoLoopError(
                 self.setting, self.source, f"refused: {exc}", "Rewrite the expression", frame=frame, loop=loop
             ) from None
         except VideoLoopError:
             raise
+        except MemoryError:
+            raise VideoLoopError(
+                self.setting, self.source, "refused: it needs more memory than a schedule may use", "Rewrite it",
+                frame=frame, loop=loop,
+            ) from None  # fmt: skip
         except Exception as exc:  # any arithmetic or type error inside the user's expression
             raise VideoLoopError(
                 self.setting,
                 self.source,
-                f"failed with {type(exc).__name__}: {exc}",
+                f"failed with {type(exc).__name__}: {short(exc, quote=False)}",
                 "Fix the expression for this frame and loop",
                 frame=frame,
                 loop=loop,
             ) from None
 
 
-def base_scope(frame_count: int, loop_n: int) -> dict[str, Any]:
-    """Names every schedule can use; image_i and loop_i are added per evaluation."""
+def base_scope(frame_count: int, loop_n: int, frame_pixels: int = 0) -> dict[str, Any]:
+    """Names every schedule can use; image_i and loop_i are added per evaluation.
+
+    frame_pixels: the working frame size, which bounds the cost of filters in
+    image_post_processing_schedule even when checked on a small probe image."""
     scope: dict[str, Any] = {name: getattr(math, name) for name in _MATH_NAMES}
     scope.update(_SAFE_BUILTINS)
     scope["range"] = _bounded_range
+    scope["round"] = _bounded_round
+    scope["sum"] = _bounded_sum
     scope["ImageFilter"] = _FilterNamespace()
     scope["frame_count"] = frame_count
     scope["loop_n"] = loop_n
+    scope["frame_pixels"] = frame_pixels
     callables = [v for v in scope.values() if callable(v) and not isinstance(v, _FilterNamespace)]
     callables += list(scope["ImageFilter"].names.values())
     scope["__allowed_callables__"] = tuple(callables)

@@ -1,0 +1,90 @@
+"""Resuming a stopped run: what makes a resumed run end with the frames of an uninterrupted one.
+
+- The run folder holds everything: settings.json (settings, seeds drawn, the run's record) and
+  a manifest line per finished frame, written after the frame's file is whole (media/store.py).
+  A frame that is listed but empty or cut short, or a lost manifest, is dealt with on reopening.
+- Every frame's seed comes from the plan (planning.py), never from a counter of this session,
+  and the WebUI backend seeds torch per frame, so a frame made today equals one made yesterday.
+- A loop whose frames were all made before keeps its video and report; a finished denoise pass
+  (its folder complete) is not run again.
+- One process at a time holds the folder (FrameStore.lock).
+- The settings are the run's own: a resume takes none from the command line or the panel. The
+  model may change; each one that made frames is kept in the record.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from lib_videoloop.config import Settings
+from lib_videoloop.errors import VideoLoopError, short
+from lib_videoloop.media.store import SETTINGS, FrameStore, loop_dir_name
+from lib_videoloop.run_state import RunState
+
+log = logging.getLogger(__name__)
+
+
+def reopen(run_dir: str | Path) -> tuple[FrameStore, Settings, RunState]:
+    """The run folder's store, settings and record; a damaged settings.json is named."""
+    store = FrameStore.open(run_dir)
+    data = store.read_settings()
+    try:
+        settings = Settings.from_dict(data)
+        state = RunState.from_dict(data["run"])
+    except (VideoLoopError, TypeError, ValueError, KeyError) as exc:
+        raise VideoLoopError(
+            "resume",
+            str(store.root / SETTINGS),
+            f"holds a bad value ({short(exc, quote=False)})",
+            "Fix it by hand, or start the run anew",
+        ) from None
+    return store, settings, state
+
+
+def recorded_model(run_dir: str | Path, requested: str | None) -> tuple[str, dict[str, Any]]:
+    """The diffusers model to resume with, and the recorded settings.
+
+    Without --model, the one the run recorded; another one is allowed, with a warning."""
+    recorded = FrameStore.open(run_dir).read_settings()
+    model = str(recorded.get("model_name", ""))
+    if not requested:
+        if not model.startswith("diffusers:"):
+            raise VideoLoopError(
+                "--model",
+                None,
+                f"is needed: the run was made with {model or 'an unrecorded model'}, not by the command line",
+                "Give the model with --model",
+            )
+        return model.removeprefix("diffusers:"), recorded
+    if model and f"diffusers:{requested}" != model:
+        log.warning(
+            "--model %s differs from the model the run was made with (%s): frames made from now on will not match "
+            "what the first model would have made",
+            requested,
+            model,
+        )
+    return requested, recorded
+
+
+def refuse_settings(given: dict[str, Any]) -> None:
+    """A resumed run keeps its settings: any given alongside --resume would be ignored."""
+    for flag, value in given.items():
+        raise VideoLoopError(
+            flag,
+            value,
+            "cannot be given with --resume: a resumed run keeps the settings in its settings.json",
+            "Drop it; to change settings, start a new run with --config RUN_DIR/settings.json",
+        )
+
+
+def kept_loop_video(store: FrameStore, loop: int, video_format: str) -> Path | None:
+    video = store.video_path(loop_dir_name(loop), video_format)
+    return video if video.is_file() else None
+
+
+def loop_reported(store: FrameStore, loop: int) -> bool:
+    from lib_videoloop.report import RunReport
+
+    return any(entry["loop"] == loop for entry in RunReport(store.root).data["loops"])
