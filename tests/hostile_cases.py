@@ -36,6 +36,11 @@ def _schedule(name: str, field: str, text: str, *expect: str) -> Case:
     return Case(name, "schedule sandbox", _run("image", f"--{field}", text), (field, *expect))
 
 
+def _config(name: str, config: str, *expect: str) -> Case:
+    argv = ("run", "--config", "{" + config + "}", "-o", "{out}", "--model", "tiny-random")
+    return Case(name, "config", argv, expect)
+
+
 CASES: tuple[Case, ...] = (
     # The sandbox bounds the cost of an operation before it runs, in every schedule.
     _schedule("bytes repeated to 1 GB", "denoising_schedule", "b'a'*10**9", "10,000"),
@@ -94,37 +99,12 @@ CASES: tuple[Case, ...] = (
     Case("NaN pixels in a float TIFF", "input files", _run("nan_tiff"), ("nan.tif", "NaN")),
     Case("audio-only file", "input files", _run("audio_only"), ("input_directory", "no video stream")),
     Case("missing input", "input files", _run("missing"), ("input_directory", "does not exist")),
-    # --config with wrong types or unknown keys.
-    Case(
-        "seed 'abc'",
-        "config",
-        ("run", "--config", "{config_seed}", "-o", "{out}", "--model", "tiny-random"),
-        ("seed", "'abc'", "whole number"),
-    ),
-    Case(
-        "prompt 7",
-        "config",
-        ("run", "--config", "{config_prompt}", "-o", "{out}", "--model", "tiny-random"),
-        ("prompt", "7", "text"),
-    ),
-    Case(
-        "crf true",
-        "config",
-        ("run", "--config", "{config_crf}", "-o", "{out}", "--model", "tiny-random"),
-        ("crf", "True", "whole number"),
-    ),
-    Case(
-        "settings_version '2'",
-        "config",
-        ("run", "--config", "{config_version}", "-o", "{out}", "--model", "tiny-random"),
-        ("settings_version", "'2'"),
-    ),
-    Case(
-        "a misspelt key",
-        "config",
-        ("run", "--config", "{config_typo}", "-o", "{out}", "--model", "tiny-random"),
-        ("denoising_strenght", "did you mean denoising_strength"),
-    ),
+    # --config with wrong types or unknown keys (the files are made by make_inputs).
+    _config("seed 'abc'", "config_seed", "seed", "'abc'", "whole number"),
+    _config("prompt 7", "config_prompt", "prompt", "7", "text"),
+    _config("crf true", "config_crf", "crf", "True", "whole number"),
+    _config("settings_version '2'", "config_version", "settings_version", "'2'"),
+    _config("a misspelt key", "config_typo", "denoising_strenght", "did you mean denoising_strength"),
     # Nothing overwritten.
     Case(
         "metrics --plot over the measured clip",
