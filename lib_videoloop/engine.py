@@ -41,7 +41,7 @@ from lib_videoloop.errors import InterruptedRun
 from lib_videoloop.loop_end import LoopEnd
 from lib_videoloop.media.images import from_pil, to_pil
 from lib_videoloop.media.resize import resize_frame
-from lib_videoloop.media.store import INPUT, FrameStore, loop_dir_name
+from lib_videoloop.media.store import INPUT, MASKS, FrameStore, loop_dir_name
 from lib_videoloop.planning import FramePlan, Planner
 from lib_videoloop.resume import reopen
 from lib_videoloop.run_setup import copy_input, open_input, prepare_run, write_record
@@ -160,6 +160,7 @@ class Engine:
         done = sum(len(store.complete_frames(loop_dir_name(k))) for k in range(1, s.loop_n + 1))
         self.on_progress(Progress(1, s.loop_n, 0, state.frame_count, done, total))  # before the first generation
         with (
+            store.background_writes(),
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="videoloop-read") as reader,
             LoopEnd(store, s, state, self.weight_places) as loop_end,
         ):
@@ -195,8 +196,9 @@ class Engine:
                 references = [_Window(store, name, reader) for name in state.references] or [
                     _Window(store, INPUT, reader)
                 ]
+                masks = _Window(store, MASKS, reader) if s.use_mask else None
             if not store.is_complete(folder, plan.frame):
-                latest = self._frame(plan, window, references, frame_count)
+                latest = self._frame(plan, window, references, masks, frame_count)
                 made = True
                 result.seeds.append(plan.seed)
                 done += 1
@@ -209,14 +211,21 @@ class Engine:
         return previous
 
     # -- one frame -------------------------------------------------------------------------
-    def _frame(self, plan: FramePlan, window: _Window, references: list[_Window], frame_count: int) -> np.ndarray:
+    def _frame(
+        self,
+        plan: FramePlan,
+        window: _Window,
+        references: list[_Window],
+        masks: _Window | None,
+        frame_count: int,
+    ) -> np.ndarray:
         s = self.settings
         i = plan.frame
         pairs = window_weights(plan.temporal_weights, i, frame_count)
         needed = sorted({j for j, _ in pairs} | {i})
         frames = window.get(needed)
         base = frames[i]
-        mask = self.store.read_mask(i) if s.use_mask else None
+        mask = masks.get([i])[i] if masks is not None else None  # the next one is read ahead
         difference = s.temporal_superimpose_method == DIFFERENCE_METHOD
         # Reference frames (the difference mask; ControlNet and colour correction in the WebUI)
         # are read only when something uses them, through windows that drop what is behind.

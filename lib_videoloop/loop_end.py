@@ -43,10 +43,12 @@ class LoopEnd:
         then kept when they exist (a resume near the end of a long run redoes neither)."""
         s = self.settings
         folder = loop_dir_name(loop)
+        self.store.flush()  # the loop's frames on disk before anything reads them as a clip
         if s.video_post_process_method != "None" and (s.video_post_process_when == "every loop" or loop == s.loop_n):
             from lib_videoloop.denoise.loop_pass import run_denoise_pass
 
             folder = run_denoise_pass(self.store, folder, s, seed=self.state.seed + loop, places=self.places)
+            self.store.flush()
         if s.save_every_loop and loop < s.loop_n:
             kept = kept_loop_video(self.store, loop, s.output_format) if resumed else None
             self.loop_videos.append(kept or self.write_video(folder, loop_dir_name(loop)))

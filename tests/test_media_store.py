@@ -110,3 +110,56 @@ def test_kill_9_mid_frame_leaves_only_whole_files(tmp_path: Path) -> None:
 def test_reopen_refuses_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
     with pytest.raises(VideoLoopError, match="not a Video Loopback run folder"):
         FrameStore.open(tmp_path)
+
+
+def test_background_writes_keep_the_queue_short_and_readers_served(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    import lib_videoloop.media.store as store_module
+
+    real_encode = store_module.encode_png16
+
+    def slow_encode(image: np.ndarray) -> bytes:
+        time.sleep(0.05)  # a slow disk or a large frame: the queue fills up
+        return real_encode(image)
+
+    monkeypatch.setattr(store_module, "encode_png16", slow_encode)
+    store = FrameStore.create(tmp_path, "queue", 12)
+    store.write_settings({"run": {"frame_count": 12}})
+    frames = [np.full((8, 8, 3), i / 12, np.float32) for i in range(12)]
+    waiting = []
+    with store.background_writes(depth=3):
+        for i, frame in enumerate(frames):
+            store.write_frame("loop_001", i, frame)
+            waiting.append(len(store._pending))
+            assert np.array_equal(store.read_frame("loop_001", i), frame)  # queued or written, it reads back
+    assert max(waiting) <= 3 and max(waiting) >= 2, waiting  # bounded, and it did queue
+    reopened = FrameStore.open(store.root)
+    assert reopened.complete_frames("loop_001") == set(range(12))
+    assert all(np.abs(reopened.read_frame("loop_001", i) - frames[i]).max() < 1e-4 for i in range(12))
+
+
+def test_a_failed_background_write_stops_the_run_and_leaves_that_frame_undone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    import lib_videoloop.media.store as store_module
+
+    real_write = store_module.write_atomic
+
+    def disk_full_at_frame_3(path: Path, data: bytes) -> None:
+        if path.name == "000003.png":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(path, data)
+
+    monkeypatch.setattr(store_module, "write_atomic", disk_full_at_frame_3)
+    store = FrameStore.create(tmp_path, "full", 6)
+    store.write_settings({"run": {"frame_count": 6}})
+    with pytest.raises(OSError, match="No space"), store.background_writes(depth=2):
+        for i in range(6):
+            store.write_frame("loop_001", i, np.zeros((8, 8, 3), np.float32))
+    done = FrameStore.open(store.root).complete_frames("loop_001")
+    assert {0, 1} <= done and 2 not in done  # a resume makes frame 3 (and what followed) again
