@@ -42,7 +42,7 @@ from lib_videoloop.loop_end import LoopEnd
 from lib_videoloop.media.images import from_pil, to_pil
 from lib_videoloop.media.resize import resize_frame
 from lib_videoloop.media.store import INPUT, MASKS, FrameStore, loop_dir_name
-from lib_videoloop.planning import FramePlan, Planner
+from lib_videoloop.planning import FramePlan, Planner, uses_subseed
 from lib_videoloop.resume import reopen
 from lib_videoloop.run_setup import copy_input, open_input, prepare_run, write_record
 from lib_videoloop.run_state import RunState
@@ -139,12 +139,13 @@ class Engine:
 
     # -- the whole run ---------------------------------------------------------------------
     def run(self) -> RunResult:
-        if self.store is None:
-            prepared = prepare_run(self.settings, self.backend, self.weight_places)
+        resumed = self.store is not None  # reopen() holds the folder already
+        if not resumed:
+            prepared = prepare_run(self.settings, self.backend, self.weight_places)  # checks the backend too
             self.store, self.settings, self.state = prepared.store, prepared.settings, prepared.state
-        else:
-            self.store.lock()
         try:
+            if resumed:
+                self.backend.check(uses_subseed(self.settings), self.settings.use_mask)
             return self._run(self.store, self.state)
         finally:
             self.store.unlock()
@@ -152,7 +153,6 @@ class Engine:
     def _run(self, store: FrameStore, state: RunState) -> RunResult:
         s = self.settings
         planner = Planner(s, state.frame_count, state.txt_prompts, frame_pixels=state.frame_pixels)
-        self.backend.check(planner.uses_subseed(), s.use_mask)
         if not store.folder_complete(INPUT):  # stopped while the input was being copied
             copy_input(store, s, state, open_input(s))
         total = state.frame_count * s.loop_n

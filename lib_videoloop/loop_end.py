@@ -79,7 +79,9 @@ class LoopEnd:
         audio = None
         if s.keep_audio and src.has_audio and src.kind == "video" and s.output_format != "gif":
             if fps != natural:
-                log.info("sound left out: output_frame_rate %s changes the clip's speed (natural rate %s)", fps, natural)
+                log.info(
+                    "sound left out: output_frame_rate %s changes the clip's speed (natural rate %s)", fps, natural
+                )
             else:
                 audio = AudioSpan(
                     Path(src.path),

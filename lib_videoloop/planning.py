@@ -52,7 +52,10 @@ _NUMBER_SCHEDULES: dict[str, tuple[str, Callable[[Any], bool], str, type]] = {
     "subseed_strength_schedule": ("subseed_strength", _fraction, "a number from 0 to 1", float),
     "denoising_schedule": ("denoising_strength", _fraction, "a number from 0 to 1", float),
     "step_schedule": (
-        "steps", lambda x: _whole(x) and 1 <= x <= MAX_STEPS, f"a whole number of steps from 1 to {MAX_STEPS}", int
+        "steps",
+        lambda x: _whole(x) and 1 <= x <= MAX_STEPS,
+        f"a whole number of steps from 1 to {MAX_STEPS}",
+        int,
     ),
     "cfg_schedule": (
         "cfg_scale",
@@ -144,7 +147,9 @@ class Planner:
             raw = self._eval("batch_count_schedule", i, k)
             if _whole(raw) and 1 <= raw <= MAX_BATCH:
                 n_iter = int(raw)
-            elif isinstance(raw, (tuple, list)) and len(raw) == 2 and all(_whole(x) and 1 <= x <= MAX_BATCH for x in raw):
+            elif (
+                isinstance(raw, (tuple, list)) and len(raw) == 2 and all(_whole(x) and 1 <= x <= MAX_BATCH for x in raw)
+            ):
                 n_iter, batch_size = int(raw[0]), int(raw[1])
             else:
                 raise self._fail(
@@ -225,8 +230,10 @@ class Planner:
             seed_offset += count
             yield FramePlan(frame=frame, loop=loop, seed=int(seed) % 2**32, subseed=int(subseed) % 2**32, **v)
 
-    def uses_subseed(self) -> bool:
-        return self.s.subseed_strength > 0 or "subseed_strength_schedule" in self.expressions
+
+def uses_subseed(settings: Settings) -> bool:
+    """Whether any frame asks for a variation seed (which not every backend has)."""
+    return settings.subseed_strength > 0 or bool(settings.subseed_strength_schedule.strip())
 
 
 def read_txt_prompts(paths: list[Any]) -> list[tuple[str | None, str | None]]:

@@ -20,20 +20,22 @@ from typing import Any
 
 from lib_videoloop.config import Settings
 from lib_videoloop.errors import VideoLoopError, short
-from lib_videoloop.media.store import SETTINGS, FrameStore, loop_dir_name
+from lib_videoloop.media.store import SETTINGS, FrameStore, loop_dir_name, read_run_settings
 from lib_videoloop.run_state import RunState
 
 log = logging.getLogger(__name__)
 
 
 def reopen(run_dir: str | Path) -> tuple[FrameStore, Settings, RunState]:
-    """The run folder's store, settings and record; a damaged settings.json is named."""
-    store = FrameStore.open(run_dir)
+    """The run folder's store (locked for this process), settings and record; a damaged
+    settings.json is named."""
+    store = FrameStore.open(run_dir, to_continue=True)
     data = store.read_settings()
     try:
         settings = Settings.from_dict(data)
         state = RunState.from_dict(data["run"])
     except (VideoLoopError, TypeError, ValueError, KeyError) as exc:
+        store.unlock()
         raise VideoLoopError(
             "resume",
             str(store.root / SETTINGS),
@@ -47,7 +49,7 @@ def recorded_model(run_dir: str | Path, requested: str | None) -> tuple[str, dic
     """The diffusers model to resume with, and the recorded settings.
 
     Without --model, the one the run recorded; another one is allowed, with a warning."""
-    recorded = FrameStore.open(run_dir).read_settings()
+    recorded = read_run_settings(run_dir)
     model = str(recorded.get("model_name", ""))
     if not requested:
         if not model.startswith("diffusers:"):
@@ -70,7 +72,8 @@ def recorded_model(run_dir: str | Path, requested: str | None) -> tuple[str, dic
 
 def refuse_settings(given: dict[str, Any]) -> None:
     """A resumed run keeps its settings: any given alongside --resume would be ignored."""
-    for flag, value in given.items():
+    if given:
+        flag, value = next(iter(given.items()))
         raise VideoLoopError(
             flag,
             value,

@@ -32,7 +32,7 @@ from lib_videoloop.media.resize import resize_frame
 from lib_videoloop.media.sources import FolderSource, FrameSource, SourceInfo, open_source
 from lib_videoloop.media.store import INPUT, FrameStore
 from lib_videoloop.media.writer import output_fps
-from lib_videoloop.planning import Planner, read_txt_prompts
+from lib_videoloop.planning import read_txt_prompts, uses_subseed
 from lib_videoloop.run_state import RunState, SourceRecord
 from lib_videoloop.schedule_isolation import check_plan_isolated
 
@@ -71,7 +71,7 @@ def prepare_run(settings: Settings, backend: Backend, places: WeightPlaces) -> P
     if s.video_post_process_method == "FastDVDNet":
         find_weights(s.fastdvdnet_weights, places)
     images = check_plan_isolated(s, n, txt_prompts, width * height)
-    backend.check(Planner(s, n, txt_prompts).uses_subseed(), s.use_mask)
+    backend.check(uses_subseed(s), s.use_mask)
     log.info("plan: %d frames x %d loops = %d generations (%d images) at %dx%d", n, s.loop_n, n * s.loop_n,
              images, width, height)  # fmt: skip
     state = RunState(
@@ -205,7 +205,9 @@ def _check_job(s: Settings, frame_count: int, width: int, height: int, info: Sou
                 "Set width and height (0 keeps the input's size)",
             )
     if width * height > MAX_PIXELS:
-        raise VideoLoopError("width", width, f"{width}x{height} is more than {MAX_PIXELS:,} pixels", "Use a smaller size")
+        raise VideoLoopError(
+            "width", width, f"{width}x{height} is more than {MAX_PIXELS:,} pixels", "Use a smaller size"
+        )
     if s.output_format == "gif":
         fps = output_fps(info.fps, s.extract_nth_frame, s.output_frame_rate)
         if fps > MAX_GIF_FPS:

@@ -131,7 +131,7 @@ def _main() -> None:
                 "loop": exc.loop,
             }
         }
-    print(json.dumps(answer))
+    sys.stdout.write(json.dumps(answer) + "\n")  # the answer to the parent, not a log line
 
 
 if __name__ == "__main__":

@@ -161,14 +161,10 @@ def _bounded_round(number: Any, ndigits: Any = None) -> Any:
 
 def _bounded_sum(values: Any, start: Any = 0) -> Any:
     # sum(lists, []) concatenates quadratically; schedules only ever add numbers.
-    if not _is_number(start):
+    if not isinstance(start, (int, float)):
         raise ScheduleRefused("sum() adds numbers only")
     _weight(values)
     return sum(values, start)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float))
 
 
 def _bounded_range(*args: int) -> range:

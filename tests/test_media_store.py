@@ -163,3 +163,26 @@ def test_a_failed_background_write_stops_the_run_and_leaves_that_frame_undone(
             store.write_frame("loop_001", i, np.zeros((8, 8, 3), np.float32))
     done = FrameStore.open(store.root).complete_frames("loop_001")
     assert {0, 1} <= done and 2 not in done  # a resume makes frame 3 (and what followed) again
+
+
+def test_only_the_process_that_continues_a_run_tidies_its_folder(tmp_path: Path) -> None:
+    store = FrameStore.create(tmp_path, "tidy", 2)
+    store.write_settings({"run": {"frame_count": 2}})
+    store.write_frame("loop_001", 0, np.zeros((8, 8, 3), np.float32))
+    store.write_frame("loop_001", 1, np.zeros((8, 8, 3), np.float32))
+    in_flight = store.root / "loop_001" / ".partial-abc.png"  # another process is writing it
+    in_flight.write_bytes(b"half a frame")
+    damaged = store.frame_path("loop_001", 1)
+    damaged.write_bytes(damaged.read_bytes()[:30])
+
+    looked_at = FrameStore.open(store.root)
+    assert looked_at.complete_frames("loop_001") == {0}
+    assert in_flight.exists() and damaged.exists(), "a plain open changes nothing"
+
+    taken = FrameStore.open(store.root, to_continue=True)
+    try:
+        assert not in_flight.exists() and not damaged.exists()
+        with pytest.raises(VideoLoopError, match="in use"):
+            FrameStore.open(store.root, to_continue=True)
+    finally:
+        taken.unlock()

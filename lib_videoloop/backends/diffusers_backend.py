@@ -53,10 +53,6 @@ class DiffusersBackend:
         self._inpaint = None
 
     @property
-    def loaded(self) -> bool:
-        return self._img2img is not None
-
-    @property
     def img2img(self):
         if self._img2img is None:
             import torch

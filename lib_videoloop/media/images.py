@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +33,7 @@ def load_image(path: Path, setting: str = "input_directory") -> tuple[np.ndarray
     """Returns (rgb HxWx3 float32 in [0, 1], alpha HxW float32 or None)."""
     with _opened(path, setting) as img:
         try:
-            if _is_png16_colour(path):
+            if _is_png16_colour(img):
                 rgb, alpha = _read_png16(path)
                 return _oriented(rgb, img), None if alpha is None else _oriented(alpha, img)
             img.load()
@@ -47,36 +49,24 @@ def load_image(path: Path, setting: str = "input_directory") -> tuple[np.ndarray
     return rgb, alpha
 
 
-class _opened:
+@contextlib.contextmanager
+def _opened(path: Path, setting: str) -> Iterator[Image.Image]:
     """Image.open with the size checked from the header and every failure phrased for the user."""
-
-    def __init__(self, path: Path, setting: str) -> None:
-        self.path, self.setting = path, setting
-
-    def __enter__(self) -> Image.Image:
-        path, setting = self.path, self.setting
-        try:
-            if path.stat().st_size == 0:
-                raise VideoLoopError(
-                    setting, str(path), "is an empty (zero-byte) file", "Remove it or export the frame again"
-                )
-            self.img = Image.open(path)
-        except VideoLoopError:
-            raise
-        except Image.DecompressionBombError:
-            raise _too_large(setting, path, "over 179 million") from None
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-            raise VideoLoopError(
-                setting, str(path), f"cannot be read as an image ({exc})", "Remove the file or export it again"
-            ) from None
-        width, height = self.img.size
+    if path.stat().st_size == 0:
+        raise VideoLoopError(setting, str(path), "is an empty (zero-byte) file", "Remove it or export the frame again")
+    try:
+        img = Image.open(path)
+    except Image.DecompressionBombError:
+        raise _too_large(setting, path, "over 179 million") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise VideoLoopError(
+            setting, str(path), f"cannot be read as an image ({exc})", "Remove the file or export it again"
+        ) from None
+    with img:
+        width, height = img.size
         if width * height > MAX_PIXELS or min(width, height) < 1:
-            self.img.close()
             raise _too_large(setting, path, f"{width}x{height}")
-        return self.img
-
-    def __exit__(self, *exc: object) -> None:
-        self.img.close()
+        yield img
 
 
 def _too_large(setting: str, path: Path, size: str) -> VideoLoopError:
@@ -88,11 +78,9 @@ def _too_large(setting: str, path: Path, size: str) -> VideoLoopError:
     )
 
 
-def _is_png16_colour(path: Path) -> bool:
-    # Pillow reads 16-bit RGB(A) PNGs at 8 bits; the IHDR chunk says the depth and colour type.
-    with open(path, "rb") as handle:
-        head = handle.read(26)
-    return head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) == 26 and head[24] == 16 and head[25] in (2, 6)
+def _is_png16_colour(img: Image.Image) -> bool:
+    # Pillow decodes 16-bit RGB(A) PNGs to 8 bits; its decoder's raw mode still says 16.
+    return img.format == "PNG" and bool(img.tile) and img.tile[0][3] in ("RGB;16B", "RGBA;16B")
 
 
 def _read_png16(path: Path) -> tuple[np.ndarray, np.ndarray | None]:

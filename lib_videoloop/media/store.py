@@ -147,18 +147,24 @@ class FrameStore:
         return store
 
     @classmethod
-    def open(cls, root: str | Path) -> "FrameStore":
-        """Reopens a run folder after a stop or a crash; reports what is complete.
+    def open(cls, root: str | Path, *, to_continue: bool = False) -> "FrameStore":
+        """Opens a run folder and reports what is complete.
 
         A frame counts as finished when the manifest lists it and its PNG is whole (a zero-byte
-        or cut file, e.g. from a full disk or a copy, is redone). If the manifest itself is gone,
-        it is rebuilt from the whole frames on disk: they were renamed into place only once
-        written, so each one is a finished frame."""
+        or cut file, e.g. from a full disk or a copy, is not). If the manifest itself is gone,
+        the whole frames on disk count: they were renamed into place only once written.
+
+        to_continue: this process takes the folder over to go on with the run. The folder is
+        locked first, and only then tidied: leftover temporary files and damaged frames are
+        deleted (they are made again) and a lost manifest is written anew. A plain open reads
+        and changes nothing, so it is safe beside a run in progress."""
         root = Path(str(root)).expanduser()
-        settings = cls._read_settings_file(root)
-        store = cls(root, int(settings.get("run", {}).get("frame_count", 0)))
-        for leftover in root.rglob(".partial-*"):
-            leftover.unlink(missing_ok=True)
+        settings = read_run_settings(root)
+        store = cls(root, int(settings["run"].get("frame_count", 0)))
+        if to_continue:
+            store.lock()
+            for leftover in root.rglob(".partial-*"):
+                leftover.unlink(missing_ok=True)
         manifest = root / MANIFEST
         if manifest.is_file():
             listed = _manifest_entries(manifest)
@@ -173,37 +179,14 @@ class FrameStore:
             path = store.frame_path(folder, frame)
             if _whole_png(path):
                 store._complete.setdefault(folder, set()).add(frame)
-            elif path.exists():
+            elif path.exists() and to_continue:
                 log.warning("%s is damaged; that frame is made again", path)
                 path.unlink()
-        if not manifest.is_file():
+        if to_continue and not manifest.is_file():
             for folder, frames in store._complete.items():
                 for frame in sorted(frames):
                     store._append_manifest(folder, frame)
         return store
-
-    @staticmethod
-    def _read_settings_file(root: Path) -> dict[str, Any]:
-        path = root / SETTINGS
-        if not path.is_file():
-            raise VideoLoopError(
-                "resume",
-                str(root),
-                "is not a Video Loopback run folder (it has no settings.json)",
-                "Give the folder a run created",
-            )
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(data, dict) or not isinstance(data.get("run"), dict):
-                raise ValueError("no run record")
-            return data
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise VideoLoopError(
-                "resume",
-                str(path),
-                f"is damaged ({short(exc, quote=False)})",
-                "Restore settings.json from a copy; without it the run cannot be resumed",
-            ) from None
 
     def remove(self) -> None:
         """Deletes the run folder (only used for a run refused before its first generation)."""
@@ -242,7 +225,7 @@ class FrameStore:
         write_atomic(self.root / SETTINGS, json.dumps(data, indent=2, ensure_ascii=False).encode("utf-8"))
 
     def read_settings(self) -> dict[str, Any]:
-        return self._read_settings_file(self.root)
+        return read_run_settings(self.root)
 
     # -- frames ------------------------------------------------------------------------------
     def frame_path(self, folder: str, index: int) -> Path:
@@ -355,6 +338,31 @@ class FrameStore:
 
     def video_path(self, name: str, extension: str) -> Path:
         return self.root / f"{name}.{extension}"
+
+
+def read_run_settings(root: str | Path) -> dict[str, Any]:
+    """A run folder's settings.json (with its "run" record); a missing or damaged one is named."""
+    root = Path(str(root)).expanduser()
+    path = root / SETTINGS
+    if not path.is_file():
+        raise VideoLoopError(
+            "resume",
+            str(root),
+            "is not a Video Loopback run folder (it has no settings.json)",
+            "Give the folder a run created",
+        )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or not isinstance(data.get("run"), dict):
+            raise ValueError("no run record")
+        return data
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise VideoLoopError(
+            "resume",
+            str(path),
+            f"is damaged ({short(exc, quote=False)})",
+            "Restore settings.json from a copy; without it the run cannot be resumed",
+        ) from None
 
 
 def _manifest_entries(manifest: Path) -> list[tuple[str, int]]:
