@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lib_videoloop.config import DIFFERENCE_METHOD, Settings, temporal_weights
+from lib_videoloop.config import Settings, reference_folders, temporal_weights
 from lib_videoloop.errors import InterruptedRun, VideoLoopError
 
 log = logging.getLogger("lib_videoloop")
@@ -108,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
             "temporal_superimpose_method",
             "temporal_superimpose_alpha_list",
             "difference_threshold",
+            "temporal_filter_strength",
+            "reference_frames_directory",
             "start_frame",
             "extract_nth_frame",
             "max_frames",
@@ -248,10 +250,31 @@ def cmd_smooth(args: argparse.Namespace) -> int:
     )
     info = source.info
     weights = temporal_weights(s.temporal_superimpose_alpha_list)
-    threshold = (
-        s.difference_threshold if s.temporal_superimpose_method == DIFFERENCE_METHOD else None
+    references = None
+    if s.reference_frames_directory.strip():
+        folders = reference_folders(s.reference_frames_directory)
+        if len(folders) > 1:
+            raise VideoLoopError(
+                "reference_frames_directory", s.reference_frames_directory, "names several clips",
+                "smooth follows one reference clip: give one video or folder",
+            )  # fmt: skip
+        ref_source = open_source(folders[0], setting="reference_frames_directory", max_frames=info.frame_count)
+        if ref_source.info.frame_count < info.frame_count:
+            raise VideoLoopError(
+                "reference_frames_directory", folders[0],
+                f"has {ref_source.info.frame_count} frames, fewer than the clip's {info.frame_count}",
+                "Give the clip's source, with at least as many frames",
+            )  # fmt: skip
+        references = (f.image for f in ref_source)
+    frames = smooth_frames(
+        (f.image for f in source),
+        info.frame_count,
+        weights,
+        method=s.temporal_superimpose_method,
+        references=references,
+        difference_threshold=s.difference_threshold,
+        filter_strength=s.temporal_filter_strength,
     )
-    frames = smooth_frames((f.image for f in source), info.frame_count, weights, difference_threshold=threshold)
     if args.denoise == "fastdvdnet":
         from lib_videoloop.denoise import denoise_pass_stream
         from lib_videoloop.denoise.weights import find_weights

@@ -21,7 +21,17 @@ from lib_videoloop.errors import VideoLoopError
 SETTINGS_VERSION = 1
 
 DIFFERENCE_METHOD = "with difference mask from reference"
-TEMPORAL_METHODS = ("simple", DIFFERENCE_METHOD)
+FLOW_METHOD = "along optical flow of reference"
+FILTER_METHOD = "temporal filter along optical flow"
+TEMPORAL_METHODS = ("simple", DIFFERENCE_METHOD, FLOW_METHOD, FILTER_METHOD)
+# One line per method, for --help, the panel and the README.
+METHOD_HELP = {
+    "simple": "mixes the neighbours at the same pixel: smooth on still shots, ghosts on motion",
+    DIFFERENCE_METHOD: "mixes a neighbour only where the references look the same: no ghosts, little smoothing of motion",
+    FLOW_METHOD: "moves each neighbour along the reference's motion before mixing: smooth and sharp on motion",
+    FILTER_METHOD: "a low-pass over time along the motion (temporal_filter_strength): the strongest smoothing",
+}
+MAX_FILTER_STRENGTH = 0.95  # 1 would freeze the first frame over the whole clip
 FOLDER_SEPARATOR = "!!!"  # between several reference folders, as in the original script
 DENOISE_METHODS = ("None", "FastDVDNet")
 DENOISE_WHEN = ("every loop", "last loop")
@@ -62,6 +72,7 @@ SCHEDULE_FIELDS = (
     "negative_prompt_schedule",
     "batch_count_schedule",
     "image_post_processing_schedule",
+    "temporal_filter_schedule",
 )
 
 
@@ -95,7 +106,9 @@ class Settings:
     fix_seed: bool = _f(True, "use one seed for every frame", "loop")
     fix_subseed: bool = _f(False, "use one variation seed for every frame", "loop")
     # temporal superimpose
-    temporal_superimpose_method: str = _f("simple", "'simple' or 'with difference mask from reference'", "temporal")
+    temporal_superimpose_method: str = _f(
+        "simple", "how neighbours are mixed: " + "; ".join(f"'{k}' {v}" for k, v in METHOD_HELP.items()), "temporal"
+    )
     temporal_superimpose_alpha_list: str = _f(
         "1", "odd-length weights of frames i-h..i+h mixed into the init image, e.g. 1,2,1", "temporal"
     )
@@ -104,6 +117,11 @@ class Settings:
     )
     reference_frames_directory: str = _f(
         "", "reference frames (default: the input); several folders separated by !!!", "temporal"
+    )
+    temporal_filter_strength: float = _f(
+        0.7,
+        f"temporal filter: how much of the motion-compensated previous frame each frame keeps (0-{MAX_FILTER_STRENGTH})",
+        "temporal",
     )
     # masks
     use_mask: bool = _f(False, "inpaint: only change frames inside a mask", "mask")
@@ -138,6 +156,7 @@ class Settings:
     image_post_processing_schedule: str = _f(
         "", "e.g. lambda img: img.filter(ImageFilter.SMOOTH) if loop_i in {5,8} else img", "schedule"
     )
+    temporal_filter_schedule: str = _f("", "temporal_filter_strength, e.g. 0.8 if loop_i<=2 else 0.5", "schedule")
     # temporal denoise pass
     video_post_process_method: str = _f("None", "temporal denoise pass after a loop: None or FastDVDNet", "denoise")
     video_post_process_alpha: float = _f(0.3, "how much of the denoised clip is blended back (0-1)", "denoise")
@@ -271,6 +290,7 @@ _RANGES: dict[str, tuple[float, float | None, str]] = {
     "video_post_process_alpha": (0, 1, ""),
     "mask_threshold": (0, 255, ""),
     "difference_threshold": (0, 255, ""),
+    "temporal_filter_strength": (0, MAX_FILTER_STRENGTH, "0.7 smooths strongly; 0 turns the filter off"),
     "fastdvdnet_noise_sigma": (0, 255, ""),
     "output_frame_rate": (0.001, 1000, "Leave it empty to use the input's rate"),
 }

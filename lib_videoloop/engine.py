@@ -16,10 +16,11 @@ resume.py says how a stopped run continues to the same frames.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -27,18 +28,12 @@ from typing import Any
 import numpy as np
 
 from lib_videoloop.backends import Backend, GenerationRequest
-from lib_videoloop.blend import (
-    batch_blend,
-    difference_superimpose,
-    inside_mask,
-    superimpose,
-    temporal_superimpose,
-    window_weights,
-)
-from lib_videoloop.config import DIFFERENCE_METHOD, Settings
+from lib_videoloop.blend import batch_blend, inside_mask, superimpose
+from lib_videoloop.config import Settings
 from lib_videoloop.denoise.weights import NOWHERE_ELSE, WeightPlaces
 from lib_videoloop.errors import InterruptedRun
 from lib_videoloop.loop_end import LoopEnd
+from lib_videoloop.media.flows import FLOWS, FlowFolder
 from lib_videoloop.media.images import from_pil, to_pil
 from lib_videoloop.media.resize import resize_frame
 from lib_videoloop.media.store import INPUT, MASKS, FrameStore, loop_dir_name
@@ -46,6 +41,7 @@ from lib_videoloop.planning import FramePlan, Planner, uses_subseed
 from lib_videoloop.resume import reopen
 from lib_videoloop.run_setup import copy_input, open_input, prepare_run, write_record
 from lib_videoloop.run_state import RunState
+from lib_videoloop.temporal import FrameWindow, LoopBlend
 
 log = logging.getLogger(__name__)
 
@@ -75,38 +71,6 @@ class RunResult:
     report: dict[str, Any] | None = None
     frames_folder: str = ""  # the run-folder sub-folder holding the final frames
     seeds: list[int] = field(default_factory=list)  # seed of each generated frame, this session
-
-
-class _Window:
-    """Frames of one folder around the current index, read once each, kept only while needed.
-
-    The frame the next index will add is decoded on a worker thread while the current frame is
-    generated (PNG decoding releases the GIL), so reading the window costs the loop nothing.
-    """
-
-    def __init__(self, store: FrameStore, folder: str, reader: ThreadPoolExecutor) -> None:
-        self.store = store
-        self.folder = folder
-        self.reader = reader
-        self.cache: dict[int, np.ndarray | Future[np.ndarray]] = {}
-
-    def _load(self, j: int) -> np.ndarray:
-        value = self.cache.get(j)
-        if value is None:
-            value = self.cache[j] = self.store.read_frame(self.folder, j)
-        elif isinstance(value, Future):
-            value = self.cache[j] = value.result()
-        return value
-
-    def get(self, indices: list[int]) -> dict[int, np.ndarray]:
-        frames = {j: self._load(j) for j in indices}
-        lowest = min(indices)
-        for j in [j for j in self.cache if j < lowest]:
-            del self.cache[j]
-        upcoming = max(indices) + 1
-        if upcoming < self.store.frame_count and upcoming not in self.cache:
-            self.cache[upcoming] = self.reader.submit(self.store.read_frame, self.folder, upcoming)
-        return frames
 
 
 class Engine:
@@ -164,7 +128,13 @@ class Engine:
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="videoloop-read") as reader,
             LoopEnd(store, s, state, self.weight_places) as loop_end,
         ):
-            previous = self._loops(planner, reader, loop_end, result, done, total)
+            flows = FlowFolder(
+                store.root / FLOWS,
+                lambda i: store.read_frame(state.references[0] if state.references else INPUT, i),
+                state.frame_count,
+                reader,
+            )  # the motion of the (first) reference frames, computed once for the whole run
+            previous = self._loops(planner, reader, flows, loop_end, result, done, total)
             result.report = loop_end.last_report()
             result.loop_videos = loop_end.loop_videos
             result.frames_folder = previous
@@ -176,6 +146,7 @@ class Engine:
         self,
         planner: Planner,
         reader: ThreadPoolExecutor,
+        flows: FlowFolder,
         loop_end: LoopEnd,
         result: RunResult,
         done: int,
@@ -192,13 +163,16 @@ class Engine:
             folder = loop_dir_name(plan.loop)
             if plan.frame == 0:
                 made = False
-                window = _Window(store, previous, reader)
-                references = [_Window(store, name, reader) for name in state.references] or [
-                    _Window(store, INPUT, reader)
+                references = [FrameWindow(store, name, reader) for name in state.references] or [
+                    FrameWindow(store, INPUT, reader)
                 ]
-                masks = _Window(store, MASKS, reader) if s.use_mask else None
+                masks = FrameWindow(store, MASKS, reader) if s.use_mask else None
+                blend: LoopBlend | None = None  # made when the loop has a frame to generate
             if not store.is_complete(folder, plan.frame):
-                latest = self._frame(plan, window, references, masks, frame_count)
+                if blend is None:
+                    strength = functools.partial(_filter_strength, planner, plan.loop)
+                    blend = LoopBlend(s, store, FrameWindow(store, previous, reader), references[0], flows, strength)
+                latest = self._frame(plan, blend, references, masks, frame_count)
                 made = True
                 result.seeds.append(plan.seed)
                 done += 1
@@ -214,29 +188,20 @@ class Engine:
     def _frame(
         self,
         plan: FramePlan,
-        window: _Window,
-        references: list[_Window],
-        masks: _Window | None,
+        blend: LoopBlend,
+        references: list[FrameWindow],
+        masks: FrameWindow | None,
         frame_count: int,
     ) -> np.ndarray:
-        s = self.settings
         i = plan.frame
-        pairs = window_weights(plan.temporal_weights, i, frame_count)
-        needed = sorted({j for j, _ in pairs} | {i})
-        frames = window.get(needed)
-        base = frames[i]
+        base, init = blend.frame(plan, frame_count)
         mask = masks.get([i])[i] if masks is not None else None  # the next one is read ahead
-        difference = s.temporal_superimpose_method == DIFFERENCE_METHOD
-        # Reference frames (the difference mask; ControlNet and colour correction in the WebUI)
-        # are read only when something uses them, through windows that drop what is behind.
-        wants = getattr(self.backend, "wants_input_frames", False)
-        refs = [ref.get(needed) for ref in (references if wants else references[:1])] if wants or difference else []
-        if difference:
-            init = difference_superimpose(frames, refs[0], i, pairs, s.difference_threshold)
-        else:
-            init = temporal_superimpose(frames, pairs)
         init = inside_mask(base, init, mask)
-        control = [r[i] for r in refs] if wants else []
+        # Reference frames for ControlNet and colour correction in the WebUI are read only when
+        # the backend uses them, through windows that drop what is behind.
+        wants = getattr(self.backend, "wants_input_frames", False)
+        keep_from = i - len(plan.temporal_weights) // 2  # the first reference is also the difference mask's
+        control = [ref.get([i], keep_from)[i] for ref in references] if wants else []
         input_image = None
         if wants:
             input_image = control[0] if references[0].folder == INPUT else self.store.read_frame(INPUT, i)
@@ -279,3 +244,7 @@ class Engine:
             models.append(name)
             self.settings = replace(self.settings, model_name=name)
             write_record(self.store, self.settings, self.state)
+
+
+def _filter_strength(planner: Planner, loop: int, frame: int) -> float:
+    return planner.filter_strength(frame, loop)

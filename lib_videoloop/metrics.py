@@ -10,7 +10,6 @@ each clip are held at a time.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,55 +19,8 @@ import cv2
 import numpy as np
 
 from lib_videoloop.errors import VideoLoopError
-
-
-def _grey(frame: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor((np.clip(frame, 0, 1) * 255 + 0.5).astype(np.uint8), cv2.COLOR_RGB2GRAY)
-
-
-class _Flow:
-    def __init__(self) -> None:
-        self.dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-
-    def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return self.dis.calc(a, b, None)
-
-
-@functools.lru_cache(maxsize=4)
-def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    return gx, gy
-
-
-def _targets(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    gx, gy = _grid(*flow.shape[:2])
-    return gx + flow[..., 0], gy + flow[..., 1]
-
-
-def _sample(image: np.ndarray, flow: np.ndarray, targets: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-    """image(x + flow(x)), bilinear."""
-    tx, ty = targets if targets is not None else _targets(flow)
-    return cv2.remap(image, tx, ty, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-
-
-def _gradient_sq(channel: np.ndarray) -> np.ndarray:
-    """|grad|^2 with central differences (one-sided at the border), as numpy.gradient."""
-    dx = cv2.Sobel(channel, cv2.CV_32F, 1, 0, ksize=1, scale=0.5, borderType=cv2.BORDER_REPLICATE)
-    dy = cv2.Sobel(channel, cv2.CV_32F, 0, 1, ksize=1, scale=0.5, borderType=cv2.BORDER_REPLICATE)
-    return dx * dx + dy * dy
-
-
-def valid_mask(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
-    """Pixels whose forward flow is trustworthy (the definition in DESIGN.md)."""
-    h, w = forward.shape[:2]
-    tx, ty = _targets(forward)
-    back_at = _sample(backward, forward, (tx, ty))
-    fwd_sq = (forward * forward).sum(axis=2)
-    mismatch = forward + back_at
-    consistent = (mismatch * mismatch).sum(axis=2) <= 0.01 * (fwd_sq + (back_at * back_at).sum(axis=2)) + 0.5
-    boundary = _gradient_sq(forward[..., 0]) + _gradient_sq(forward[..., 1]) > 0.01 * fwd_sq + 0.002
-    inside = (tx >= 0) & (tx <= w - 1) & (ty >= 0) & (ty <= h - 1)
-    return consistent & ~boundary & inside
+from lib_videoloop.motion import FlowEstimator, sample, valid_mask
+from lib_videoloop.motion import grey as _grey
 
 
 @dataclass
@@ -102,7 +54,7 @@ def measure(
 ) -> FlickerResult:
     """Warp error of `output` and of `source` (flow from the source), tOF, and fidelity
     (PSNR/SSIM) against `reference`, or against the source itself with fidelity_to_source."""
-    flow = _Flow()
+    flow = FlowEstimator()
     per_frame: list[float] = []
     per_frame_source: list[float] = []
     tofs: list[float] = []
@@ -157,7 +109,7 @@ def measure(
 
 
 def _warp_error(prev: np.ndarray, cur: np.ndarray, forward: np.ndarray, mask: np.ndarray, count: int) -> float:
-    warped = _sample(np.ascontiguousarray(cur, dtype=np.float32), forward)
+    warped = sample(np.ascontiguousarray(cur, dtype=np.float32), forward)
     diff = ((prev - warped) ** 2).sum(axis=2)
     return float(diff[mask].sum() / (3 * count))
 

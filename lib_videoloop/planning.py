@@ -13,7 +13,16 @@ from typing import Any
 
 from PIL import Image
 
-from lib_videoloop.config import CFG_RANGE, MAX_BATCH, MAX_SEED, MAX_STEPS, SCHEDULE_FIELDS, Settings, temporal_weights
+from lib_videoloop.config import (
+    CFG_RANGE,
+    MAX_BATCH,
+    MAX_FILTER_STRENGTH,
+    MAX_SEED,
+    MAX_STEPS,
+    SCHEDULE_FIELDS,
+    Settings,
+    temporal_weights,
+)
 from lib_videoloop.errors import VideoLoopError, short
 from lib_videoloop.sampling import Sampling
 from lib_videoloop.schedule_sandbox import Expression, ScheduleRefused, base_scope
@@ -27,6 +36,7 @@ class FramePlan(Sampling):
     loop: int  # 1-based
     superimpose_alpha: float
     temporal_weights: list[float]
+    temporal_filter_strength: float
     post_process: Callable[[Image.Image], Image.Image] | None
 
 
@@ -64,6 +74,12 @@ _NUMBER_SCHEDULES: dict[str, tuple[str, Callable[[Any], bool], str, type]] = {
         float,
     ),
     "superimpose_alpha_schedule": ("superimpose_alpha", _fraction, "a number from 0 to 1", float),
+    "temporal_filter_schedule": (
+        "temporal_filter_strength",
+        lambda x: _number(x) and 0 <= x <= MAX_FILTER_STRENGTH,
+        f"a number from 0 to {MAX_FILTER_STRENGTH}",
+        float,
+    ),
     "seed_schedule": ("seed", _seed, f"a whole number from 0 to {MAX_SEED}", int),
     "subseed_schedule": ("subseed", _seed, f"a whole number from 0 to {MAX_SEED}", int),
 }
@@ -113,6 +129,14 @@ class Planner:
         if not check(value):
             raise self._fail(name, value, expected, image_i, loop_i)
         return value
+
+    def filter_strength(self, frame: int, loop: int) -> float:
+        """temporal_filter_strength of one frame: the filter needs a whole loop's before its first frame."""
+        _key, check, expected, _kind = _NUMBER_SCHEDULES["temporal_filter_schedule"]
+        value = self._scheduled(
+            "temporal_filter_schedule", self.s.temporal_filter_strength, frame + 1, loop, check, expected
+        )
+        return float(value)
 
     def values(self, frame: int, loop: int) -> dict[str, Any]:
         """Every scheduled value of one frame, checked (seed and subseed None when not scheduled)."""

@@ -12,11 +12,15 @@ import time
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import read_video
 from lib_videoloop.cli import build_parser, main
+from lib_videoloop.config import FILTER_METHOD
+from lib_videoloop.media.sources import open_source
 from lib_videoloop.media.store import FrameStore
 
 ROOT = Path(__file__).parents[1]
@@ -140,6 +144,35 @@ def test_smooth_a_real_clip_keeps_length_rate_and_sound(tmp_path: Path, bigbuckb
         assert container.streams.audio
     # Refuses to overwrite what exists.
     assert main(["smooth", str(bigbuckbunny), "-o", str(out)]) == 2
+
+
+def test_smooth_along_the_motion_of_a_clean_source(tmp_path: Path, bikes: Path) -> None:
+    """A flickering copy of a clip, smoothed with the temporal filter along the motion of the
+    clean clip, comes closer to the clean clip."""
+    clean = [f.image for f in open_source(bikes, max_frames=10)]
+    clean = [cv2.resize(f, (160, 68), interpolation=cv2.INTER_AREA) for f in clean]
+    rng = np.random.default_rng(0)
+    flickering = [np.clip(f * rng.uniform(0.9, 1.1), 0, 1) for f in clean]
+    source, noisy = tmp_path / "clean", tmp_path / "noisy"
+    for folder, frames in ((source, clean), (noisy, flickering)):
+        folder.mkdir()
+        for i, f in enumerate(frames):
+            Image.fromarray((f * 255 + 0.5).astype(np.uint8)).save(folder / f"{i:03d}.png")
+    out = tmp_path / "smoothed"
+    args = ["smooth", str(noisy), "-o", str(out), "--temporal_superimpose_method", FILTER_METHOD,
+            "--temporal_filter_strength", "0.8", "--reference_frames_directory", str(source)]  # fmt: skip
+    assert main(args) == 0
+    smoothed = [f.image for f in open_source(out)]
+    read_back = [f.image for f in open_source(source)]
+    error = lambda seq: float(np.mean([np.abs(a - b).mean() for a, b in zip(seq, read_back)]))  # noqa: E731
+    assert len(smoothed) == 10
+    assert error(smoothed) < 0.6 * error([f.image for f in open_source(noisy)])
+    short = tmp_path / "short"
+    short.mkdir()
+    Image.fromarray((clean[0] * 255).astype(np.uint8)).save(short / "000.png")
+    args[args.index(str(source))] = str(short)
+    args[args.index(str(out))] = str(tmp_path / "other")
+    assert main(args) == 2  # a reference shorter than the clip is refused before any work
 
 
 def test_smooth_to_a_frame_folder_reduces_frame_to_frame_change(tmp_path: Path, bikes: Path) -> None:

@@ -40,6 +40,7 @@ def test_original_field_names_are_accepted() -> None:
         ({"temporal_superimpose_alpha_list": "1,2"}, "temporal_superimpose_alpha_list"),
         ({"temporal_superimpose_alpha_list": "a,b,c"}, "temporal_superimpose_alpha_list"),
         ({"temporal_superimpose_method": "fancy"}, "temporal_superimpose_method"),
+        ({"temporal_filter_strength": 1.0}, "temporal_filter_strength"),
         ({"mask_threshold": 300}, "mask_threshold"),
         ({"output_format": "avi"}, "output_format"),
         ({"resize_mode": 3}, "resize_mode"),
@@ -66,3 +67,23 @@ def test_temporal_weights() -> None:
 def test_newer_settings_version_is_refused() -> None:
     with pytest.raises(VideoLoopError, match="newer"):
         Settings.from_dict({"settings_version": 99})
+
+
+def test_an_older_api_argument_list_still_means_what_it_meant() -> None:
+    """API callers written before the temporal filter send the arguments without it."""
+    from lib_videoloop.webui.panel import ADDED_LATER, PANEL_ORDER, settings_from_panel
+
+    values = {name: "" for name in PANEL_ORDER}
+    values.update(input_directory="clip.mp4", start_frame=0, extract_nth_frame=1, max_frames=0, loop_n=3,
+                  superimpose_alpha=0.3, temporal_superimpose_method="simple", temporal_superimpose_alpha_list="1,2,1",
+                  difference_threshold=24, mask_threshold=127, output_frame_rate=0, output_format="mp4", crf=18,
+                  video_post_process_method="None", video_post_process_alpha=0.3, fastdvdnet_noise_sigma=60,
+                  video_post_process_when="last loop", temporal_filter_strength=0.4)  # fmt: skip
+    full = [values[name] for name in PANEL_ORDER]
+    older = full[: -len(ADDED_LATER)]
+    settings, _ = settings_from_panel(older)
+    assert settings.video_post_process_when == "last loop" and settings.loop_n == 3
+    assert settings.temporal_filter_strength == Settings().temporal_filter_strength
+    assert settings_from_panel(full)[0].temporal_filter_strength == 0.4
+    with pytest.raises(VideoLoopError, match="script arguments"):
+        settings_from_panel(full[:-3])

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from lib_videoloop.backends import GenerationRequest
-from lib_videoloop.config import Settings
+from lib_videoloop.config import FILTER_METHOD, FLOW_METHOD, Settings
 from lib_videoloop.engine import Engine
 from lib_videoloop.errors import InterruptedRun, VideoLoopError
 from lib_videoloop.media.store import FrameStore
@@ -146,6 +146,34 @@ def test_stopped_run_resumes_to_identical_frames(tmp_path: Path, bikes: Path, ti
     assert result.seeds == [1234 + 7, 1234 + 8, 1234 + 9]  # only the missing frames were made
 
 
+@pytest.mark.parametrize("method", [FLOW_METHOD, FILTER_METHOD])
+def test_motion_methods_resume_to_identical_frames_on_the_stored_flows(
+    tmp_path: Path, bikes: Path, tiny_backend, method: str
+) -> None:
+    common = dict(temporal_superimpose_method=method, temporal_superimpose_alpha_list="1,2,3,2,1", loop_n=2,
+                  save_every_loop=False, temporal_filter_schedule="0.8 if loop_i == 1 else 0.5")  # fmt: skip
+    straight = Engine(small(bikes, tmp_path / "a", **common), tiny_backend).run().run_dir
+    calls = {"n": 0}
+
+    def stop_in_loop_two() -> bool:
+        calls["n"] += 1
+        return calls["n"] == 7
+
+    with pytest.raises(InterruptedRun) as stopped:
+        Engine(small(bikes, tmp_path / "b", **common), tiny_backend, should_stop=stop_in_loop_two).run()
+    root = Path(str(stopped.value))
+    flows = sorted((root / "flows").iterdir())
+    assert [p.name for p in flows] == [f"{k:06d}.npz" for k in range(1, 5)]  # one per pair of the 5 frames
+    written = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in flows}
+    Engine.resume(root, tiny_backend).run()
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in flows} == written, "the resumed run read them back"
+    assert not (root / "filter_pass").exists()
+    for folder in ("loop_001", "loop_002"):
+        for a, b in zip(frames_of(straight, folder), frames_of(root, folder)):
+            assert np.array_equal(a, b)
+    assert not np.array_equal(frames_of(straight, "loop_001")[2], frames_of(straight, "input")[2])
+
+
 def test_schedules_are_checked_before_anything_is_made(tmp_path: Path, bikes: Path, tiny_backend) -> None:
     backend = Recording(tiny_backend)
     out = tmp_path / "out"
@@ -246,16 +274,16 @@ def test_reference_frames_do_not_pile_up_over_a_loop(
     tmp_path: Path, bikes: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A WebUI-style backend (control images, colour correction) keeps memory flat with length."""
-    import lib_videoloop.engine as engine_module
+    from lib_videoloop.temporal import FrameWindow
 
     windows = []
-    real_init = engine_module._Window.__init__
+    real_init = FrameWindow.__init__
 
     def tracking(self, *args, **kwargs):
         real_init(self, *args, **kwargs)
         windows.append(self)
 
-    monkeypatch.setattr(engine_module._Window, "__init__", tracking)
+    monkeypatch.setattr(FrameWindow, "__init__", tracking)
 
     class UsesInputFrames:
         name = "frames-only"

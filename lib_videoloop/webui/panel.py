@@ -15,6 +15,8 @@ from typing import Any
 from lib_videoloop.config import (
     DENOISE_METHODS,
     DENOISE_WHEN,
+    MAX_FILTER_STRENGTH,
+    METHOD_HELP,
     SCHEDULE_FIELDS,
     TEMPORAL_METHODS,
     VIDEO_FORMATS,
@@ -24,6 +26,10 @@ from lib_videoloop.config import (
 RESUME = "resume_run_folder"
 RESUME_HELP = "a run folder to finish (everything else is then read from its settings.json)"
 
+# Settings added after the first release come last, so that API callers' older argument lists
+# (without them) still mean what they meant; run() accepts both lengths.
+ADDED_LATER = ("temporal_filter_strength", "temporal_filter_schedule")
+
 # run()'s positional arguments, in order. Documented in the README for the HTTP API.
 PANEL_ORDER: tuple[str, ...] = (
     "input_directory", "output_directory", RESUME, "start_frame", "extract_nth_frame", "max_frames",
@@ -31,9 +37,10 @@ PANEL_ORDER: tuple[str, ...] = (
     "temporal_superimpose_method", "temporal_superimpose_alpha_list", "difference_threshold",
     "reference_frames_directory", "use_mask", "mask_directory", "mask_threshold",
     "output_frame_rate", "output_format", "crf", "lossless", "keep_audio", "save_every_loop",
-    *SCHEDULE_FIELDS,
+    *(name for name in SCHEDULE_FIELDS if name not in ADDED_LATER),
     "video_post_process_method", "video_post_process_alpha", "fastdvdnet_noise_sigma",
     "video_post_process_when", "fastdvdnet_weights",
+    *ADDED_LATER,
 )  # fmt: skip
 
 # Taken from the img2img tab itself (p), not from the panel.
@@ -69,6 +76,10 @@ def component_for(gr: Any, name: str, elem_id: Callable[[str], str], defaults: d
     f = _fields()[name]
     value = defaults.get(name, f.default)
     common = {"label": name, "info": f.metadata["help"], "elem_id": elem_id(name)}
+    if name == "temporal_superimpose_method":
+        common["info"] = "how neighbours are mixed (each method in one line below)"
+    if name == "temporal_filter_strength":
+        return _make(gr.Slider, minimum=0, maximum=MAX_FILTER_STRENGTH, step=0.05, value=value, **common)
     if name in _CHOICES:
         return _make(gr.Dropdown, choices=list(_CHOICES[name]), value=value, **common)
     if name in _UNIT:
@@ -116,10 +127,12 @@ def build_panel(elem_id: Callable[[str], str], defaults: dict[str, Any] | None =
             add("fix_seed", "fix_subseed")
     with gr.Group():
         gr.Markdown("**Temporal superimpose.** Mix each frame with its neighbours before img2img, e.g. 1,2,1.")
+        add("temporal_superimpose_method")
+        gr.Markdown("\n".join(f"- *{name}*: {line}" for name, line in METHOD_HELP.items()))
         add(
-            "temporal_superimpose_method",
             "temporal_superimpose_alpha_list",
             "difference_threshold",
+            "temporal_filter_strength",
             "reference_frames_directory",
         )
     with gr.Group():
@@ -172,17 +185,18 @@ def build_panel(elem_id: Callable[[str], str], defaults: dict[str, Any] | None =
 
 def settings_from_panel(values: Sequence[Any], base: dict[str, Any] | None = None) -> tuple[Settings, str]:
     """(settings, resume folder) from run()'s positional values; `base` adds the img2img values."""
-    if len(values) != len(PANEL_ORDER):
+    if len(values) not in (len(PANEL_ORDER), len(PANEL_ORDER) - len(ADDED_LATER)):
         from lib_videoloop.errors import VideoLoopError
 
         raise VideoLoopError(
             "script_args",
             len(values),
-            f"Video Loopback takes {len(PANEL_ORDER)} script arguments",
+            f"Video Loopback takes {len(PANEL_ORDER)} script arguments"
+            f" ({len(PANEL_ORDER) - len(ADDED_LATER)} without the ones added later, {', '.join(ADDED_LATER)})",
             "See the README's API section for their order",
         )
     data = dict(base or {})
-    named = dict(zip(PANEL_ORDER, values))
+    named = dict(zip(PANEL_ORDER, values))  # an older, shorter list leaves the later settings at their defaults
     resume = str(named.pop(RESUME) or "").strip()
     fields = _fields()
     for name, value in named.items():

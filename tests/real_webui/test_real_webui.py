@@ -136,10 +136,12 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # -- the tests, in order: the first job is the first request after the start ------------------
 def test_first_job_after_a_cold_start_and_again_warm(webui, clip: Path, tmp_path: Path) -> None:
     url = webui["url"]
-    for attempt in ("cold", "warm"):
+    # the warm job blends along the optical flow of the input
+    for attempt, method in (("cold", "simple"), ("warm", "along optical flow of reference")):
         started = time.monotonic()
         status, response = job(url, input_directory=str(clip), output_directory=str(tmp_path / attempt), max_frames=4,
-                               loop_n=2, superimpose_alpha=0.5, temporal_superimpose_alpha_list="1,2,1")  # fmt: skip
+                               loop_n=2, superimpose_alpha=0.5, temporal_superimpose_alpha_list="1,2,1",
+                               temporal_superimpose_method=method)  # fmt: skip
         assert status == 200, response
         print(f"{webui['kind']} {attempt} job: {time.monotonic() - started:.1f} s")
         root = run_folder(response)
@@ -148,6 +150,8 @@ def test_first_job_after_a_cold_start_and_again_warm(webui, clip: Path, tmp_path
             assert len(frames(root / loop)) == 4, loop
         settings = json.loads((root / "settings.json").read_text())
         assert settings["model_name"] and settings["model_name"] != "webui"
+        assert settings["temporal_superimpose_method"] == method
+        assert len(list((root / "flows").glob("*.npz"))) == 3, "one flow file per pair of neighbours"
         report = json.loads((root / "report.json").read_text())
         assert report
         videos = list(root.glob("*.mp4"))
@@ -219,7 +223,9 @@ def test_interrupt_then_resume_equals_a_straight_run(webui, clip: Path, tmp_path
     url = webui["url"]
     # fix_seed off: every frame has its own seed, and the frame after the resume must not depend
     # on what the server generated before it (A1111 encodes init images with torch's global RNG).
-    panel = {"input_directory": str(clip), "max_frames": 8, "loop_n": 3, "fix_seed": False, "superimpose_alpha": 0.5}
+    # the temporal filter: its backward pass is made anew by the resumed run, its flows are read back
+    panel = {"input_directory": str(clip), "max_frames": 8, "loop_n": 3, "fix_seed": False, "superimpose_alpha": 0.5,
+             "temporal_superimpose_method": "temporal filter along optical flow", "temporal_filter_strength": 0.6}
     status, straight = job(url, output_directory=str(tmp_path / "straight"), **panel)
     assert status == 200, straight
     expected = frames(run_folder(straight) / "loop_003")

@@ -1,0 +1,152 @@
+"""The init image of every frame of a loop: the previous loop's frames mixed over time.
+
+The four temporal_superimpose_method values (config.METHOD_HELP) are served here, with the
+frames read through windows that keep only what the next frames still need, and the flows of
+the reference frames read from the run's flows/ folder (computed there on first need). Every
+method stops at a scene cut: a neighbour on the far side of one is left out of the mix.
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from lib_videoloop.blend import difference_superimpose, temporal_superimpose, window_weights
+from lib_videoloop.config import DIFFERENCE_METHOD, FILTER_METHOD, FLOW_METHOD, Settings
+from lib_videoloop.media.flows import FlowFolder
+from lib_videoloop.media.store import FrameStore, quantize16
+from lib_videoloop.motion import FlowChain, filter_backward, filter_forward_and_combine, flow_superimpose
+from lib_videoloop.planning import FramePlan
+
+FILTER_SCRATCH = "filter_pass"  # the filter's backward pass of the current loop, float16 .npy
+
+
+class FrameWindow:
+    """Frames of one folder around the current index, read once each, kept only while needed.
+
+    The frame the next index will add is decoded on a worker thread while the current frame is
+    generated (PNG decoding releases the GIL), so reading the window costs the loop nothing.
+    """
+
+    def __init__(self, store: FrameStore, folder: str, reader: ThreadPoolExecutor) -> None:
+        self.store = store
+        self.folder = folder
+        self.reader = reader
+        self.cache: dict[int, np.ndarray | Future[np.ndarray]] = {}
+
+    def _load(self, j: int) -> np.ndarray:
+        value = self.cache.get(j)
+        if value is None:
+            value = self.cache[j] = self.store.read_frame(self.folder, j)
+        elif isinstance(value, Future):
+            value = self.cache[j] = value.result()
+        return value
+
+    def get(self, indices: list[int], keep_from: int | None = None) -> dict[int, np.ndarray]:
+        """The frames asked for; those before keep_from (default: the lowest asked) are dropped."""
+        frames = {j: self._load(j) for j in indices}
+        lowest = min(indices) if keep_from is None else keep_from
+        for j in [j for j in self.cache if j < lowest]:
+            del self.cache[j]
+        upcoming = max(indices) + 1
+        if upcoming < self.store.frame_count and upcoming not in self.cache:
+            self.cache[upcoming] = self.reader.submit(self.store.read_frame, self.folder, upcoming)
+        return frames
+
+
+class LoopBlend:
+    """(base, init) of each frame of one loop, asked for in frame order."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: FrameStore,
+        previous: FrameWindow,
+        reference: FrameWindow,
+        flows: FlowFolder,
+        filter_strength: Callable[[int], float],
+    ) -> None:
+        self.method = settings.temporal_superimpose_method
+        self.threshold = settings.difference_threshold
+        self.previous = previous
+        self.reference = reference
+        self.chain = flows.chain()
+        self.filtered: Iterator[tuple[int, np.ndarray, np.ndarray]] | None = None
+        if self.method == FILTER_METHOD:
+            scratch = store.root / FILTER_SCRATCH
+            self.filtered = filter_in_order(
+                store.frame_count,
+                functools.partial(store.read_frame, previous.folder),
+                self.chain,
+                filter_strength,
+                scratch,
+            )
+
+    def frame(self, plan: FramePlan, frame_count: int) -> tuple[np.ndarray, np.ndarray]:
+        i = plan.frame
+        if self.filtered is not None:
+            return next((x, out) for j, x, out in self.filtered if j == i)
+        pairs = window_weights(plan.temporal_weights, i, frame_count)
+        if len(pairs) > 1:
+            pairs = self.chain.reachable(pairs, i)
+            half = len(plan.temporal_weights) // 2
+            self.chain.keep_only(i - half, i + half)
+        needed = sorted({j for j, _ in pairs} | {i})
+        frames = self.previous.get(needed)
+        if self.method == DIFFERENCE_METHOD:
+            init = difference_superimpose(frames, self.reference.get(needed), i, pairs, self.threshold)
+        elif self.method == FLOW_METHOD:
+            init = flow_superimpose(frames, i, pairs, self.chain)
+        else:
+            init = temporal_superimpose(frames, pairs)
+        return frames[i], init
+
+
+def filter_in_order(
+    frame_count: int,
+    read: Callable[[int], np.ndarray],
+    chain: FlowChain,
+    strength: Callable[[int], float],
+    scratch: Path,
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """The temporal filter over a clip's frames (`read(i)`): (i, frame, filtered frame), from the
+    first frame to the last.
+
+    The backward pass runs first, from the last frame down, and leaves in `scratch` each frame
+    (16-bit, exact for a run's frames) and its backward value (float16): memory stays flat with
+    the clip's length, and the forward pass, which runs with the loop, reads both from there
+    instead of decoding the frame's PNG a second time. The scratch is made anew by every loop
+    and every resumed run, so nothing half-written in it is ever read; it is removed with the
+    last frame.
+    """
+    n = frame_count
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+
+    def frame_read(i: int) -> np.ndarray:
+        x = read(i)
+        np.save(scratch / f"x{i + 1:06d}.npy", quantize16(x))
+        return x
+
+    backward = filter_backward(((i, frame_read(i)) for i in reversed(range(n))), strength, chain)
+    for i, value in backward:
+        np.save(scratch / f"b{i + 1:06d}.npy", value.astype(np.float16))
+        chain.keep_only(i - 1, i + 1)
+
+    def backward_value(i: int) -> np.ndarray:
+        return np.load(scratch / f"b{i + 1:06d}.npy").astype(np.float32)
+
+    def frame(i: int) -> np.ndarray:  # as decode_png makes it from the same 16 bits
+        return np.load(scratch / f"x{i + 1:06d}.npy").astype(np.float32) / np.float32(65535.0)
+
+    forward = ((i, frame(i)) for i in range(n))
+    for i, x, out in filter_forward_and_combine(forward, backward_value, strength, chain):
+        chain.keep_only(i - 1, i + 1)
+        if i == n - 1:  # everything is read: the loop may end without asking further
+            shutil.rmtree(scratch, ignore_errors=True)
+        yield i, x, out

@@ -1,0 +1,84 @@
+"""The motion-aware methods follow motion: a pan is blended without ghosting, a cut is not crossed."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from lib_videoloop.config import FILTER_METHOD, FLOW_METHOD, TEMPORAL_METHODS
+from lib_videoloop.motion import FlowEstimator, PairFlow
+from lib_videoloop.smooth import smooth_frames
+
+SHIFT = (3, 2)  # pixels per frame, x and y
+H, W, N, MARGIN = 120, 160, 9, 32
+GAINS = [1.0, 0.9, 1.08, 0.95, 1.05, 0.92, 1.1, 0.97, 1.02]  # a brightness flicker, the same everywhere
+
+
+def texture(seed: int, h: int, w: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    big = cv2.GaussianBlur(rng.random((h, w, 3)).astype(np.float32), (0, 0), 2.5)
+    return np.clip((big - big.mean()) * 6 + 0.5, 0.05, 0.95).astype(np.float32)
+
+
+def clip(moving: bool, seed: int = 0) -> list[np.ndarray]:
+    canvas = texture(seed, H + N * SHIFT[1], W + N * SHIFT[0])
+    frames = []
+    for i in range(N):
+        x, y = (i * SHIFT[0], i * SHIFT[1]) if moving else (0, 0)
+        frames.append(np.ascontiguousarray(canvas[y : y + H, x : x + W]) * np.float32(GAINS[i]))
+    return frames
+
+
+def smooth(frames: list[np.ndarray], method: str) -> list[np.ndarray]:
+    weights = [1.0] if method == FILTER_METHOD else [1, 2, 3, 2, 1]
+    return list(smooth_frames(iter(frames), len(frames), weights, method=method, filter_strength=0.7))
+
+
+def pan_error(method: str) -> float:
+    """Mean difference, away from the borders, between the smoothed pan and the smoothed still
+    clip moved by the same amount: zero when the method follows the pan exactly."""
+    panned, still = smooth(clip(True), method), smooth(clip(False), method)
+    errors = []
+    for i in range(2, N - 2):
+        dx, dy = i * SHIFT[0], i * SHIFT[1]
+        # frame i of the pan shows the canvas from (dx, dy): its pixel (y, x) is the still's (y + dy, x + dx)
+        inner = (slice(MARGIN, H - MARGIN - dy), slice(MARGIN, W - MARGIN - dx))
+        moved = (slice(MARGIN + dy, H - MARGIN), slice(MARGIN + dx, W - MARGIN))
+        errors.append(float(np.abs(panned[i][inner] - still[i][moved]).mean()))
+    return float(np.mean(errors))
+
+
+@pytest.mark.parametrize("method", [FLOW_METHOD, FILTER_METHOD])
+def test_a_pan_is_blended_like_the_still_clip_without_ghosting(method: str) -> None:
+    flicker = float(np.mean([abs(g - 1) for g in GAINS]))
+    follows = pan_error(method)
+    ghosts = pan_error("simple")
+    assert ghosts > 0.05, "the pan is large enough for the simple mix to ghost"
+    assert follows < 0.1 * ghosts
+    assert follows < 0.01  # interpolation error only, 2.5 of 255 levels
+    # and the flicker was smoothed, not just left alone
+    still = smooth(clip(False), method)
+    levels = [float(f.mean() / clip(False)[0].mean()) for f in still]
+    assert np.mean([abs(v - np.mean(levels)) for v in levels]) < 0.6 * flicker
+
+
+@pytest.mark.parametrize("method", TEMPORAL_METHODS)
+def test_no_method_blends_across_a_scene_cut(method: str) -> None:
+    first, second = clip(True, seed=1)[:5], clip(True, seed=2)[:4]
+    whole = smooth(first + second, method)
+    alone = smooth(first, method)
+    # the last frame before the cut is made from its own scene only, as if the clip ended there
+    np.testing.assert_allclose(whole[4], alone[4], atol=1e-5)
+    assert np.abs(whole[5] - smooth(second, method)[0]).max() < 1e-5
+
+
+def test_a_cut_is_told_from_fast_motion() -> None:
+    rng = np.random.default_rng(3)
+    canvas = cv2.GaussianBlur(rng.random((H + 40, W + 80, 3)).astype(np.float32), (0, 0), 8)
+    canvas = np.clip((canvas - canvas.mean()) * 12 + 0.5, 0, 1)
+    estimator = FlowEstimator()
+    fast = PairFlow.estimate(estimator, canvas[:H, :W], np.ascontiguousarray(canvas[8 : 8 + H, 16 : 16 + W]))
+    cut = PairFlow.estimate(estimator, canvas[:H, :W], texture(4, H, W))
+    assert not fast.cut and fast.matched > 0.8
+    assert cut.cut
