@@ -3,13 +3,18 @@ flicker report, measured on a worker while the next loop generates."""
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from lib_videoloop.config import Settings
 from lib_videoloop.denoise.weights import WeightPlaces
+from lib_videoloop.media.flows import FLOWS, FlowFolder
 from lib_videoloop.media.store import INPUT, FrameStore, loop_dir_name
 from lib_videoloop.media.writer import AudioSpan, output_fps, write_video
 from lib_videoloop.resume import kept_loop_video, loop_reported
@@ -67,10 +72,22 @@ class LoopEnd:
         from lib_videoloop.report import RunReport
 
         try:
-            return RunReport(self.store.root).add_loop(loop, self.store.frames(folder), self.store.frames(INPUT))
+            frames, inputs = self.store.frames(folder), self.store.frames(INPUT)
+            return RunReport(self.store.root).add_loop(loop, frames, inputs, self._input_flows())
         except Exception:  # a report must never cost the user the run
             log.exception("the flicker report of loop %d could not be made", loop)
             return None
+
+    def _input_flows(self) -> Callable[[int], tuple[np.ndarray, np.ndarray]] | None:
+        """The input's flows from the run's flows/ folder, when they are the input's (no other
+        reference frames): computed once for the whole run, by whichever needs a pair first,
+        and shared by the blends and every loop's report."""
+        if self.state.references:
+            return None
+        store = self.store
+        return FlowFolder(
+            store.root / FLOWS, functools.partial(store.read_frame, INPUT), store.frame_count
+        ).forward_backward
 
     def write_video(self, folder: str, name: str) -> Path:
         s, src = self.settings, self.state.source

@@ -10,7 +10,7 @@ each clip are held at a time.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,9 +51,13 @@ def measure(
     *,
     fidelity_to_source: bool = False,
     with_tof: bool = True,
+    flows: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> FlickerResult:
     """Warp error of `output` and of `source` (flow from the source), tOF, and fidelity
-    (PSNR/SSIM) against `reference`, or against the source itself with fidelity_to_source."""
+    (PSNR/SSIM) against `reference`, or against the source itself with fidelity_to_source.
+
+    flows(k): the forward and backward DIS flows between source frames k and k+1 when they are
+    known already (a run keeps them in its flows/ folder); else they are computed here."""
     flow = FlowEstimator()
     per_frame: list[float] = []
     per_frame_source: list[float] = []
@@ -79,8 +83,10 @@ def measure(
             ssims.append(ssim(out, src))
         grey, out_grey = _grey(src), _grey(out)
         if prev_out is not None:
-            forward = flow(prev_grey, grey)
-            backward = flow(grey, prev_grey)
+            if flows is not None:
+                forward, backward = flows(len(per_frame))
+            else:
+                forward, backward = flow(prev_grey, grey), flow(grey, prev_grey)
             mask = valid_mask(forward, backward)
             count = int(mask.sum())
             if count == 0:

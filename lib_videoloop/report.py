@@ -9,7 +9,7 @@ import io
 import json
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -134,13 +134,20 @@ class RunReport:
             json.loads(self.path.read_text(encoding="utf-8")) if self.path.is_file() else {"loops": [], "seconds": 0.0}
         )
 
-    def add_loop(self, loop: int, frames: Iterable[np.ndarray], inputs: Iterable[np.ndarray]) -> dict[str, Any]:
-        """Measures one loop against the input frames: motion from the input, fidelity to it.
-        tOF is left to the metrics command: its two Farneback flows would double the cost."""
+    def add_loop(
+        self,
+        loop: int,
+        frames: Iterable[np.ndarray],
+        inputs: Iterable[np.ndarray],
+        flows: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None,
+    ) -> dict[str, Any]:
+        """Measures one loop against the input frames: motion from the input (`flows`, when the
+        run has them already), fidelity to it. tOF is left to the metrics command: its two
+        Farneback flows would double the cost."""
         from lib_videoloop.metrics import measure
 
         started = time.monotonic()
-        result = measure(frames, inputs, fidelity_to_source=True, with_tof=False)
+        result = measure(frames, inputs, fidelity_to_source=True, with_tof=False, flows=flows)
         self.data["e_warp_source"] = result.e_warp_source
         self.data["per_frame_source"] = [None if v != v else v for v in result.per_frame_source]
         self.data["loops"] = [e for e in self.data["loops"] if e["loop"] != loop] + [

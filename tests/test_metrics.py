@@ -108,7 +108,9 @@ def test_every_run_gets_a_report_per_loop(tmp_path: Path, bikes: Path, tiny_back
 
     store = FrameStore.open(result.run_dir)
     own = measure(store.frames("input"), store.frames("input"), with_tof=False).e_warp
-    assert report["e_warp_source"] == pytest.approx(own, rel=1e-6) and own > 0
+    # the report reads the flows the run keeps (float16): within 0.1% of flows computed afresh
+    assert report["e_warp_source"] == pytest.approx(own, rel=1e-3) and own > 0
+    assert len(list((result.run_dir / "flows").glob("*.npz"))) == 4
     with Image.open(result.run_dir / "flicker.png") as img:
         assert img.mode == "RGB"
     assert result.report == report

@@ -60,6 +60,11 @@ class FlowFolder:
             self._ahead[upcoming] = self.reader.submit(self._load_or_compute, upcoming)
         return pair
 
+    def forward_backward(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """The two flows of pair i alone, as the flicker metric takes them."""
+        pair = self.pair(i)
+        return pair.forward, pair.backward
+
     def _load_or_compute(self, i: int) -> PairFlow:
         path = self.path(i)
         if path.is_file():
