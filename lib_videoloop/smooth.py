@@ -92,15 +92,16 @@ def _filtered(clip: _Lookahead, refs: _Lookahead, frame_count: int, strength: fl
     with tempfile.TemporaryDirectory(prefix="videoloop-smooth-") as tmp:
         folder = Path(tmp)
         flows = FlowFolder(folder / "flows", refs.get, frame_count)
+        shape = clip.get(0).shape
         for i in range(frame_count):  # the clip to float files, the flows computed on the way
-            np.save(folder / f"{i:06d}.npy", clip.get(i))
+            clip.get(i).astype(np.float32).tofile(folder / f"{i:06d}.raw")
             if i > 0:
                 flows.pair(i - 1)
             clip.forget_below(i)  # frame i is the next pair's first
             refs.forget_below(i)
 
         def read(i: int) -> np.ndarray:
-            return np.load(folder / f"{i:06d}.npy")
+            return np.fromfile(folder / f"{i:06d}.raw", np.float32).reshape(shape)
 
         for _, _x, out in filter_in_order(frame_count, read, flows.chain(), lambda _i: strength, folder / "filter"):
             yield out

@@ -23,7 +23,7 @@ from lib_videoloop.media.store import FrameStore, quantize16
 from lib_videoloop.motion import FlowChain, filter_backward, filter_forward_and_combine, flow_superimpose
 from lib_videoloop.planning import FramePlan
 
-FILTER_SCRATCH = "filter_pass"  # the filter's backward pass of the current loop, float16 .npy
+FILTER_SCRATCH = "filter_pass"  # the filter's backward pass of the current loop (raw files)
 
 
 class FrameWindow:
@@ -127,22 +127,28 @@ def filter_in_order(
     n = frame_count
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
+    shape: tuple[int, ...] = ()
 
+    # Raw files of a known shape: numpy's .npy reader parses its header with ast, which is not
+    # safe in two threads at once on CPython 3.11 (see media/flows.py).
     def frame_read(i: int) -> np.ndarray:
+        nonlocal shape
         x = read(i)
-        np.save(scratch / f"x{i + 1:06d}.npy", quantize16(x))
+        shape = x.shape
+        quantize16(x).tofile(scratch / f"x{i + 1:06d}.raw")
         return x
 
     backward = filter_backward(((i, frame_read(i)) for i in reversed(range(n))), strength, chain)
     for i, value in backward:
-        np.save(scratch / f"b{i + 1:06d}.npy", value.astype(np.float16))
+        value.astype(np.float16).tofile(scratch / f"b{i + 1:06d}.raw")
         chain.keep_only(i - 1, i + 1)
 
     def backward_value(i: int) -> np.ndarray:
-        return np.load(scratch / f"b{i + 1:06d}.npy").astype(np.float32)
+        return np.fromfile(scratch / f"b{i + 1:06d}.raw", np.float16).reshape(shape).astype(np.float32)
 
     def frame(i: int) -> np.ndarray:  # as decode_png makes it from the same 16 bits
-        return np.load(scratch / f"x{i + 1:06d}.npy").astype(np.float32) / np.float32(65535.0)
+        x = np.fromfile(scratch / f"x{i + 1:06d}.raw", np.uint16).reshape(shape)
+        return x.astype(np.float32) / np.float32(65535.0)
 
     forward = ((i, frame(i)) for i in range(n))
     for i, x, out in filter_forward_and_combine(forward, backward_value, strength, chain):

@@ -163,7 +163,7 @@ def test_motion_methods_resume_to_identical_frames_on_the_stored_flows(
         Engine(small(bikes, tmp_path / "b", **common), tiny_backend, should_stop=stop_in_loop_two).run()
     root = Path(str(stopped.value))
     flows = sorted((root / "flows").iterdir())
-    assert [p.name for p in flows] == [f"{k:06d}.npz" for k in range(1, 5)]  # one per pair of the 5 frames
+    assert [p.name for p in flows] == [f"{k:06d}.flow" for k in range(1, 5)]  # one per pair of the 5 frames
     written = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in flows}
     Engine.resume(root, tiny_backend).run()
     assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in flows} == written, "the resumed run read them back"

@@ -110,7 +110,7 @@ def test_every_run_gets_a_report_per_loop(tmp_path: Path, bikes: Path, tiny_back
     own = measure(store.frames("input"), store.frames("input"), with_tof=False).e_warp
     # the report reads the flows the run keeps (float16): within 0.1% of flows computed afresh
     assert report["e_warp_source"] == pytest.approx(own, rel=1e-3) and own > 0
-    assert len(list((result.run_dir / "flows").glob("*.npz"))) == 4
+    assert len(list((result.run_dir / "flows").glob("*.flow"))) == 4
     with Image.open(result.run_dir / "flicker.png") as img:
         assert img.mode == "RGB"
     assert result.report == report

@@ -82,3 +82,17 @@ def test_a_cut_is_told_from_fast_motion() -> None:
     cut = PairFlow.estimate(estimator, canvas[:H, :W], texture(4, H, W))
     assert not fast.cut and fast.matched > 0.8
     assert cut.cut
+
+
+def test_stored_flows_read_back_bit_for_bit_and_a_damaged_file_is_made_again(tmp_path) -> None:
+    from lib_videoloop.media.flows import FlowFolder
+
+    frames = clip(True)
+    made = FlowFolder(tmp_path, frames.__getitem__, N).pair(0)
+    path = FlowFolder(tmp_path, frames.__getitem__, N).path(0)
+    read = FlowFolder(tmp_path, lambda _i: pytest.fail("read back, not computed"), N).pair(0)
+    for name in ("forward", "backward", "valid_forward", "valid_backward", "matched"):
+        assert np.array_equal(getattr(made, name), getattr(read, name)), name
+    path.write_bytes(path.read_bytes()[:100])  # cut short, e.g. by a disk error
+    again = FlowFolder(tmp_path, frames.__getitem__, N).pair(0)
+    assert np.array_equal(again.forward, made.forward) and path.stat().st_size > 100

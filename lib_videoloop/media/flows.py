@@ -1,14 +1,21 @@
 """Flows between neighbouring reference frames, kept in a folder (a run's flows/).
 
-One file per pair of neighbours (NNNNNN.npz for frames N and N+1, counted from 1): the forward
-and backward flows in float16 and where a blend may follow them, as packed bits. They are
+One file per pair of neighbours (NNNNNN.flow for frames N and N+1, counted from 1): a 20-byte
+header (b"VLF1", height and width as uint32, the pair's match share as float64), the forward
+and backward flows in float16, and where a blend may follow each, as packed bits. They are
 computed once, written whole or not at all (temporary name, then rename), and read back by later
-loops and by a resumed run, which therefore blend along the very same flows.
+loops, the flicker report and a resumed run, which therefore use the very same flows.
+
+The format is raw on purpose: numpy's .npy/.npz reader parses its header with ast, and CPython
+3.11 can fail with "SystemError: AST constructor recursion depth mismatch" (cpython gh-106905)
+when two threads build ASTs at once: the loop's reader and the report worker, or the WebUI's
+own threads. It happened in AUTOMATIC1111 on a resumed run.
 """
 
 from __future__ import annotations
 
-import io
+import logging
+import struct
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -19,7 +26,11 @@ import numpy as np
 from lib_videoloop.media.images import write_atomic
 from lib_videoloop.motion import FlowChain, FlowEstimator, PairFlow
 
+log = logging.getLogger(__name__)
+
 FLOWS = "flows"
+_HEADER = struct.Struct("<4sIId")
+_MAGIC = b"VLF1"
 
 
 class FlowFolder:
@@ -45,7 +56,7 @@ class FlowFolder:
         self._local = threading.local()
 
     def path(self, i: int) -> Path:
-        return self.folder / f"{i + 1:06d}.npz"
+        return self.folder / f"{i + 1:06d}.flow"
 
     def chain(self) -> FlowChain:
         return FlowChain(self.pair, self.frame_count)
@@ -68,27 +79,39 @@ class FlowFolder:
     def _load_or_compute(self, i: int) -> PairFlow:
         path = self.path(i)
         if path.is_file():
-            with np.load(path) as data:
-                shape = data["forward"].shape[:2]
-                valid = np.unpackbits(data["valid"], count=2 * shape[0] * shape[1]).astype(bool)
-                return PairFlow(
-                    data["forward"].astype(np.float32),
-                    data["backward"].astype(np.float32),
-                    valid[: shape[0] * shape[1]].reshape(shape),
-                    valid[shape[0] * shape[1] :].reshape(shape),
-                    float(data["matched"]),
-                )
+            try:
+                return _decode(path.read_bytes())
+            except (ValueError, struct.error):  # damaged after it was written: made again, the same
+                log.warning("%s is damaged; that flow is computed again", path)
         estimator = getattr(self._local, "estimator", None) or FlowEstimator()
         self._local.estimator = estimator  # DIS keeps buffers: one per thread
         pair = PairFlow.estimate(estimator, self.reference(i), self.reference(i + 1))
-        buffer = io.BytesIO()
-        np.savez(
-            buffer,
-            forward=pair.forward.astype(np.float16),
-            backward=pair.backward.astype(np.float16),
-            valid=np.packbits(np.concatenate([pair.valid_forward.ravel(), pair.valid_backward.ravel()])),
-            matched=np.float64(pair.matched),
-        )
         self.folder.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, buffer.getvalue())
+        write_atomic(path, _encode(pair))
         return pair
+
+
+def _encode(pair: PairFlow) -> bytes:
+    h, w = pair.forward.shape[:2]
+    valid = np.packbits(np.concatenate([pair.valid_forward.ravel(), pair.valid_backward.ravel()]))
+    return b"".join(
+        [
+            _HEADER.pack(_MAGIC, h, w, pair.matched),
+            pair.forward.astype("<f2").tobytes(),
+            pair.backward.astype("<f2").tobytes(),
+            valid.tobytes(),
+        ]
+    )
+
+
+def _decode(data: bytes) -> PairFlow:
+    magic, h, w, matched = _HEADER.unpack_from(data)
+    if magic != _MAGIC:
+        raise ValueError("not a flow file")
+    flow_bytes = h * w * 2 * 2
+    start = _HEADER.size
+    forward = np.frombuffer(data, "<f2", h * w * 2, start).reshape(h, w, 2).astype(np.float32)
+    backward = np.frombuffer(data, "<f2", h * w * 2, start + flow_bytes).reshape(h, w, 2).astype(np.float32)
+    bits = np.frombuffer(data, np.uint8, offset=start + 2 * flow_bytes)
+    valid = np.unpackbits(bits, count=2 * h * w).astype(bool)
+    return PairFlow(forward, backward, valid[: h * w].reshape(h, w), valid[h * w :].reshape(h, w), matched)

@@ -151,7 +151,7 @@ def test_first_job_after_a_cold_start_and_again_warm(webui, clip: Path, tmp_path
         settings = json.loads((root / "settings.json").read_text())
         assert settings["model_name"] and settings["model_name"] != "webui"
         assert settings["temporal_superimpose_method"] == method
-        assert len(list((root / "flows").glob("*.npz"))) == 3, "one flow file per pair of neighbours"
+        assert len(list((root / "flows").glob("*.flow"))) == 3, "one flow file per pair of neighbours"
         report = json.loads((root / "report.json").read_text())
         assert report
         videos = list(root.glob("*.mp4"))
