@@ -147,9 +147,8 @@ class FlowChain:
     drops the rest, so memory stays flat with the clip's length.
     """
 
-    def __init__(self, pair: Callable[[int], PairFlow], frame_count: int) -> None:
+    def __init__(self, pair: Callable[[int], PairFlow]) -> None:
         self._pair_source = pair
-        self.frame_count = frame_count
         self._pairs: dict[int, PairFlow] = {}
 
     def pair(self, i: int) -> PairFlow:

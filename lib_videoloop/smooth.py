@@ -69,7 +69,7 @@ def smooth_frames(
         yield from _filtered(clip, refs, frame_count, filter_strength)
         return
     estimator = FlowEstimator()
-    chain = FlowChain(lambda k: PairFlow.estimate(estimator, refs.get(k), refs.get(k + 1)), frame_count)
+    chain = FlowChain(lambda k: PairFlow.estimate(estimator, refs.get(k), refs.get(k + 1)))
     half = len(weights) // 2
     for i in range(frame_count):
         pairs = window_weights(weights, i, frame_count)

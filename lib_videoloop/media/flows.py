@@ -59,7 +59,7 @@ class FlowFolder:
         return self.folder / f"{i + 1:06d}.flow"
 
     def chain(self) -> FlowChain:
-        return FlowChain(self.pair, self.frame_count)
+        return FlowChain(self.pair)
 
     def pair(self, i: int) -> PairFlow:
         future = self._ahead.pop(i, None)
