@@ -123,6 +123,15 @@ def build_parser() -> argparse.ArgumentParser:
         ],
     )
 
+    ebsynth = sub.add_parser(
+        "ebsynth",
+        help="export a keyframe-mode run for EbSynth",
+        description="Writes a keyframe-mode run's frames, keyframes and masks in the folder layout of ebsynth_utility's"
+        " projects, which EbSynth opens.",
+    )
+    ebsynth.add_argument("run_dir", help="the run folder (made with keyframe_mode on)")
+    ebsynth.add_argument("-o", "--output", required=True, help="a new or empty folder for the project")
+
     metrics = sub.add_parser(
         "metrics",
         help="measure flicker of a clip against its source",
@@ -338,6 +347,13 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def cmd_ebsynth(args: argparse.Namespace) -> int:
+    from lib_videoloop.ebsynth_export import export_ebsynth
+
+    print(f"Wrote {export_ebsynth(args.run_dir, args.output)}")
+    return 0
+
+
 def cmd_metrics(args: argparse.Namespace) -> int:
     from lib_videoloop.metrics import measure_clips
     from lib_videoloop.report import summary_lines, write_plot
@@ -363,7 +379,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     try:
-        return {"run": cmd_run, "smooth": cmd_smooth, "metrics": cmd_metrics}[args.command](args)
+        return {"run": cmd_run, "smooth": cmd_smooth, "metrics": cmd_metrics, "ebsynth": cmd_ebsynth}[args.command](
+            args
+        )
     except VideoLoopError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -31,6 +31,7 @@ METHOD_HELP = {
     FLOW_METHOD: "moves each neighbour along the reference's motion before mixing: smooth and sharp on motion",
     FILTER_METHOD: "a low-pass over time along the motion (temporal_filter_strength): the strongest smoothing",
 }
+KEYFRAME_MODES = ("off", "every n frames", "by motion", "listed frames")
 MAX_FILTER_STRENGTH = 0.95  # 1 would freeze the first frame over the whole clip
 FOLDER_SEPARATOR = "!!!"  # between several reference folders, as in the original script
 DENOISE_METHODS = ("None", "FastDVDNet")
@@ -123,6 +124,27 @@ class Settings:
         f"temporal filter: how much of the motion-compensated previous frame each frame keeps (0-{MAX_FILTER_STRENGTH})",
         "temporal",
     )
+    # keyframes: generate some frames, carry them along the motion to the others (keyframes.py)
+    keyframe_mode: str = _f(
+        "off",
+        "generate only keyframes and propagate them along the motion: 'off' (every frame), 'every n frames',"
+        " 'by motion' (a new keyframe where the warp from the last one fails), 'listed frames'",
+        "keyframes",
+    )
+    keyframe_interval: int = _f(8, "frames from one keyframe to the next ('by motion': at most)", "keyframes")
+    keyframe_motion: float = _f(
+        0.1, "'by motion': share of the frame (0-1) the last keyframe's warp may fail on before a new one", "keyframes"
+    )
+    keyframe_frames: str = _f(
+        "", "'listed frames': frame numbers counted from 0 (image_i), e.g. 0, 12, 30", "keyframes"
+    )
+    keyframe_repair: bool = _f(
+        True, "inpaint where no keyframe's warp reaches (new content); off: propagate only", "keyframes"
+    )
+    repair_min_share: float = _f(
+        0.02, "repair a frame only when at least this share of it (0-1) is new; less keeps the warps", "keyframes"
+    )
+    repair_denoising_strength: float = _f(0.6, "denoising strength of the repair inpainting (0-1)", "keyframes")
     # masks
     use_mask: bool = _f(False, "inpaint: only change frames inside a mask", "mask")
     mask_directory: str = _f("", "a folder of masks, one mask file, or empty for each frame's alpha channel", "mask")
@@ -252,6 +274,11 @@ class Settings:
                 raise VideoLoopError(name, getattr(self, name), "contains a NUL character", "Retype the path")
         self._validate_output()
         temporal_weights(self.temporal_superimpose_alpha_list)
+        listed = keyframe_numbers(self.keyframe_frames)
+        if self.keyframe_mode == "listed frames" and not listed:
+            raise VideoLoopError(
+                "keyframe_frames", self.keyframe_frames, "is empty", "List the keyframes' numbers, e.g. 0, 12, 30"
+            )
         if not self.input_directory:
             raise VideoLoopError(
                 "input_directory", self.input_directory, "is empty", "Give a video file, a folder of frames or an image"
@@ -292,10 +319,15 @@ _RANGES: dict[str, tuple[float, float | None, str]] = {
     "difference_threshold": (0, 255, ""),
     "temporal_filter_strength": (0, MAX_FILTER_STRENGTH, "0.7 smooths strongly; 0 turns the filter off"),
     "fastdvdnet_noise_sigma": (0, 255, ""),
+    "keyframe_interval": (1, MAX_FRAMES, "8 generates one frame in eight"),
+    "keyframe_motion": (0, 1, "0.1 starts a new keyframe when a tenth of the frame is new"),
+    "repair_denoising_strength": (0, 1, ""),
+    "repair_min_share": (0, 1, "0.02 repairs frames that are at least 2% new"),
     "output_frame_rate": (0.001, 1000, "Leave it empty to use the input's rate"),
 }
 _CHOICES: dict[str, tuple[Any, ...]] = {
     "temporal_superimpose_method": TEMPORAL_METHODS,
+    "keyframe_mode": KEYFRAME_MODES,
     "video_post_process_method": DENOISE_METHODS,
     "video_post_process_when": DENOISE_WHEN,
     "output_format": VIDEO_FORMATS,
@@ -306,6 +338,23 @@ _CHOICES: dict[str, tuple[Any, ...]] = {
 def reference_folders(text: str) -> list[str]:
     """The folders of reference_frames_directory, which the original separated by !!!."""
     return [part.strip() for part in str(text or "").split(FOLDER_SEPARATOR) if part.strip()]
+
+
+def keyframe_numbers(text: str) -> list[int]:
+    """'0, 12, 30' as sorted frame numbers (counted from 0, as image_i)."""
+    numbers = set()
+    for part in str(text or "").replace(";", ",").replace(" ", ",").split(","):
+        if not part.strip():
+            continue
+        if not part.strip().isdigit():
+            raise VideoLoopError(
+                "keyframe_frames",
+                text,
+                f"{part.strip()!r} is not a frame number",
+                "Frame numbers from 0, e.g. 0, 12, 30",
+            )
+        numbers.add(int(part))
+    return sorted(numbers)
 
 
 def temporal_weights(

@@ -17,6 +17,7 @@ resume.py says how a stopped run continues to the same frames.
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -32,12 +33,14 @@ from lib_videoloop.blend import batch_blend, inside_mask, superimpose
 from lib_videoloop.config import Settings
 from lib_videoloop.denoise.weights import NOWHERE_ELSE, WeightPlaces
 from lib_videoloop.errors import InterruptedRun
+from lib_videoloop.keyframe_run import InBetweens, keyframe_plan
+from lib_videoloop.keyframes import KeyframePlan
 from lib_videoloop.loop_end import LoopEnd
 from lib_videoloop.media.flows import FLOWS, FlowFolder
 from lib_videoloop.media.images import from_pil, to_pil
 from lib_videoloop.media.resize import resize_frame
 from lib_videoloop.media.store import INPUT, MASKS, FrameStore, loop_dir_name
-from lib_videoloop.planning import FramePlan, Planner, uses_subseed
+from lib_videoloop.planning import FramePlan, Planner, uses_mask, uses_subseed
 from lib_videoloop.resume import reopen
 from lib_videoloop.run_setup import copy_input, open_input, prepare_run, write_record
 from lib_videoloop.run_state import RunState
@@ -109,7 +112,7 @@ class Engine:
             self.store, self.settings, self.state = prepared.store, prepared.settings, prepared.state
         try:
             if resumed:
-                self.backend.check(uses_subseed(self.settings), self.settings.use_mask)
+                self.backend.check(uses_subseed(self.settings), uses_mask(self.settings))
             return self._run(self.store, self.state)
         finally:
             self.store.unlock()
@@ -119,6 +122,7 @@ class Engine:
         planner = Planner(s, state.frame_count, state.txt_prompts, frame_pixels=state.frame_pixels)
         if not store.folder_complete(INPUT):  # stopped while the input was being copied
             copy_input(store, s, state, open_input(s))
+        keyplan = keyframe_plan(store, s, state)
         total = state.frame_count * s.loop_n
         result = RunResult(store.root, s, state.frame_count)
         done = sum(len(store.complete_frames(loop_dir_name(k))) for k in range(1, s.loop_n + 1))
@@ -126,7 +130,7 @@ class Engine:
         with (
             store.background_writes(),
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="videoloop-read") as reader,
-            LoopEnd(store, s, state, self.weight_places) as loop_end,
+            LoopEnd(store, s, state, self.weight_places, keyplan) as loop_end,
         ):
             flows = FlowFolder(
                 store.root / FLOWS,
@@ -134,7 +138,7 @@ class Engine:
                 state.frame_count,
                 reader,
             )  # the motion of the (first) reference frames, computed once for the whole run
-            previous = self._loops(planner, reader, flows, loop_end, result, done, total)
+            previous = self._loops(planner, reader, flows, loop_end, result, done, total, keyplan)
             result.report = loop_end.last_report()
             result.loop_videos = loop_end.loop_videos
             result.frames_folder = previous
@@ -151,6 +155,7 @@ class Engine:
         result: RunResult,
         done: int,
         total: int,
+        keyplan: KeyframePlan | None,
     ) -> str:
         """Generates every missing frame, loop by loop; returns the folder of the final frames."""
         store, state = self.store, self.state
@@ -158,30 +163,42 @@ class Engine:
         s, frame_count = self.settings, state.frame_count
         previous = INPUT
         started = time.monotonic()
-        made = False  # whether this session generated any frame of the current loop
-        for plan in planner.plans(state.seed, state.subseed):
-            folder = loop_dir_name(plan.loop)
-            if plan.frame == 0:
-                made = False
-                references = [FrameWindow(store, name, reader) for name in state.references] or [
-                    FrameWindow(store, INPUT, reader)
-                ]
-                masks = FrameWindow(store, MASKS, reader) if s.use_mask else None
-                blend: LoopBlend | None = None  # made when the loop has a frame to generate
-            if not store.is_complete(folder, plan.frame):
-                if blend is None:
-                    strength = functools.partial(_filter_strength, planner, plan.loop)
-                    blend = LoopBlend(s, store, FrameWindow(store, previous, reader), references[0], flows, strength)
-                latest = self._frame(plan, blend, references, masks, frame_count)
+        keys = set(keyplan.keyframes) if keyplan is not None else set()
+        for loop, plans in itertools.groupby(planner.plans(state.seed, state.subseed), key=lambda p: p.loop):
+            folder = loop_dir_name(loop)
+            made = False  # whether this session generated any frame of the loop
+            references = [FrameWindow(store, name, reader) for name in state.references] or [
+                FrameWindow(store, INPUT, reader)
+            ]
+            masks = FrameWindow(store, MASKS, reader) if s.use_mask else None
+            blend: LoopBlend | None = None  # made when the loop has a frame to generate
+            inbetweens: InBetweens | None = None
+            for plan in _in_order(list(plans), keyplan):
+                if store.is_complete(folder, plan.frame):
+                    continue
+                latest, generated = None, True
+                if keyplan is not None and plan.frame not in keys:
+                    if inbetweens is None:
+                        store.flush()  # the loop's keyframes on disk: they are read back from there
+                        reference = functools.partial(store.read_frame, references[0].folder)
+                        inbetweens = InBetweens(store, s, loop, previous, keyplan, flows.chain(), reference)
+                    latest, generated = self._inbetween(plan, inbetweens, references, masks)
+                if latest is None:
+                    if blend is None:
+                        strength = functools.partial(_filter_strength, planner, plan.loop)
+                        blend = LoopBlend(
+                            s, store, FrameWindow(store, previous, reader), references[0], flows, strength
+                        )
+                    latest = self._frame(plan, blend, references, masks, frame_count)
                 made = True
-                result.seeds.append(plan.seed)
+                if generated:
+                    result.seeds.append(plan.seed)
                 done += 1
                 self.on_progress(Progress(plan.loop, s.loop_n, plan.frame + 1, frame_count, done, total, latest))
                 if self.should_stop():
                     raise InterruptedRun(str(store.root))
-            if plan.frame == frame_count - 1:
-                previous = loop_end.finish(plan.loop, resumed=not made)
-                log.info("loop %d/%d done (%.1f s so far)", plan.loop, s.loop_n, time.monotonic() - started)
+            previous = loop_end.finish(loop, resumed=not made)
+            log.info("loop %d/%d done (%.1f s so far)", loop, s.loop_n, time.monotonic() - started)
         return previous
 
     # -- one frame -------------------------------------------------------------------------
@@ -197,32 +214,12 @@ class Engine:
         base, init = blend.frame(plan, frame_count)
         mask = masks.get([i])[i] if masks is not None else None  # the next one is read ahead
         init = inside_mask(base, init, mask)
-        # Reference frames for ControlNet and colour correction in the WebUI are read only when
-        # the backend uses them, through windows that drop what is behind.
-        wants = getattr(self.backend, "wants_input_frames", False)
-        keep_from = i - len(plan.temporal_weights) // 2  # the first reference is also the difference mask's
-        control = [ref.get([i], keep_from)[i] for ref in references] if wants else []
-        input_image = None
-        if wants:
-            input_image = control[0] if references[0].folder == INPUT else self.store.read_frame(INPUT, i)
-        h, w = base.shape[:2]
-        request = GenerationRequest(
-            init_image=init,
-            mask=mask,
-            width=w,
-            height=h,
-            control_images=control,
-            input_image=input_image,
-            **plan.sampling(),
-        )
-        images = self.backend.generate(request)
-        if self.should_skip():
+        request = self._request(plan, init, mask, references)
+        generated = self._generate(request)
+        if generated is None:
             out = base  # skipped: the frame keeps its previous-loop image
         else:
-            if len(images) != request.image_count:
-                raise RuntimeError(f"backend returned {len(images)} images, expected {request.image_count}")
-            images = [img if img.shape[:2] == (h, w) else resize_frame(img, w, h) for img in images]
-            out = superimpose(base, batch_blend(images), plan.superimpose_alpha, mask)
+            out = superimpose(base, generated, plan.superimpose_alpha, mask)
             if plan.post_process is not None:
                 pil = to_pil(out)
                 processed = plan.post_process(pil)
@@ -231,6 +228,65 @@ class Engine:
         self.store.write_frame(loop_dir_name(plan.loop), i, out)
         self._record_model_name()
         return out
+
+    def _inbetween(
+        self, plan: FramePlan, inbetweens: InBetweens, references: list[FrameWindow], masks: FrameWindow | None
+    ) -> tuple[np.ndarray | None, bool]:
+        """An in-between frame of keyframe mode (keyframe_run.InBetweens), None when it must be
+        generated like a keyframe; and whether it was repaired (a generation)."""
+        assert self.store is not None
+        mask = masks.get([plan.frame])[plan.frame] if masks is not None else None
+        repaired = []
+
+        def repaint(init: np.ndarray, repair: np.ndarray) -> np.ndarray | None:
+            repaired.append(plan.frame)
+            sampling = dict(plan.sampling(), denoising_strength=self.settings.repair_denoising_strength)
+            return self._generate(self._request(plan, init, repair, references, sampling))
+
+        out = inbetweens.make(plan.frame, mask, repaint)
+        if out is not None:
+            self.store.write_frame(loop_dir_name(plan.loop), plan.frame, out)
+            self._record_model_name()
+        return out, bool(repaired)
+
+    def _request(
+        self,
+        plan: FramePlan,
+        init: np.ndarray,
+        mask: np.ndarray | None,
+        references: list[FrameWindow],
+        sampling: dict[str, Any] | None = None,
+    ) -> GenerationRequest:
+        i = plan.frame
+        # Reference frames for ControlNet and colour correction in the WebUI are read only when
+        # the backend uses them, through windows that drop what is behind.
+        wants = getattr(self.backend, "wants_input_frames", False)
+        keep_from = i - len(plan.temporal_weights) // 2  # the first reference is also the difference mask's
+        control = [ref.get([i], keep_from)[i] for ref in references] if wants else []
+        input_image = None
+        if wants:
+            assert self.store is not None
+            input_image = control[0] if references[0].folder == INPUT else self.store.read_frame(INPUT, i)
+        h, w = init.shape[:2]
+        return GenerationRequest(
+            init_image=init,
+            mask=mask,
+            width=w,
+            height=h,
+            control_images=control,
+            input_image=input_image,
+            **(sampling or plan.sampling()),
+        )
+
+    def _generate(self, request: GenerationRequest) -> np.ndarray | None:
+        """The batch blend of the backend's images for one request; None when the user skipped."""
+        images = self.backend.generate(request)
+        if self.should_skip():
+            return None
+        if len(images) != request.image_count:
+            raise RuntimeError(f"backend returned {len(images)} images, expected {request.image_count}")
+        h, w = request.height, request.width
+        return batch_blend([img if img.shape[:2] == (h, w) else resize_frame(img, w, h) for img in images])
 
     def _record_model_name(self) -> None:
         # The WebUI (Forge) knows the real model only after the first generation. Every model
@@ -244,6 +300,14 @@ class Engine:
             models.append(name)
             self.settings = replace(self.settings, model_name=name)
             write_record(self.store, self.settings, self.state)
+
+
+def _in_order(plans: list[FramePlan], keyplan: KeyframePlan | None) -> list[FramePlan]:
+    """A loop's frames in the order they are made: in keyframe mode, the keyframes first."""
+    if keyplan is None:
+        return plans
+    keys = set(keyplan.keyframes)
+    return [p for p in plans if p.frame in keys] + [p for p in plans if p.frame not in keys]
 
 
 def _filter_strength(planner: Planner, loop: int, frame: int) -> float:

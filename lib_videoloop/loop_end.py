@@ -14,6 +14,8 @@ import numpy as np
 
 from lib_videoloop.config import Settings
 from lib_videoloop.denoise.weights import WeightPlaces
+from lib_videoloop.keyframe_run import loop_stats
+from lib_videoloop.keyframes import KeyframePlan
 from lib_videoloop.media.flows import FLOWS, FlowFolder
 from lib_videoloop.media.store import INPUT, FrameStore, loop_dir_name
 from lib_videoloop.media.writer import AudioSpan, output_fps, write_video
@@ -26,13 +28,21 @@ log = logging.getLogger(__name__)
 class LoopEnd:
     """Use as a context manager: the report worker lives as long as the run's loops."""
 
-    def __init__(self, store: FrameStore, settings: Settings, state: RunState, places: WeightPlaces) -> None:
+    def __init__(
+        self,
+        store: FrameStore,
+        settings: Settings,
+        state: RunState,
+        places: WeightPlaces,
+        keyplan: KeyframePlan | None = None,
+    ) -> None:
         self.store = store
         self.settings = settings
         self.state = state
         self.places = places
         self.loop_videos: list[Path] = []
         self._reports: list[Future[dict[str, Any] | None]] = []
+        self.keyplan = keyplan  # keyframe mode's keyframes, for the report
 
     def __enter__(self) -> LoopEnd:
         self._reporter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="videoloop-report")
@@ -73,7 +83,8 @@ class LoopEnd:
 
         try:
             frames, inputs = self.store.frames(folder), self.store.frames(INPUT)
-            return RunReport(self.store.root).add_loop(loop, frames, inputs, self._input_flows())
+            extra = loop_stats(self.store.root, loop, self.keyplan) if self.keyplan is not None else None
+            return RunReport(self.store.root).add_loop(loop, frames, inputs, self._input_flows(), extra)
         except Exception:  # a report must never cost the user the run
             log.exception("the flicker report of loop %d could not be made", loop)
             return None

@@ -260,6 +260,11 @@ def uses_subseed(settings: Settings) -> bool:
     return settings.subseed_strength > 0 or bool(settings.subseed_strength_schedule.strip())
 
 
+def uses_mask(settings: Settings) -> bool:
+    """Whether any generation inpaints: the user's masks, or keyframe mode's repairs."""
+    return settings.use_mask or (settings.keyframe_mode != "off" and settings.keyframe_repair)
+
+
 def read_txt_prompts(paths: list[Any]) -> list[tuple[str | None, str | None]]:
     """Prompt and negative prompt from <frame>.txt beside each frame; ' --neg ' separates them."""
     prompts: list[tuple[str | None, str | None]] = []

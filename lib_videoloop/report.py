@@ -108,6 +108,11 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
                 f"  loop {entry['loop']}: E_warp {entry['e_warp']:.3e}, "
                 f"PSNR vs input {entry['psnr']:.2f} dB, SSIM vs input {entry['ssim']:.3f}"
             )
+            if "generations" in entry:  # keyframe mode
+                lines.append(
+                    f"    {entry['generations']} generations ({entry['keyframes']} keyframes,"
+                    f" {entry['repaired_frames']} frames repaired, {entry['repaired_share']:.1%} of all pixels)"
+                )
         lines.append(f"  (measured in {report['seconds']:.1f} s)")
         return lines
     lines = [
@@ -140,6 +145,7 @@ class RunReport:
         frames: Iterable[np.ndarray],
         inputs: Iterable[np.ndarray],
         flows: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Measures one loop against the input frames: motion from the input (`flows`, when the
         run has them already), fidelity to it. tOF is left to the metrics command: its two
@@ -154,6 +160,7 @@ class RunReport:
             {
                 "loop": loop, "e_warp": result.e_warp, "psnr": result.psnr, "ssim": result.ssim,
                 "skipped_pairs": result.skipped_pairs, "per_frame": [None if v != v else v for v in result.per_frame],
+                **(extra or {}),
             }
         ]  # fmt: skip
         self.data["loops"].sort(key=lambda e: e["loop"])

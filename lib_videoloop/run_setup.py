@@ -22,6 +22,7 @@ from lib_videoloop.config import (
     MAX_SIDE,
     MIN_SIDE,
     Settings,
+    keyframe_numbers,
     reference_folders,
 )
 from lib_videoloop.denoise.weights import WeightPlaces, find_weights
@@ -32,7 +33,7 @@ from lib_videoloop.media.resize import resize_frame
 from lib_videoloop.media.sources import FolderSource, FrameSource, SourceInfo, open_source
 from lib_videoloop.media.store import INPUT, FrameStore
 from lib_videoloop.media.writer import output_fps
-from lib_videoloop.planning import read_txt_prompts, uses_subseed
+from lib_videoloop.planning import read_txt_prompts, uses_mask, uses_subseed
 from lib_videoloop.run_state import RunState, SourceRecord
 from lib_videoloop.schedule_isolation import check_plan_isolated
 
@@ -71,9 +72,9 @@ def prepare_run(settings: Settings, backend: Backend, places: WeightPlaces) -> P
     if s.video_post_process_method == "FastDVDNet":
         find_weights(s.fastdvdnet_weights, places)
     images = check_plan_isolated(s, n, txt_prompts, width * height)
-    backend.check(uses_subseed(s), s.use_mask)
-    log.info("plan: %d frames x %d loops = %d generations (%d images) at %dx%d", n, s.loop_n, n * s.loop_n,
-             images, width, height)  # fmt: skip
+    backend.check(uses_subseed(s), uses_mask(s))
+    log.info("plan: %d frames x %d loops = %d generations (%d images) at %dx%d%s", n, s.loop_n, n * s.loop_n,
+             images, width, height, "; keyframe mode makes only keyframes and repairs" if s.keyframe_mode != "off" else "")  # fmt: skip
     state = RunState(
         frame_count=n,
         width=width,
@@ -203,6 +204,15 @@ def _check_job(s: Settings, frame_count: int, width: int, height: int, info: Sou
                 value,
                 f"the frames would be {width}x{height}; each side must be from {MIN_SIDE} to {MAX_SIDE} pixels",
                 "Set width and height (0 keeps the input's size)",
+            )
+    if s.keyframe_mode == "listed frames":
+        beyond = [k for k in keyframe_numbers(s.keyframe_frames) if k >= frame_count]
+        if beyond:
+            raise VideoLoopError(
+                "keyframe_frames",
+                s.keyframe_frames,
+                f"frame {beyond[0]} is past the clip's last frame, {frame_count - 1}",
+                "Frame numbers count from 0, as image_i does",
             )
     if width * height > MAX_PIXELS:
         raise VideoLoopError(

@@ -88,6 +88,23 @@ def make_clip(
     return path
 
 
+def flash_clip(folder: Path, count: int = 9, width: int = 64, height: int = 48, shown: range = range(1, 4)) -> Path:
+    """A still texture with a red square that is there only in frames `shown`: content that no
+    keyframe outside them has, as PNG frames in `folder`."""
+    import cv2
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(5)
+    texture = cv2.GaussianBlur(rng.integers(0, 255, (height, width, 3)).astype(np.uint8), (0, 0), 1.5)
+    for i in range(count):
+        frame = texture.copy()
+        if i in shown:
+            frame[height // 4 : height // 4 + 16, width // 4 : width // 4 + 16] = (230, 20, 20)
+        Image.fromarray(frame).save(folder / f"{i:04d}.png")
+    return folder
+
+
 def numbered_frames(count: int, width: int = 48, height: int = 32, seed: int = 0) -> list[np.ndarray]:
     """Frames whose mean brightness encodes their number, so order and selection can be checked."""
     rng = np.random.default_rng(seed)

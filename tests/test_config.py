@@ -71,16 +71,21 @@ def test_newer_settings_version_is_refused() -> None:
 
 def test_an_older_api_argument_list_still_means_what_it_meant() -> None:
     """API callers written before the temporal filter send the arguments without it."""
-    from lib_videoloop.webui.panel import ADDED_LATER, PANEL_ORDER, settings_from_panel
+    from lib_videoloop.webui.panel import ADDED_LATER, KEYFRAME_FIELDS, PANEL_ORDER, settings_from_panel
 
     values = {name: "" for name in PANEL_ORDER}
     values.update(input_directory="clip.mp4", start_frame=0, extract_nth_frame=1, max_frames=0, loop_n=3,
                   superimpose_alpha=0.3, temporal_superimpose_method="simple", temporal_superimpose_alpha_list="1,2,1",
                   difference_threshold=24, mask_threshold=127, output_frame_rate=0, output_format="mp4", crf=18,
                   video_post_process_method="None", video_post_process_alpha=0.3, fastdvdnet_noise_sigma=60,
-                  video_post_process_when="last loop", temporal_filter_strength=0.4)  # fmt: skip
+                  video_post_process_when="last loop", temporal_filter_strength=0.4, keyframe_mode="off",
+                  keyframe_interval=8, keyframe_motion=0.1, keyframe_repair=True, repair_min_share=0.02,
+                  repair_denoising_strength=0.6)  # fmt: skip
     full = [values[name] for name in PANEL_ORDER]
     older = full[: -len(ADDED_LATER)]
+    before_keyframes = full[: -len(KEYFRAME_FIELDS)]
+    assert settings_from_panel(before_keyframes)[0].temporal_filter_strength == 0.4
+    assert settings_from_panel(before_keyframes)[0].keyframe_mode == "off"
     settings, _ = settings_from_panel(older)
     assert settings.video_post_process_when == "last loop" and settings.loop_n == 3
     assert settings.temporal_filter_strength == Settings().temporal_filter_strength

@@ -7,6 +7,7 @@ process_images really generates (tiny diffusers pipeline); what differs between 
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -19,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).parent / "webui"))
 
 from modules import flavour, processing, scripts, shared  # noqa: E402
 
-from conftest import load_webui_script, panel_values  # noqa: E402
+from conftest import flash_clip, load_webui_script, panel_values  # noqa: E402
 from lib_videoloop.errors import VideoLoopError  # noqa: E402
 from lib_videoloop.media.images import from_pil  # noqa: E402
 from lib_videoloop.media.store import FrameStore  # noqa: E402
@@ -307,3 +308,24 @@ def test_fastdvdnet_weights_come_from_the_webuis_models_folder_and_downloader(
     with pytest.raises(VideoLoopError):
         weights.find_weights("")
     assert len(calls) == 1
+
+
+def test_keyframe_mode_inpaints_repairs_through_process_images(webui, tmp_path: Path) -> None:
+    _, unit_cls, calls = webui
+    p = make_p(unit_cls, np.zeros((48, 64, 3), np.uint8))
+    values = panel_values(
+        input_directory=str(flash_clip(tmp_path / "clip")), output_directory=str(tmp_path / "out"), loop_n=1,
+        keyframe_mode="every n frames", keyframe_interval=4, repair_denoising_strength=0.7,
+    )  # fmt: skip
+    processed = load_webui_script().run(p, *values)
+    run_dir = Path(processed.info.splitlines()[0].split(": ", 1)[1])
+    keys = json.loads((run_dir / "keyframes.json").read_text())["keyframes"]
+    repairs = sorted((run_dir / "repair" / "loop_001").glob("*.png"))
+    whole, inpainted = [c for c in calls if c["mask"] is None], [c for c in calls if c["mask"] is not None]
+    assert keys == [0, 4, 8] and len(whole) == 3
+    assert [p.name for p in repairs] == ["000002.png"], "the square is painted once, in its first frame"
+    assert len(inpainted) == 1 and inpainted[0]["denoising"] == 0.7
+    painted = np.asarray(inpainted[0]["mask"].convert("L"))
+    assert painted[12:28, 16:32].min() == 255 and painted[40:, 48:].max() == 0
+    assert len(FrameStore.open(run_dir).complete_frames("loop_001")) == 9
+    assert "generations" in processed.info

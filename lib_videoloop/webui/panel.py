@@ -15,6 +15,7 @@ from typing import Any
 from lib_videoloop.config import (
     DENOISE_METHODS,
     DENOISE_WHEN,
+    KEYFRAME_MODES,
     MAX_FILTER_STRENGTH,
     METHOD_HELP,
     SCHEDULE_FIELDS,
@@ -26,9 +27,12 @@ from lib_videoloop.config import (
 RESUME = "resume_run_folder"
 RESUME_HELP = "a run folder to finish (everything else is then read from its settings.json)"
 
-# Settings added after the first release come last, so that API callers' older argument lists
-# (without them) still mean what they meant; run() accepts both lengths.
-ADDED_LATER = ("temporal_filter_strength", "temporal_filter_schedule")
+# Settings added after the first release come last, a group per release, so that API callers'
+# older argument lists (without them) still mean what they meant; run() accepts each length.
+KEYFRAME_FIELDS = ("keyframe_mode", "keyframe_interval", "keyframe_motion", "keyframe_frames", "keyframe_repair",
+                   "repair_min_share", "repair_denoising_strength")  # fmt: skip
+ADDED_GROUPS = (("temporal_filter_strength", "temporal_filter_schedule"), KEYFRAME_FIELDS)
+ADDED_LATER = tuple(name for group in ADDED_GROUPS for name in group)
 
 # run()'s positional arguments, in order. Documented in the README for the HTTP API.
 PANEL_ORDER: tuple[str, ...] = (
@@ -52,8 +56,10 @@ _CHOICES = {
     "video_post_process_method": DENOISE_METHODS,
     "video_post_process_when": DENOISE_WHEN,
     "output_format": VIDEO_FORMATS,
+    "keyframe_mode": KEYFRAME_MODES,
 }
-_UNIT = ("superimpose_alpha", "video_post_process_alpha")
+_UNIT = ("superimpose_alpha", "video_post_process_alpha", "keyframe_motion", "repair_min_share",
+         "repair_denoising_strength")  # fmt: skip
 _BYTE = ("difference_threshold", "mask_threshold", "fastdvdnet_noise_sigma")
 _EMPTY_IS_ZERO = ("max_frames", "output_frame_rate")  # 0 in the panel means "not set"
 
@@ -164,6 +170,27 @@ def build_panel(elem_id: Callable[[str], str], defaults: dict[str, Any] | None =
         with _make(gr.Group, visible=visible, elem_id=elem_id("denoise_settings")) as denoise_group:
             add("video_post_process_alpha", "fastdvdnet_noise_sigma", "video_post_process_when", "fastdvdnet_weights")
 
+    with gr.Accordion("Keyframes (generate some frames, carry them along the motion)", open=False,
+                      elem_id=elem_id("keyframes")):  # fmt: skip
+        add("keyframe_mode")
+        with _make(gr.Group, visible=defaults.get("keyframe_mode", "off") != "off",
+                   elem_id=elem_id("keyframe_settings")) as keyframe_group:  # fmt: skip
+            with gr.Row():
+                add("keyframe_interval", "keyframe_motion")
+            add("keyframe_frames")
+            with gr.Row():
+                add("keyframe_repair", "repair_min_share", "repair_denoising_strength")
+            preview = _make(gr.Button, value="Preview keyframes", elem_id=elem_id("preview_keyframes"))
+            preview_text = _make(gr.Markdown, value="", elem_id=elem_id("keyframe_message"))
+            strip = _make(gr.Image, label="keyframes over the clip", type="pil", interactive=False, visible=False,
+                          elem_id=elem_id("keyframe_strip"))  # fmt: skip
+
+    c["keyframe_mode"].change(
+        fn=lambda mode: gr.update(visible=mode != "off"),
+        inputs=[c["keyframe_mode"]],
+        outputs=[keyframe_group],
+        show_progress=False,
+    )
     c["use_mask"].change(
         fn=lambda on: gr.update(visible=bool(on)), inputs=[c["use_mask"]], outputs=[mask_group], show_progress=False
     )
@@ -180,19 +207,26 @@ def build_panel(elem_id: Callable[[str], str], defaults: dict[str, Any] | None =
         return gr.update(value=text), gr.update(value=image, visible=image is not None)
 
     check.click(fn=on_check, inputs=components, outputs=[message, plot])
+
+    def on_preview(*values: Any) -> tuple[Any, Any]:
+        text, image = preview_keyframes(values)
+        return gr.update(value=text), gr.update(value=image, visible=image is not None)
+
+    preview.click(fn=on_preview, inputs=components, outputs=[preview_text, strip])
     return components
 
 
 def settings_from_panel(values: Sequence[Any], base: dict[str, Any] | None = None) -> tuple[Settings, str]:
     """(settings, resume folder) from run()'s positional values; `base` adds the img2img values."""
-    if len(values) not in (len(PANEL_ORDER), len(PANEL_ORDER) - len(ADDED_LATER)):
+    lengths = [len(PANEL_ORDER) - sum(len(g) for g in ADDED_GROUPS[k:]) for k in range(len(ADDED_GROUPS) + 1)]
+    if len(values) not in lengths:
         from lib_videoloop.errors import VideoLoopError
 
         raise VideoLoopError(
             "script_args",
             len(values),
-            f"Video Loopback takes {len(PANEL_ORDER)} script arguments"
-            f" ({len(PANEL_ORDER) - len(ADDED_LATER)} without the ones added later, {', '.join(ADDED_LATER)})",
+            f"Video Loopback takes {len(PANEL_ORDER)} script arguments (older lists of "
+            f"{' or '.join(map(str, lengths[:-1]))} leave the settings added later at their defaults)",
             "See the README's API section for their order",
         )
     data = dict(base or {})
@@ -213,6 +247,30 @@ def settings_from_panel(values: Sequence[Any], base: dict[str, Any] | None = Non
             value = "" if value is None else str(value)
         data[name] = value
     return Settings.from_dict(data), resume
+
+
+def preview_keyframes(values: Sequence[Any]) -> tuple[str, Any]:
+    """Where keyframe mode will put the keyframes on the clip, before generating: (message,
+    strip image or None). The same computation as the run's, on the same frames, except that
+    the panel knows the input's own size, not the one img2img will crop or resize to."""
+    from lib_videoloop.errors import VideoLoopError
+    from lib_videoloop.keyframe_run import preview_plan
+    from lib_videoloop.keyframes import strip
+
+    try:
+        settings, _ = settings_from_panel(values)
+        settings.validate()
+        if settings.keyframe_mode == "off":
+            return "keyframe_mode is off: every frame is generated.", None
+        plan = preview_plan(settings)
+    except VideoLoopError as exc:
+        return f"**Error:** {exc}", None
+    loops = settings.loop_n
+    return (
+        f"{len(plan.keyframes)} keyframes of {plan.frame_count} frames: {len(plan.keyframes) * loops} generations"
+        f" over {loops} loops, plus one per repaired frame. Keyframes: {', '.join(map(str, plan.keyframes))}.",
+        strip(plan),
+    )
 
 
 def check_schedules(values: Sequence[Any]) -> tuple[str, Any]:

@@ -26,7 +26,7 @@ import pytest
 from PIL import Image
 
 import rig
-from conftest import CHROMIUM, launch_chromium
+from conftest import CHROMIUM, flash_clip, launch_chromium
 
 INSTALLS = {kind: os.environ.get(f"VIDEO_LOOPBACK_{kind.upper()}") for kind in ("a1111", "forge")}
 PORT = {"a1111": 7871, "forge": 7872}
@@ -190,7 +190,7 @@ def test_started_without_a_traceback_and_lists_the_script(webui) -> None:
     assert not list((dest / "webui").glob("=*"))
 
 
-def test_panel_opens_on_the_webuis_own_page(webui) -> None:
+def test_panel_opens_on_the_webuis_own_page(webui, tmp_path: Path) -> None:
     sync_api = pytest.importorskip("playwright.sync_api")
     if not os.path.exists(CHROMIUM):
         pytest.skip("Debian's chromium is not installed")
@@ -208,6 +208,18 @@ def test_panel_opens_on_the_webuis_own_page(webui) -> None:
         dropdown.locator('[data-testid="dropdown-option"][aria-label="Video Loopback"]').click()
         loops = page.locator("#script_video_loopback_loop_n")
         loops.wait_for(state="visible", timeout=30_000)
+        # the keyframe preview: the mode's settings appear, and the strip shows where keyframes fall
+        clip = flash_clip(tmp_path / "flash")
+        page.locator("#script_video_loopback_input_directory textarea").first.fill(str(clip))
+        page.locator("#script_video_loopback_keyframes").get_by_text("Keyframes").first.click()
+        mode = page.locator("#script_video_loopback_keyframe_mode")
+        mode.locator("input").first.click()
+        mode.locator('[data-testid="dropdown-option"][aria-label="every n frames"]').click()
+        page.locator("#script_video_loopback_keyframe_interval input").first.fill("4")
+        page.locator("#script_video_loopback_preview_keyframes").click()
+        page.locator("#script_video_loopback_keyframe_strip img").wait_for(state="visible", timeout=60_000)
+        message = page.locator("#script_video_loopback_keyframe_message").first.inner_text()
+        assert "3 keyframes of 9 frames" in message and "0, 4, 8" in message, message
         shot = Path(__file__).parents[1] / "artifacts" / f"real-{webui['kind']}-panel.png"
         shot.parent.mkdir(exist_ok=True)
         page.screenshot(path=str(shot), full_page=True)
@@ -253,6 +265,24 @@ def test_interrupt_then_resume_equals_a_straight_run(webui, clip: Path, tmp_path
     assert len(got) == 8
     for i, (a, b) in enumerate(zip(expected, got)):
         assert np.array_equal(a, b), f"frame {i + 1} differs after the resume"
+
+
+def test_keyframe_mode_generates_keyframes_and_inpaints_repairs(webui, tmp_path: Path) -> None:
+    # a red square seen only in frames 1-3: between keyframes 0 and 4, so it is inpainted once
+    clip = flash_clip(tmp_path / "flash")
+    status, response = job(webui["url"], input_directory=str(clip), output_directory=str(tmp_path / "out"), loop_n=2,
+                           keyframe_mode="every n frames", keyframe_interval=4, repair_denoising_strength=0.7)  # fmt: skip
+    assert status == 200, response
+    root = run_folder(response)
+    assert json.loads((root / "keyframes.json").read_text())["keyframes"] == [0, 4, 8]
+    for loop in ("loop_001", "loop_002"):
+        assert len(frames(root / loop)) == 9, loop
+        assert [p.name for p in (root / "repair" / loop).iterdir()] == ["000002.png"], loop
+    last = json.loads((root / "report.json").read_text())["loops"][-1]
+    assert last["generations"] == 4 and last["repaired_frames"] == 1
+    painted = frames(root / "loop_002")
+    square = (slice(12, 28), slice(16, 32))
+    assert np.abs(painted[3][square].astype(int) - painted[1][square].astype(int)).mean() < 8, "carried, not repainted"
 
 
 def test_skip_keeps_the_frame_it_was_pressed_on(webui, clip: Path, tmp_path: Path) -> None:

@@ -1,0 +1,180 @@
+"""Keyframe mode in a run: the chosen keyframes (keyframes.json), the in-between frames of each
+loop, and what they leave in the run folder for a resumed run and the report to read back:
+the masks frames were repaired with (repair/loop_NNN/NNNNNN.png) and the pixels of each frame
+that nothing explained and that still hold a guess (guessed/loop_NNN/NNNNNN.png, only where
+there are any)."""
+
+from __future__ import annotations
+
+import functools
+import io
+import itertools
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from lib_videoloop.blend import inside_mask
+from lib_videoloop.config import Settings
+from lib_videoloop.keyframes import KeyframePlan, Propagation, choose, repair_mask
+from lib_videoloop.media.images import write_atomic
+from lib_videoloop.media.store import INPUT, FrameStore, as_stored, frame_file_name, loop_dir_name
+from lib_videoloop.motion import FlowChain
+from lib_videoloop.run_state import RunState
+
+log = logging.getLogger(__name__)
+
+KEYFRAMES_FILE = "keyframes.json"
+REPAIR = "repair"
+GUESSED = "guessed"
+
+
+def keyframe_plan(store: FrameStore, settings: Settings, state: RunState) -> KeyframePlan | None:
+    """The run's keyframes: chosen once from the (first) reference frames and kept, so a resumed
+    run makes the same frames the same way; None when keyframe_mode is off."""
+    if settings.keyframe_mode == "off":
+        return None
+    path = store.root / KEYFRAMES_FILE
+    if path.is_file():
+        return KeyframePlan.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    reference = state.references[0] if state.references else INPUT
+    plan = choose(settings, store.frames(reference), state.frame_count)
+    write_atomic(path, json.dumps(plan.to_dict()).encode("utf-8"))
+    cuts = len(plan.scene_starts) - 1
+    log.info("keyframes: %d of %d frames (%d scene cuts): %s", len(plan.keyframes), plan.frame_count, cuts,
+             ", ".join(map(str, plan.keyframes)))  # fmt: skip
+    return plan
+
+
+def preview_plan(settings: Settings) -> KeyframePlan:
+    """The keyframes a run with these settings would choose, read straight from the source (or
+    the first reference folder) the way the run copies it: the panel's preview."""
+    from lib_videoloop.media.resize import resize_frame
+    from lib_videoloop.run_setup import open_input, reference_sources, target_size
+
+    source = open_input(settings)
+    count = source.info.frame_count
+    references = reference_sources(settings, count)
+    measured = references[0] if references else source
+    w, h = target_size(settings, source.info)
+    frames = (as_stored(resize_frame(f.image, w, h, settings.resize_mode)) for f in measured)
+    return choose(settings, itertools.islice(frames, count), count)
+
+
+class InBetweens:
+    """The in-between frames of one loop, made in frame order after the loop's keyframes.
+
+    Each is propagated from its keyframes (keyframes.Propagation) and from the frame before it
+    where that one was right; what is still unexplained is repainted (keyframe_repair) once it
+    covers repair_min_share of the frame. Masks are written before the frame they belong to, so
+    a finished frame always has them, and a resumed run reads them back to go on the same way.
+    """
+
+    def __init__(
+        self,
+        store: FrameStore,
+        settings: Settings,
+        loop: int,
+        base_folder: str,
+        plan: KeyframePlan,
+        chain: FlowChain,
+        reference: Callable[[int], np.ndarray],
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.loop = loop
+        self.folder = loop_dir_name(loop)
+        self.base_folder = base_folder  # the previous loop's frames (the input for loop 1)
+        self.plan = plan
+        self.propagation = Propagation(plan, chain, reference, functools.partial(store.read_frame, self.folder))
+        self._last: tuple[int, np.ndarray, np.ndarray] | None = None
+
+    def make(
+        self,
+        i: int,
+        mask: np.ndarray | None,
+        repaint: Callable[[np.ndarray, np.ndarray], np.ndarray | None],
+    ) -> np.ndarray | None:
+        """Frame i (as it will be stored), or None when no keyframe reaches it: it is then
+        generated whole. mask: the user's; repaint(init, repair mask): the generation."""
+        s, root = self.settings, self.store.root
+        made = self.propagation.frame(i, self._previous(i))
+        if made is None:
+            _save_mask(root / REPAIR, self.loop, i, None)  # the whole frame is generated
+            self._last = None
+            return None
+        out, unknown = made
+        base = self.store.read_frame(self.base_folder, i) if mask is not None or s.keyframe_repair else None
+        if mask is not None:
+            out = inside_mask(base, out, mask)
+            unknown &= mask > 0.5
+        repair = repair_mask(unknown, mask, s.repair_min_share) if s.keyframe_repair else None
+        if repair is not None:
+            assert base is not None
+            # New content starts from the previous loop's pixels (the input's in the first loop),
+            # not from the smear the warps leave there.
+            init = out + repair[..., None] * (base - out)
+            _save_mask(root / REPAIR, self.loop, i, repair)
+            generated = repaint(init, repair)
+            if generated is not None:
+                out = init + repair[..., None] * (generated - init)
+                unknown &= repair < 0.5
+        out = as_stored(out)
+        _save_mask(root / GUESSED, self.loop, i, unknown if unknown.any() else None, only_if_given=True)
+        self._last = (i, out, unknown)
+        return out
+
+    def _previous(self, i: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """Frame i-1 and its guessed pixels, when it is an in-between of the same scene."""
+        if i == 0 or i in self.plan.scene_starts or self.plan.sides(i - 1) == [(i - 1, 1.0)]:
+            return None
+        if self._last is not None and self._last[0] == i - 1:
+            return self._last[1], self._last[2]
+        self.store.flush()  # a resumed run, or a frame generated whole just before
+        made = self.store.read_frame(self.folder, i - 1)
+        path = _mask_path(self.store.root / GUESSED, self.loop, i - 1)
+        if not path.is_file():
+            return made, np.zeros(made.shape[:2], bool)
+        with Image.open(path) as img:
+            return made, np.asarray(img) > 127
+
+
+def _mask_path(folder: Path, loop: int, index: int) -> Path:
+    return folder / loop_dir_name(loop) / frame_file_name(index)
+
+
+def _save_mask(folder: Path, loop: int, index: int, mask: np.ndarray | None, only_if_given: bool = False) -> None:
+    """An 8-bit PNG mask of an in-between frame. In repair/, None means the whole frame was
+    generated; in guessed/, None means there is nothing to write (and an earlier file goes)."""
+    path = _mask_path(folder, loop, index)
+    if mask is None and only_if_given:
+        path.unlink(missing_ok=True)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if mask is None:
+        pixels = np.full((1, 1), 255, np.uint8)
+    else:
+        pixels = (np.clip(mask.astype(np.float32), 0, 1) * 255 + 0.5).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, "L").save(buffer, format="PNG")
+    write_atomic(path, buffer.getvalue())
+
+
+def loop_stats(root: Path, loop: int, plan: KeyframePlan) -> dict[str, Any]:
+    """What keyframe mode did in one loop: generations, and how much of the clip was repainted."""
+    folder = root / REPAIR / loop_dir_name(loop)
+    repaired = sorted(folder.glob("[0-9]*.png")) if folder.is_dir() else []
+    share = 0.0
+    for path in repaired:
+        with Image.open(path) as img:
+            share += float((np.asarray(img) > 127).mean())
+    return {
+        "keyframes": len(plan.keyframes),
+        "repaired_frames": len(repaired),
+        "generations": len(plan.keyframes) + len(repaired),
+        "repaired_share": share / plan.frame_count,
+    }
