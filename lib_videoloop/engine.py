@@ -197,6 +197,8 @@ class Engine:
                 self.on_progress(Progress(plan.loop, s.loop_n, plan.frame + 1, frame_count, done, total, latest))
                 if self.should_stop():
                     raise InterruptedRun(str(store.root))
+            if blend is not None:
+                blend.close()
             previous = loop_end.finish(loop, resumed=not made)
             log.info("loop %d/%d done (%.1f s so far)", loop, s.loop_n, time.monotonic() - started)
         return previous

@@ -77,8 +77,9 @@ class LoopBlend:
         self.reference = reference
         self.chain = flows.chain()
         self.filtered: Iterator[tuple[int, np.ndarray, np.ndarray]] | None = None
+        self.scratch = store.root / FILTER_SCRATCH
         if self.method == FILTER_METHOD:
-            scratch = store.root / FILTER_SCRATCH
+            scratch = self.scratch
             self.filtered = filter_in_order(
                 store.frame_count,
                 functools.partial(store.read_frame, previous.folder),
@@ -86,6 +87,12 @@ class LoopBlend:
                 filter_strength,
                 scratch,
             )
+
+    def close(self) -> None:
+        """The loop asks for no more frames: the filter's scratch goes even when the loop's last
+        frame was not asked for (keyframe mode)."""
+        if self.filtered is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
 
     def frame(self, plan: FramePlan, frame_count: int) -> tuple[np.ndarray, np.ndarray]:
         i = plan.frame

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lib_videoloop.config import Settings
+from lib_videoloop.config import FILTER_METHOD, Settings
 from lib_videoloop.engine import Engine
 from lib_videoloop.errors import InterruptedRun, VideoLoopError
 from lib_videoloop.keyframes import KeyframePlan, Propagation, choose
@@ -132,6 +132,16 @@ def test_keyframe_mode_generates_keyframes_and_repairs_only(tmp_path: Path, bike
         assert any(r.mask.shape == saved.shape and np.abs(r.mask - saved).max() <= 1 / 255 for r in inpainted)
     frames = frames_of(result.run_dir, "loop_002")
     assert all(f.shape == (48, 64, 3) for f in frames)
+
+
+def test_the_temporal_filter_leaves_no_scratch_when_the_last_frame_is_no_keyframe(
+    tmp_path: Path, bikes: Path, tiny_backend
+) -> None:
+    settings = small(bikes, tmp_path / "out", max_frames=10, keyframe_mode="every n frames", keyframe_interval=4,
+                     temporal_superimpose_method=FILTER_METHOD, save_every_loop=False)  # fmt: skip
+    root = Engine(settings, tiny_backend).run().run_dir
+    assert json.loads((root / "keyframes.json").read_text())["keyframes"][-1] < 9
+    assert not (root / "filter_pass").exists()
 
 
 def test_keyframe_mode_resumes_to_identical_frames(tmp_path: Path, bikes: Path, tiny_backend) -> None:
