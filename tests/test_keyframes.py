@@ -187,6 +187,18 @@ def test_a_keyframe_run_exports_for_ebsynth_and_other_runs_are_refused(
     assert not (tmp_path / "p2").exists()
 
 
+def test_the_preview_chooses_the_keyframes_the_run_chooses(tmp_path: Path, bikes: Path, tiny_backend) -> None:
+    from lib_videoloop.keyframe_run import preview_plan
+
+    settings = small(bikes, tmp_path / "out", max_frames=40, loop_n=1, keyframe_mode="by motion", keyframe_interval=12,
+                     keyframe_motion=0.05, keyframe_repair=False, save_every_loop=False)  # fmt: skip
+    previewed = preview_plan(settings)
+    root = Engine(settings, tiny_backend).run().run_dir
+    chosen = json.loads((root / "keyframes.json").read_text())
+    assert chosen == previewed.to_dict()
+    assert len(chosen["keyframes"]) > 40 // 12 + 1, "the motion, not only the interval, placed keyframes"
+
+
 def test_the_panel_previews_where_the_keyframes_fall(bikes: Path) -> None:
     from conftest import panel_values
     from lib_videoloop.webui.panel import preview_keyframes
