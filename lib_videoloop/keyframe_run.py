@@ -104,27 +104,33 @@ class InBetweens:
         s, root = self.settings, self.store.root
         made = self.propagation.frame(i, self._previous(i))
         if made is None:
-            _save_mask(root / REPAIR, self.loop, i, None)  # the whole frame is generated
+            _write_mask(_mask_path(root / REPAIR, self.loop, i), np.ones((1, 1)))  # all white: generated whole
             self._last = None
             return None
         out, unknown = made
-        base = self.store.read_frame(self.base_folder, i) if mask is not None or s.keyframe_repair else None
         if mask is not None:
-            out = inside_mask(base, out, mask)
             unknown &= mask > 0.5
         repair = repair_mask(unknown, mask, s.repair_min_share) if s.keyframe_repair else None
+        # The previous loop's frame, only where something keeps or starts from it.
+        base = self.store.read_frame(self.base_folder, i) if mask is not None or repair is not None else None
+        if mask is not None:
+            out = inside_mask(base, out, mask)
         if repair is not None:
             assert base is not None
             # New content starts from the previous loop's pixels (the input's in the first loop),
             # not from the smear the warps leave there.
             init = out + repair[..., None] * (base - out)
-            _save_mask(root / REPAIR, self.loop, i, repair)
+            _write_mask(_mask_path(root / REPAIR, self.loop, i), repair)
             generated = repaint(init, repair)
             if generated is not None:
                 out = init + repair[..., None] * (generated - init)
                 unknown &= repair < 0.5
         out = as_stored(out)
-        _save_mask(root / GUESSED, self.loop, i, unknown if unknown.any() else None, only_if_given=True)
+        guessed = _mask_path(root / GUESSED, self.loop, i)
+        if unknown.any():
+            _write_mask(guessed, unknown)
+        else:
+            guessed.unlink(missing_ok=True)  # one a stopped run may have left
         self._last = (i, out, unknown)
         return out
 
@@ -147,18 +153,10 @@ def _mask_path(folder: Path, loop: int, index: int) -> Path:
     return folder / loop_dir_name(loop) / frame_file_name(index)
 
 
-def _save_mask(folder: Path, loop: int, index: int, mask: np.ndarray | None, only_if_given: bool = False) -> None:
-    """An 8-bit PNG mask of an in-between frame. In repair/, None means the whole frame was
-    generated; in guessed/, None means there is nothing to write (and an earlier file goes)."""
-    path = _mask_path(folder, loop, index)
-    if mask is None and only_if_given:
-        path.unlink(missing_ok=True)
-        return
+def _write_mask(path: Path, mask: np.ndarray) -> None:
+    """An in-between frame's mask (0-1, or bool) as an 8-bit PNG, whole or not at all."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if mask is None:
-        pixels = np.full((1, 1), 255, np.uint8)
-    else:
-        pixels = (np.clip(mask.astype(np.float32), 0, 1) * 255 + 0.5).astype(np.uint8)
+    pixels = (np.clip(mask.astype(np.float32), 0, 1) * 255 + 0.5).astype(np.uint8)
     buffer = io.BytesIO()
     Image.fromarray(pixels, "L").save(buffer, format="PNG")
     write_atomic(path, buffer.getvalue())

@@ -79,18 +79,19 @@ class LoopBlend:
         self.filtered: Iterator[tuple[int, np.ndarray, np.ndarray]] | None = None
         self.scratch = store.root / FILTER_SCRATCH
         if self.method == FILTER_METHOD:
-            scratch = self.scratch
             self.filtered = filter_in_order(
                 store.frame_count,
                 functools.partial(store.read_frame, previous.folder),
                 self.chain,
                 filter_strength,
-                scratch,
+                self.scratch,
             )
 
     def close(self) -> None:
         """The loop asks for no more frames: the filter's scratch goes even when the loop's last
-        frame was not asked for (keyframe mode)."""
+        frame was not asked for (keyframe mode). Removed here, not in a `finally` of the
+        generator: a stopped run's generator may be collected late, after a resume in the same
+        WebUI process has made a new scratch at the same place."""
         if self.filtered is not None:
             shutil.rmtree(self.scratch, ignore_errors=True)
 
