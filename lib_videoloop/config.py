@@ -161,6 +161,12 @@ class Settings:
     sampler_name: str = _f("", "sampler (backend default when empty)", "generation")
     batch_size: int = _f(1, "images per batch; every image is averaged into the frame (batch blend)", "generation")
     n_iter: int = _f(1, "batches per frame (batch count)", "generation")
+    frames_per_call: int = _f(
+        0,
+        "frames generated together in one call when nothing per frame forbids it (0: by free GPU memory,"
+        " 1 on a CPU); the same seeds per frame as one by one",
+        "generation",
+    )
     # schedules: expressions of image_i and loop_i, empty = use the setting above
     subseed_strength_schedule: str = _f("", "e.g. (sin(pi*image_i/90)+1)/2*0.07", "schedule")
     denoising_schedule: str = _f("", "e.g. 0.4 if loop_i<3 else 0.3", "schedule")
@@ -308,6 +314,7 @@ _RANGES: dict[str, tuple[float, float | None, str]] = {
     "steps": (1, MAX_STEPS, ""),
     "batch_size": (1, MAX_BATCH, ""),
     "n_iter": (1, MAX_BATCH, ""),
+    "frames_per_call": (0, MAX_BATCH, "0 lets the backend choose by free GPU memory"),
     "seed": (-1, MAX_SEED, "-1 draws one"),
     "subseed": (-1, MAX_SEED, "-1 draws one"),
     "cfg_scale": (*CFG_RANGE, ""),

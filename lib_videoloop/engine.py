@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from lib_videoloop.backends import Backend, GenerationRequest
+from lib_videoloop.backends import Backend, GenerationRequest, frames_per_call, generate_frames
 from lib_videoloop.blend import batch_blend, inside_mask, superimpose
 from lib_videoloop.config import Settings
 from lib_videoloop.denoise.weights import NOWHERE_ELSE, WeightPlaces
@@ -47,6 +48,9 @@ from lib_videoloop.run_state import RunState
 from lib_videoloop.temporal import FrameWindow, LoopBlend
 
 log = logging.getLogger(__name__)
+
+# Flows are computed this many pairs ahead, on as many threads (OpenCV's DIS uses one core each).
+FLOW_THREADS = min(4, os.cpu_count() or 1)
 
 
 @dataclass
@@ -130,15 +134,17 @@ class Engine:
         with (
             store.background_writes(),
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="videoloop-read") as reader,
+            ThreadPoolExecutor(max_workers=FLOW_THREADS, thread_name_prefix="videoloop-flow") as flow_reader,
             LoopEnd(store, s, state, self.weight_places, keyplan) as loop_end,
         ):
             flows = FlowFolder(
                 store.root / FLOWS,
                 lambda i: store.read_frame(state.references[0] if state.references else INPUT, i),
                 state.frame_count,
-                reader,
+                flow_reader,
+                ahead=FLOW_THREADS,
             )  # the motion of the (first) reference frames, computed once for the whole run
-            previous = self._loops(planner, reader, flows, loop_end, result, done, total, keyplan)
+            previous = self._loops(planner, reader, flows, loop_end, _Tally(result, done, total), keyplan)
             result.report = loop_end.last_report()
             result.loop_videos = loop_end.loop_videos
             result.frames_folder = previous
@@ -152,9 +158,7 @@ class Engine:
         reader: ThreadPoolExecutor,
         flows: FlowFolder,
         loop_end: LoopEnd,
-        result: RunResult,
-        done: int,
-        total: int,
+        tally: _Tally,
         keyplan: KeyframePlan | None,
     ) -> str:
         """Generates every missing frame, loop by loop; returns the folder of the final frames."""
@@ -173,63 +177,87 @@ class Engine:
             masks = FrameWindow(store, MASKS, reader) if s.use_mask else None
             blend: LoopBlend | None = None  # made when the loop has a frame to generate
             inbetweens: InBetweens | None = None
+            batch: list[_Pending] = []  # frames prepared for one generation call
             for plan in _in_order(list(plans), keyplan):
                 if store.is_complete(folder, plan.frame):
                     continue
-                latest, generated = None, True
-                if keyplan is not None and plan.frame not in keys:
+                made = True
+                inbetween = keyplan is not None and plan.frame not in keys
+                if inbetween:
+                    self._finish(batch, tally)  # in-betweens read the keyframes back
                     if inbetweens is None:
                         store.flush()  # the loop's keyframes on disk: they are read back from there
                         reference = functools.partial(store.read_frame, references[0].folder)
                         inbetweens = InBetweens(store, s, loop, previous, keyplan, flows.chain(), reference)
-                    latest, generated = self._inbetween(plan, inbetweens, references, masks)
-                if latest is None:
-                    if blend is None:
-                        strength = functools.partial(_filter_strength, planner, plan.loop)
-                        blend = LoopBlend(
-                            s, store, FrameWindow(store, previous, reader), references[0], flows, strength
-                        )
-                    latest = self._frame(plan, blend, references, masks, frame_count)
-                made = True
-                if generated:
-                    result.seeds.append(plan.seed)
-                done += 1
-                self.on_progress(Progress(plan.loop, s.loop_n, plan.frame + 1, frame_count, done, total, latest))
-                if self.should_stop():
-                    raise InterruptedRun(str(store.root))
+                    latest, repaired = self._inbetween(plan, inbetweens, references, masks)
+                    if latest is not None:
+                        self._done(plan, latest, repaired, tally)
+                        continue
+                if blend is None:
+                    strength = functools.partial(_filter_strength, planner, plan.loop)
+                    blend = LoopBlend(s, store, FrameWindow(store, previous, reader), references[0], flows, strength)
+                pending = self._prepare(plan, blend, references, masks, frame_count)
+                if batch and not batch[0].takes(pending, len(batch)):
+                    self._finish(batch, tally)
+                if not batch:
+                    pending.limit = frames_per_call(self.backend, pending.request, s.frames_per_call)
+                batch.append(pending)
+                if inbetween or len(batch) >= batch[0].limit:  # the next in-between reads this one
+                    self._finish(batch, tally)
+            self._finish(batch, tally)
             if blend is not None:
                 blend.close()
             previous = loop_end.finish(loop, resumed=not made)
             log.info("loop %d/%d done (%.1f s so far)", loop, s.loop_n, time.monotonic() - started)
         return previous
 
-    # -- one frame -------------------------------------------------------------------------
-    def _frame(
+    # -- frames and batches ----------------------------------------------------------------
+    def _prepare(
         self,
         plan: FramePlan,
         blend: LoopBlend,
         references: list[FrameWindow],
         masks: FrameWindow | None,
         frame_count: int,
-    ) -> np.ndarray:
+    ) -> _Pending:
         i = plan.frame
         base, init = blend.frame(plan, frame_count)
         mask = masks.get([i])[i] if masks is not None else None  # the next one is read ahead
         init = inside_mask(base, init, mask)
-        request = self._request(plan, init, mask, references)
-        generated = self._generate(request)
-        if generated is None:
-            out = base  # skipped: the frame keeps its previous-loop image
-        else:
-            out = superimpose(base, generated, plan.superimpose_alpha, mask)
-            if plan.post_process is not None:
-                pil = to_pil(out)
-                processed = plan.post_process(pil)
-                if processed is not pil:  # an identity lambda leaves the float frame untouched
-                    out = inside_mask(base, from_pil(processed.convert("RGB")), mask)
-        self.store.write_frame(loop_dir_name(plan.loop), i, out)
-        self._record_model_name()
-        return out
+        return _Pending(plan, base, mask, self._request(plan, init, mask, references))
+
+    def _finish(self, batch: list[_Pending], tally: _Tally) -> None:
+        """Generates the batch's frames in one call, superimposes and writes each; empties the batch."""
+        if not batch:
+            return
+        for pending, generated in zip(batch, self._generate([p.request for p in batch])):
+            plan, base, mask = pending.plan, pending.base, pending.mask
+            if generated is None:
+                out = base  # skipped: the frame keeps its previous-loop image
+            else:
+                out = superimpose(base, generated, plan.superimpose_alpha, mask)
+                if plan.post_process is not None:
+                    pil = to_pil(out)
+                    processed = plan.post_process(pil)
+                    if processed is not pil:  # an identity lambda leaves the float frame untouched
+                        out = inside_mask(base, from_pil(processed.convert("RGB")), mask)
+            self.store.write_frame(loop_dir_name(plan.loop), plan.frame, out)
+            self._record_model_name()
+            self._done(plan, out, True, tally)
+        batch.clear()
+
+    def _done(self, plan: FramePlan, latest: np.ndarray, generated: bool, tally: _Tally) -> None:
+        """Progress after a frame is written; stops the run here when asked to."""
+        assert self.store is not None and self.state is not None
+        if generated:
+            tally.result.seeds.append(plan.seed)
+        tally.done += 1
+        frames = self.state.frame_count
+        self.on_progress(
+            Progress(plan.loop, self.settings.loop_n, plan.frame + 1, frames, tally.done, tally.total, latest)
+        )
+        if self.should_stop():
+            raise InterruptedRun(str(self.store.root))
 
     def _inbetween(
         self, plan: FramePlan, inbetweens: InBetweens, references: list[FrameWindow], masks: FrameWindow | None
@@ -243,7 +271,7 @@ class Engine:
         def repaint(init: np.ndarray, repair: np.ndarray) -> np.ndarray | None:
             repaired.append(plan.frame)
             sampling = dict(plan.sampling(), denoising_strength=self.settings.repair_denoising_strength)
-            return self._generate(self._request(plan, init, repair, references, sampling))
+            return self._generate([self._request(plan, init, repair, references, sampling)])[0]
 
         out = inbetweens.make(plan.frame, mask, repaint)
         if out is not None:
@@ -280,15 +308,19 @@ class Engine:
             **(sampling or plan.sampling()),
         )
 
-    def _generate(self, request: GenerationRequest) -> np.ndarray | None:
-        """The batch blend of the backend's images for one request; None when the user skipped."""
-        images = self.backend.generate(request)
+    def _generate(self, requests: list[GenerationRequest]) -> list[np.ndarray | None]:
+        """Each request's batch blend of the backend's images, from one call; None for every
+        frame of a call the user skipped."""
+        per_frame = generate_frames(self.backend, requests)
         if self.should_skip():
-            return None
-        if len(images) != request.image_count:
-            raise RuntimeError(f"backend returned {len(images)} images, expected {request.image_count}")
-        h, w = request.height, request.width
-        return batch_blend([img if img.shape[:2] == (h, w) else resize_frame(img, w, h) for img in images])
+            return [None] * len(requests)
+        blended: list[np.ndarray | None] = []
+        for request, images in zip(requests, per_frame):
+            if len(images) != request.image_count:
+                raise RuntimeError(f"backend returned {len(images)} images, expected {request.image_count}")
+            h, w = request.height, request.width
+            blended.append(batch_blend([img if img.shape[:2] == (h, w) else resize_frame(img, w, h) for img in images]))
+        return blended
 
     def _record_model_name(self) -> None:
         # The WebUI (Forge) knows the real model only after the first generation. Every model
@@ -302,6 +334,28 @@ class Engine:
             models.append(name)
             self.settings = replace(self.settings, model_name=name)
             write_record(self.store, self.settings, self.state)
+
+
+@dataclass
+class _Tally:
+    result: RunResult
+    done: int  # frames finished, all loops together
+    total: int
+
+
+@dataclass
+class _Pending:
+    """A frame ready for generation: its plan, the frame it is superimposed on, its mask and request."""
+
+    plan: FramePlan
+    base: np.ndarray
+    mask: np.ndarray | None
+    request: GenerationRequest
+    limit: int = 1  # frames per call, decided by the batch's first frame
+
+    def takes(self, other: _Pending, size: int) -> bool:
+        """Whether a batch that starts with this frame and holds `size` frames takes `other` too."""
+        return size < self.limit and other.request.call_key() == self.request.call_key()
 
 
 def _in_order(plans: list[FramePlan], keyplan: KeyframePlan | None) -> list[FramePlan]:

@@ -70,7 +70,7 @@ def test_newer_settings_version_is_refused() -> None:
 
 
 def test_an_older_api_argument_list_still_means_what_it_meant() -> None:
-    """API callers written before the temporal filter send the arguments without it."""
+    """API callers written before a setting was added send the arguments without it."""
     from lib_videoloop.webui.panel import ADDED_LATER, KEYFRAME_FIELDS, PANEL_ORDER, settings_from_panel
 
     values = {name: "" for name in PANEL_ORDER}
@@ -80,10 +80,14 @@ def test_an_older_api_argument_list_still_means_what_it_meant() -> None:
                   video_post_process_method="None", video_post_process_alpha=0.3, fastdvdnet_noise_sigma=60,
                   video_post_process_when="last loop", temporal_filter_strength=0.4, keyframe_mode="off",
                   keyframe_interval=8, keyframe_motion=0.1, keyframe_repair=True, repair_min_share=0.02,
-                  repair_denoising_strength=0.6)  # fmt: skip
+                  repair_denoising_strength=0.6, frames_per_call=4)  # fmt: skip
     full = [values[name] for name in PANEL_ORDER]
     older = full[: -len(ADDED_LATER)]
-    before_keyframes = full[: -len(KEYFRAME_FIELDS)]
+    before_frames_per_call = full[:-1]
+    before_keyframes = full[: -len(KEYFRAME_FIELDS) - 1]
+    assert settings_from_panel(full)[0].frames_per_call == 4
+    assert settings_from_panel(before_frames_per_call)[0].frames_per_call == 0  # the backend chooses
+    assert settings_from_panel(before_frames_per_call)[0].repair_min_share == 0.02
     assert settings_from_panel(before_keyframes)[0].temporal_filter_strength == 0.4
     assert settings_from_panel(before_keyframes)[0].keyframe_mode == "off"
     settings, _ = settings_from_panel(older)

@@ -329,3 +329,37 @@ def test_keyframe_mode_inpaints_repairs_through_process_images(webui, tmp_path: 
     assert painted[12:28, 16:32].min() == 255 and painted[40:, 48:].max() == 0
     assert len(FrameStore.open(run_dir).complete_frames("loop_001")) == 9
     assert "generations" in processed.info
+
+
+def test_frames_share_a_call_unless_a_mask_or_controlnet_takes_each_frame(webui, tmp_path: Path, bikes: Path) -> None:
+    _, unit_cls, calls = webui
+    own = np.full((48, 64, 3), 7, np.uint8)
+
+    def run(name: str, frames_per_call: int, frame_unit: bool = False, **kw) -> list[np.ndarray]:
+        calls.clear()
+        p = make_p(unit_cls, own)
+        p.script_args = (unit_cls(enabled=frame_unit), unit_cls(enabled=True, image=own))
+        values = panel_values(
+            input_directory=str(bikes), output_directory=str(tmp_path / name), max_frames=4, loop_n=1, fix_seed=False,
+            prompt_schedule="f'a bike {image_i}'", frames_per_call=frames_per_call, **kw,
+        )  # fmt: skip
+        processed = load_webui_script().run(p, *values)
+        store = FrameStore.open(Path(processed.info.splitlines()[0].split(": ", 1)[1]))
+        return [store.read_frame("loop_001", i) for i in range(4)]
+
+    alone = run("alone", 1)
+    assert [c["seed"] for c in calls] == [100, 102, 104, 106]
+    together = run("together", 2)
+    # Two frames of two images each per call: an init image, prompt and seed per item.
+    assert [c["seed"] for c in calls] == [[100, 101, 102, 103], [104, 105, 106, 107]]
+    assert [c["processed"].all_prompts for c in calls] == [
+        ["a bike 1", "a bike 1", "a bike 2", "a bike 2"], ["a bike 3", "a bike 3", "a bike 4", "a bike 4"]
+    ]  # fmt: skip
+    for a, b in zip(alone, together):
+        assert np.array_equal(a, b)
+    assert not np.array_equal(together[0], together[1])
+    # One mask and one image per ControlNet unit on p: such frames go one by one.
+    run("unit", 2, frame_unit=True)
+    assert len(calls) == 4
+    run("mask", 2, use_mask=True, mask_directory=str(masks_for(tmp_path / "masks", 4)))
+    assert len(calls) == 4

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from lib_videoloop.backends import GenerationRequest
+from lib_videoloop.backends import GenerationRequest, auto_frames_per_call
 from lib_videoloop.backends.tiny import TINY_MODEL_NAME, build_tiny_pipeline
 from lib_videoloop.errors import VideoLoopError
 from lib_videoloop.media.images import to_pil
@@ -60,7 +60,7 @@ class DiffusersBackend:
             device = self.requested_device or ("cuda" if torch.cuda.is_available() else "cpu")
             self.device = device
             self.dtype = torch.float16 if device.startswith("cuda") else torch.float32
-            pipe = self._load(self.model)
+            pipe = self._load(self.model, self.dtype)
             if self.sampler_name:
                 import diffusers
 
@@ -73,7 +73,7 @@ class DiffusersBackend:
         return self._img2img
 
     @staticmethod
-    def _load(model: str):
+    def _load(model: str, dtype: Any):
         from diffusers import StableDiffusionImg2ImgPipeline
 
         if model == TINY_MODEL_NAME:
@@ -81,11 +81,18 @@ class DiffusersBackend:
         path = Path(model).expanduser()
         try:
             if path.is_dir():
+                # In the device's precision whatever the files hold (a half-precision folder on a CPU too).
                 return StableDiffusionImg2ImgPipeline.from_pretrained(
-                    str(path), local_files_only=True, safety_checker=None, requires_safety_checker=False
+                    str(path),
+                    local_files_only=True,
+                    safety_checker=None,
+                    requires_safety_checker=False,
+                    torch_dtype=dtype,
                 )
             if path.suffix.lower() in (".safetensors", ".ckpt"):
-                return StableDiffusionImg2ImgPipeline.from_single_file(str(path), local_files_only=True)
+                return StableDiffusionImg2ImgPipeline.from_single_file(
+                    str(path), local_files_only=True, torch_dtype=dtype
+                )
         except (OSError, ValueError) as exc:
             raise VideoLoopError(
                 "--model",
@@ -116,39 +123,58 @@ class DiffusersBackend:
             )
 
     def generate(self, request: GenerationRequest) -> list[np.ndarray]:
+        return self.generate_frames([request])[0]
+
+    def frames_per_call(self, request: GenerationRequest, setting: int) -> int:
+        if setting:
+            return setting
+        self.img2img  # noqa: B018  (loads the model, which settles the device)
+        return auto_frames_per_call(request.width, request.height, request.image_count, self.device)
+
+    def generate_frames(self, requests: list[GenerationRequest]) -> list[list[np.ndarray]]:
+        """The frames' images from n_iter pipeline calls of batch_size images per frame: each
+        image keeps its own generator, seeded as frame by frame, so the batch changes only the
+        order of floating-point sums."""
         import torch
 
-        h, w = request.init_image.shape[:2]
+        first = requests[0]
+        h, w = first.init_image.shape[:2]
+        if int(first.steps * first.denoising_strength) < 1:
+            # Nothing would be sampled (diffusers refuses zero steps): the init image is the result.
+            return [[r.init_image] * r.image_count for r in requests]
         # The model works on sizes divisible by its latent scale; the engine's frame size rules.
         scale = getattr(self.img2img, "vae_scale_factor", 8)
-        if int(request.steps * request.denoising_strength) < 1:
-            # Nothing would be sampled (diffusers refuses zero steps): the init image is the result.
-            return [request.init_image] * request.image_count
-        gen_w, gen_h = max(scale, request.width // scale * scale), max(scale, request.height // scale * scale)
-        init = to_pil(resize_frame(request.init_image, gen_w, gen_h))
-        images: list[np.ndarray] = []
-        for batch in range(request.n_iter):
-            first = request.seed + batch * request.batch_size
-            generators = [torch.Generator("cpu").manual_seed(first + k) for k in range(request.batch_size)]
+        gen_w, gen_h = max(scale, first.width // scale * scale), max(scale, first.height // scale * scale)
+        size = first.batch_size
+
+        def each(make):  # one entry per image of the call: frame by frame, batch_size each
+            return [item for r in requests for item in [make(r)] * size]
+
+        inits = each(lambda r: to_pil(resize_frame(r.init_image, gen_w, gen_h)))
+        masks = each(lambda r: to_pil(resize_frame(r.mask, gen_w, gen_h))) if first.mask is not None else None
+        images: list[list[np.ndarray]] = [[] for _ in requests]
+        for batch in range(first.n_iter):
+            generators = [
+                torch.Generator("cpu").manual_seed(r.seed + batch * size + k) for r in requests for k in range(size)
+            ]
             common = dict(
-                prompt=[request.prompt] * request.batch_size,
-                negative_prompt=[request.negative_prompt] * request.batch_size,
-                strength=request.denoising_strength,
-                num_inference_steps=request.steps,
-                guidance_scale=request.cfg_scale,
+                prompt=each(lambda r: r.prompt),
+                negative_prompt=each(lambda r: r.negative_prompt),
+                strength=first.denoising_strength,
+                num_inference_steps=first.steps,
+                guidance_scale=first.cfg_scale,
                 generator=generators,
                 output_type="np",
             )
-            if request.mask is not None:
-                mask = to_pil(resize_frame(request.mask, gen_w, gen_h))
-                out = self.inpaint(image=init, mask_image=mask, width=gen_w, height=gen_h, **common)
+            if masks is not None:
+                out = self.inpaint(image=inits, mask_image=masks, width=gen_w, height=gen_h, **common)
             else:
-                out = self.img2img(image=init, **common)
-            for arr in out.images:
+                out = self.img2img(image=inits, **common)
+            for n, arr in enumerate(out.images):
                 arr = np.asarray(arr, dtype=np.float32)
                 if arr.shape[:2] != (h, w):
                     arr = resize_frame(arr, w, h)
-                images.append(np.clip(arr, 0.0, 1.0))
+                images[n // size].append(np.clip(arr, 0.0, 1.0))
         return images
 
 

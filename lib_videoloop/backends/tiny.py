@@ -27,10 +27,9 @@ def _byte_alphabet() -> list[str]:
     return [chr(c) for c in chars]
 
 
-def build_tiny_pipeline():
-    import torch
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionImg2ImgPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+def byte_tokenizer():
+    """A CLIP tokenizer over single bytes (no merges), made here: no vocabulary is downloaded."""
+    from transformers import CLIPTokenizer
 
     alphabet = _byte_alphabet()
     vocab = {c: i for i, c in enumerate(alphabet)}
@@ -41,8 +40,16 @@ def build_tiny_pipeline():
         vocab_file, merges_file = Path(tmp, "vocab.json"), Path(tmp, "merges.txt")
         vocab_file.write_text(json.dumps(vocab), encoding="utf-8")
         merges_file.write_text("#version: 0.2\n", encoding="utf-8")
-        tokenizer = CLIPTokenizer(str(vocab_file), str(merges_file), model_max_length=77)
+        return CLIPTokenizer(str(vocab_file), str(merges_file), model_max_length=77)
 
+
+def build_tiny_pipeline():
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionImg2ImgPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    tokenizer = byte_tokenizer()
+    vocab = tokenizer.get_vocab()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(20240611)
         text_encoder = CLIPTextModel(

@@ -36,8 +36,9 @@ _MAGIC = b"VLF1"
 class FlowFolder:
     """Pairs of flows computed from `reference(i)` on first need and kept in `folder`.
 
-    With a reader (a one-thread executor), the pair after the one asked for is computed or read
-    ahead on it, so that a loop going through the frames in order rarely waits for a flow.
+    With a reader (an executor), the `ahead` pairs after the one asked for are computed or read
+    ahead on it, so that a loop going through the frames in order rarely waits for a flow: with
+    as many threads as pairs ahead, a GPU that makes frames faster than one core makes flows.
     """
 
     def __init__(
@@ -46,11 +47,13 @@ class FlowFolder:
         reference: Callable[[int], np.ndarray],
         frame_count: int,
         reader: ThreadPoolExecutor | None = None,
+        ahead: int = 1,
     ) -> None:
         self.folder = folder
         self.reference = reference
         self.frame_count = frame_count
         self.reader = reader
+        self.ahead = ahead
         self._ahead: dict[int, Future[PairFlow]] = {}
         self._last = -1
         self._local = threading.local()
@@ -64,11 +67,12 @@ class FlowFolder:
     def pair(self, i: int) -> PairFlow:
         future = self._ahead.pop(i, None)
         pair = future.result() if future is not None else self._load_or_compute(i)
-        upcoming = i + 1 if i >= self._last else i - 1  # the filter's backward pass goes down
+        step = 1 if i >= self._last else -1  # the filter's backward pass goes down
         self._last = i
-        self._ahead = {k: f for k, f in self._ahead.items() if abs(k - i) <= 2}
-        if self.reader is not None and 0 <= upcoming < self.frame_count - 1 and upcoming not in self._ahead:
-            self._ahead[upcoming] = self.reader.submit(self._load_or_compute, upcoming)
+        self._ahead = {k: f for k, f in self._ahead.items() if abs(k - i) <= self.ahead + 1}
+        for upcoming in range(i + step, i + step * (self.ahead + 1), step):
+            if self.reader is not None and 0 <= upcoming < self.frame_count - 1 and upcoming not in self._ahead:
+                self._ahead[upcoming] = self.reader.submit(self._load_or_compute, upcoming)
         return pair
 
     def forward_backward(self, i: int) -> tuple[np.ndarray, np.ndarray]:

@@ -99,6 +99,7 @@ class FrameStore:
         self._writer: ThreadPoolExecutor | None = None
         self._pending: dict[tuple[str, int], np.ndarray] = {}  # queued frames, served to readers
         self._failure: BaseException | None = None
+        self._manifest_lock = threading.Lock()  # writers append whole lines, one at a time
 
     # -- creating and reopening --------------------------------------------------------------
     @classmethod
@@ -262,14 +263,17 @@ class FrameStore:
         self._slots.release()
 
     @contextlib.contextmanager
-    def background_writes(self, depth: int = 4) -> Iterator[None]:
-        """Frame files are encoded and written on a worker while the next frame generates.
+    def background_writes(self, depth: int = 8, workers: int | None = None) -> Iterator[None]:
+        """Frame files are encoded and written on workers while the next frames generate.
 
-        The 16-bit PNG encode (~65 ms at 512x512 here) thus leaves the generation's path. The
-        crash rules stay: a manifest line is written only after its file is whole, so after a
-        kill -9 the queued frames are simply made again. Until then a queued frame is served
-        from memory, so readers never miss it."""
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="videoloop-write")
+        The 16-bit PNG encode (~65 ms at 512x512 on one core) thus leaves the generation's path;
+        several workers keep up with a GPU that makes a frame in less (the encoder releases the
+        GIL). The crash rules stay: a manifest line is written only after its file is whole, so
+        after a kill -9 the queued frames are simply made again. Until then a queued frame is
+        served from memory, so readers never miss it. At most `depth` frames wait in memory."""
+        workers = workers or min(4, os.cpu_count() or 1)
+        self._writer = ThreadPoolExecutor(max_workers=min(workers, depth), thread_name_prefix="videoloop-write")
+        self._depth = depth
         self._slots = threading.BoundedSemaphore(depth)
         try:
             yield
@@ -281,7 +285,11 @@ class FrameStore:
     def flush(self) -> None:
         """Waits until every queued frame is on disk; raises the first write that failed."""
         if self._writer is not None:
-            self._writer.submit(lambda: None).result()  # one worker: everything before it is done
+            # Each queued frame holds a slot until it is written: holding them all means none is left.
+            for _ in range(self._depth):
+                self._slots.acquire()
+            for _ in range(self._depth):
+                self._slots.release()
         self._raise_failure()
 
     def _raise_failure(self) -> None:
@@ -322,7 +330,7 @@ class FrameStore:
         self._complete.setdefault(folder, set()).add(index)
 
     def _append_manifest(self, folder: str, index: int) -> None:
-        with open(self.root / MANIFEST, "a", encoding="utf-8") as handle:
+        with self._manifest_lock, open(self.root / MANIFEST, "a", encoding="utf-8") as handle:
             handle.write(json.dumps({"dir": folder, "frame": index}) + "\n")
             handle.flush()
             os.fsync(handle.fileno())

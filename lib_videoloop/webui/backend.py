@@ -1,6 +1,7 @@
-"""The WebUI backend: each frame is one processing.process_images call on a fresh copy of p, so
-every img2img setting and extension (sampler, model, LoRA, VAE, inpaint options, ControlNet)
-applies, and nothing one call leaves on p reaches the next frame."""
+"""The WebUI backend: each call is one processing.process_images on a fresh copy of p, so every
+img2img setting and extension (sampler, model, LoRA, VAE, inpaint options, ControlNet) applies,
+and nothing one call leaves on p reaches the next. A call makes one frame, or several frames as
+one img2img batch with an init image, prompt and seed per item."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from lib_videoloop.backends import GenerationRequest
+from lib_videoloop.backends import GenerationRequest, auto_frames_per_call
 from lib_videoloop.errors import InterruptedRun
 from lib_videoloop.media.images import from_pil, to_pil
-from lib_videoloop.webui.controlnet import apply_frame
+from lib_videoloop.webui.controlnet import apply_frame, frame_units
 
 # State that p.init() leaves behind only when a mask is present (DESIGN.md), and Forge's lists
 # that grow on every call: a copy of p must not inherit them.
@@ -36,7 +37,19 @@ class WebUIBackend:
     def check(self, uses_subseed: bool, uses_mask: bool) -> None:
         """The WebUI supports variation seeds and inpainting: nothing to refuse."""
 
-    def _copy(self, request: GenerationRequest, iteration: int) -> Any:
+    def frames_per_call(self, request: GenerationRequest, setting: int) -> int:
+        """Frames share a call as one img2img batch with an init image per item. p takes one mask
+        and each ControlNet unit one image, so a frame with its own mask or ControlNet input
+        goes alone."""
+        if request.mask is not None or (request.control_images and frame_units(self.p)):
+            return 1
+        if setting:
+            return setting
+        from modules import devices
+
+        return auto_frames_per_call(request.width, request.height, request.image_count, str(devices.device))
+
+    def _copy(self, requests: list[GenerationRequest], iteration: int) -> Any:
         q = copy.copy(self.p)
         for name in _STALE_FIELDS:
             if hasattr(q, name):
@@ -44,32 +57,42 @@ class WebUIBackend:
         for name in _FORGE_LISTS:
             if hasattr(q, name):
                 setattr(q, name, [])
+        first = requests[0]
+        size = first.batch_size
         q.extra_generation_params = dict(getattr(self.p, "extra_generation_params", {}) or {})
-        q.init_images = [to_pil(request.init_image)]
-        q.image_mask = to_pil(request.mask) if request.mask is not None else None
-        q.prompt, q.negative_prompt = request.prompt, request.negative_prompt
-        # The seeds the WebUI itself gives batch `iteration` of an n_iter run: seed + k per image
-        # only without variation strength (with it, every image keeps the seed), subseed + k always.
-        offset = iteration * request.batch_size
-        q.seed = request.seed + (offset if request.subseed_strength == 0 else 0)
-        q.subseed, q.subseed_strength = request.subseed + offset, request.subseed_strength
-        q.denoising_strength, q.steps, q.cfg_scale = request.denoising_strength, request.steps, request.cfg_scale
-        q.batch_size, q.n_iter = request.batch_size, 1
+        q.image_mask = to_pil(first.mask) if first.mask is not None else None
+        q.denoising_strength, q.steps, q.cfg_scale = first.denoising_strength, first.steps, first.cfg_scale
+        q.subseed_strength = first.subseed_strength
         q.do_not_save_grid = True
         q.do_not_save_samples = True  # the run folder keeps every frame
-        apply_frame(q, request.control_images)
+        apply_frame(q, first.control_images)
+        seeds, subseeds = _seeds(requests, iteration)
+        if len(requests) == 1:  # one frame: the call as the img2img tab makes it
+            q.init_images = [to_pil(first.init_image)]
+            q.prompt, q.negative_prompt = first.prompt, first.negative_prompt
+            q.seed, q.subseed = seeds[0], subseeds[0]
+        else:  # an init image, prompt and seed per batch item: img2img takes lists of each
+            q.init_images = [to_pil(r.init_image) for r in requests for _ in range(size)]
+            q.prompt = [r.prompt for r in requests for _ in range(size)]
+            q.negative_prompt = [r.negative_prompt for r in requests for _ in range(size)]
+            q.seed, q.subseed = seeds, subseeds
+        q.batch_size, q.n_iter = size * len(requests), 1
         return q
 
     def generate(self, request: GenerationRequest) -> list[np.ndarray]:
-        """One process_images call per batch (n_iter calls of batch_size images), so that a Skip
-        is seen between batches; a skipped frame's remaining batches are not generated."""
+        return self.generate_frames([request])[0]
+
+    def generate_frames(self, requests: list[GenerationRequest]) -> list[list[np.ndarray]]:
+        """One process_images call per batch (n_iter calls of batch_size images per frame), so
+        that a Skip is seen between batches; a skipped call's remaining batches are not generated."""
         from modules import shared
 
-        images: list[np.ndarray] = []
-        for iteration in range(request.n_iter):
+        images: list[list[np.ndarray]] = [[] for _ in requests]
+        for iteration in range(requests[0].n_iter):
             if self.skipped or shared.state.skipped:
-                return []  # the engine learns of the Skip from take_skip()
-            images += self._generate_batch(request, iteration)
+                return [[] for _ in requests]  # the engine learns of the Skip from take_skip()
+            for frame, batch in zip(images, self._generate_batch(requests, iteration)):
+                frame += batch
         return images
 
     @contextlib.contextmanager
@@ -109,14 +132,16 @@ class WebUIBackend:
         shared.state.skipped = False
         return skipped
 
-    def _generate_batch(self, request: GenerationRequest, iteration: int) -> list[np.ndarray]:
+    def _generate_batch(self, requests: list[GenerationRequest], iteration: int) -> list[list[np.ndarray]]:
         import torch
         from modules import processing, shared
 
-        q = self._copy(request, iteration)
-        # AUTOMATIC1111 encodes the init image with torch's global generator before it seeds the
-        # frame, so without this a frame would depend on whatever the server ran before it.
-        torch.manual_seed(q.seed)
+        q = self._copy(requests, iteration)
+        # AUTOMATIC1111 encodes the init images with torch's global generator before it seeds the
+        # frame, so without this a frame would depend on whatever the server ran before it. (In a
+        # batch of frames the second and later frames' encodings continue from the first one's
+        # seed: their latents differ from a frame-by-frame run by that sampling noise alone.)
+        torch.manual_seed(_seeds(requests, iteration)[0][0])
         saved = {key: getattr(shared.opts, key) for key in _EXTRA_IMAGE_OPTIONS if hasattr(shared.opts, key)}
         for key in saved:
             setattr(shared.opts, key, False)
@@ -130,10 +155,26 @@ class WebUIBackend:
         if state.interrupted or getattr(state, "stopping_generation", False):
             raise InterruptedRun("interrupted")
         self.model_name = getattr(q, "sd_model_name", None) or self.model_name
+        size = requests[0].batch_size
         first = processed.index_of_first_image
-        images = [img.convert("RGB") for img in processed.images[first : first + request.batch_size]]
-        if getattr(shared.opts, "img2img_color_correction", False) and request.input_image is not None:
-            # Towards the frame's own input, so colours cannot drift over loops.
-            correction = processing.setup_color_correction(to_pil(request.input_image))
-            images = [processing.apply_color_correction(correction, img) for img in images]
-        return [from_pil(img) for img in images]
+        generated = [img.convert("RGB") for img in processed.images[first : first + size * len(requests)]]
+        per_frame = []
+        for n, request in enumerate(requests):
+            images = generated[n * size : (n + 1) * size]
+            if getattr(shared.opts, "img2img_color_correction", False) and request.input_image is not None:
+                # Towards the frame's own input, so colours cannot drift over loops.
+                correction = processing.setup_color_correction(to_pil(request.input_image))
+                images = [processing.apply_color_correction(correction, img) for img in images]
+            per_frame.append([from_pil(img) for img in images])
+        return per_frame
+
+
+def _seeds(requests: list[GenerationRequest], iteration: int) -> tuple[list[int], list[int]]:
+    """The seeds and subseeds of every image of batch `iteration`, frame after frame, as the WebUI
+    gives them in an n_iter run of each frame: seed + k per image only without variation strength
+    (with it, every image keeps the seed), subseed + k always."""
+    size = requests[0].batch_size
+    offset = iteration * size
+    seeds = [r.seed + (offset + k if r.subseed_strength == 0 else 0) for r in requests for k in range(size)]
+    subseeds = [r.subseed + offset + k for r in requests for k in range(size)]
+    return seeds, subseeds

@@ -38,21 +38,33 @@ def _needs_image(unit: Any) -> bool:
     return bool(get("enabled", False)) and get("image", None) is None
 
 
-def apply_frame(p: Any, control_images: list[np.ndarray]) -> int:
-    """Gives p's ControlNet units this frame's images; returns how many units got one."""
-    if not control_images:
-        return 0
+def _controlnet(p: Any) -> Any:
     runner = getattr(p, "scripts", None)
     for script in getattr(runner, "alwayson_scripts", []) or []:
-        if "controlnet" not in script.title().lower():
-            continue
-        frames = [to_uint8(img) for img in control_images]
-        args = list(p.script_args)
-        given = 0
-        for index in range(script.args_from, script.args_to):
-            if _needs_image(args[index]):
-                args[index] = _with_image(args[index], frames[min(given, len(frames) - 1)])
-                given += 1
-        p.script_args = tuple(args)
-        return given
-    return 0
+        if "controlnet" in script.title().lower():
+            return script
+    return None
+
+
+def frame_units(p: Any) -> int:
+    """How many of p's ControlNet units take each frame (enabled, without an image of their own)."""
+    script = _controlnet(p)
+    if script is None:
+        return 0
+    return sum(_needs_image(unit) for unit in p.script_args[script.args_from : script.args_to])
+
+
+def apply_frame(p: Any, control_images: list[np.ndarray]) -> int:
+    """Gives p's ControlNet units this frame's images; returns how many units got one."""
+    script = _controlnet(p) if control_images else None
+    if script is None:
+        return 0
+    frames = [to_uint8(img) for img in control_images]
+    args = list(p.script_args)
+    given = 0
+    for index in range(script.args_from, script.args_to):
+        if _needs_image(args[index]):
+            args[index] = _with_image(args[index], frames[min(given, len(frames) - 1)])
+            given += 1
+    p.script_args = tuple(args)
+    return given

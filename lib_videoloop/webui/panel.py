@@ -31,7 +31,7 @@ RESUME_HELP = "a run folder to finish (everything else is then read from its set
 # older argument lists (without them) still mean what they meant; run() accepts each length.
 KEYFRAME_FIELDS = ("keyframe_mode", "keyframe_interval", "keyframe_motion", "keyframe_frames", "keyframe_repair",
                    "repair_min_share", "repair_denoising_strength")  # fmt: skip
-ADDED_GROUPS = (("temporal_filter_strength", "temporal_filter_schedule"), KEYFRAME_FIELDS)
+ADDED_GROUPS = (("temporal_filter_strength", "temporal_filter_schedule"), KEYFRAME_FIELDS, ("frames_per_call",))
 ADDED_LATER = tuple(name for group in ADDED_GROUPS for name in group)
 
 # run()'s positional arguments, in order. Documented in the README for the HTTP API.
@@ -152,6 +152,7 @@ def build_panel(elem_id: Callable[[str], str], defaults: dict[str, Any] | None =
             add("output_frame_rate", "output_format", "crf")
         with gr.Row():
             add("lossless", "keep_audio", "save_every_loop")
+        add("frames_per_call")
     with gr.Accordion("Schedules (expressions of image_i and loop_i)", open=False, elem_id=elem_id("schedules")):
         add(*SCHEDULE_FIELDS)
         check = _make(gr.Button, value="Check schedules", elem_id=elem_id("check_schedules"))

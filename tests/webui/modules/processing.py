@@ -81,6 +81,12 @@ class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
         behind on p for a later call without one."""
         if self.init_images is None or not self.init_images:
             raise ValueError("img2img needs an init image")
+        # One init image serves the whole batch; several are one per batch item (and set the batch
+        # size), as the real init() does.
+        if len(self.init_images) > 1:
+            if len(self.init_images) > self.batch_size:
+                raise RuntimeError(f"bad number of images passed: {len(self.init_images)}; expecting {self.batch_size} or less")
+            self.batch_size = len(self.init_images)
         if self.image_mask is not None:
             mask = (
                 self.image_mask.convert("RGBA").split()[-1]
@@ -111,6 +117,7 @@ class Processed:
         self.index_of_first_image = index_of_first_image
         self.infotexts = infotexts or [info]
         self.prompt = getattr(p, "prompt", "")
+        self.all_prompts = all_prompts or [self.prompt]
         self.comments = comments
 
 
@@ -135,7 +142,8 @@ def create_infotext(
     params = {"Steps": p.steps, "Sampler": p.sampler_name, "CFG scale": p.cfg_scale, "Seed": all_seeds[index], "Size": f"{p.width}x{p.height}",
               "Denoising strength": getattr(p, "denoising_strength", None), **p.extra_generation_params}  # fmt: skip
     text = ", ".join(f"{k}: {v}" for k, v in params.items() if v is not None)
-    return f"{all_prompts[index]}\nNegative prompt: {p.negative_prompt}\n{text}"
+    negative = p.negative_prompt[index] if isinstance(p.negative_prompt, list) else p.negative_prompt
+    return f"{all_prompts[index]}\nNegative prompt: {negative}\n{text}"
 
 
 def _controlnet_units(p: Any) -> list:
@@ -157,7 +165,7 @@ def process_images(p: StableDiffusionProcessingImg2Img) -> Processed:
         raise RuntimeError("process_images on a closed p")
     fix_seed(p)
     p.init()
-    init = resize_frame(from_pil(p.init_images[0].convert("RGB")), p.width, p.height, p.resize_mode)
+    inits = [resize_frame(from_pil(img.convert("RGB")), p.width, p.height, p.resize_mode) for img in p.init_images]
     mask = (
         None
         if p.mask_for_overlay is None
@@ -171,29 +179,35 @@ def process_images(p: StableDiffusionProcessingImg2Img) -> Processed:
     if shared.state.job_count == -1:
         shared.state.job_count = p.n_iter
     images: list[Image.Image] = []
-    # As process_images_inner: seed + k only without variation strength; subseed + k always.
-    all_seeds = [p.seed + (k if p.subseed_strength == 0 else 0) for k in range(p.batch_size * p.n_iter)]
-    all_subseeds = [p.subseed + k for k in range(p.batch_size * p.n_iter)]
-    all_prompts = [p.prompt] * len(all_seeds)
+    # As setup_prompts and process_images_inner: a list is one value per image; else seed + k
+    # only without variation strength, subseed + k always.
+    count = p.batch_size * p.n_iter
+    all_prompts = p.prompt if isinstance(p.prompt, list) else [p.prompt] * count
+    all_negative = p.negative_prompt if isinstance(p.negative_prompt, list) else [p.negative_prompt] * count
+    all_seeds = p.seed if isinstance(p.seed, list) else [p.seed + (k if p.subseed_strength == 0 else 0) for k in range(count)]
+    all_subseeds = p.subseed if isinstance(p.subseed, list) else [p.subseed + k for k in range(count)]
     for n in range(p.n_iter):
         if shared.state.skipped:  # the real one clears a Skip at the start of every batch
             shared.state.skipped = False
         if shared.state.interrupted or shared.state.stopping_generation:
             break
         shared.state.job = f"Batch {n + 1} out of {p.n_iter}"
-        request = GenerationRequest(
-            init_image=init, mask=mask, prompt=p.prompt, negative_prompt=p.negative_prompt,
-            seed=p.seed + n * p.batch_size, subseed=p.subseed, subseed_strength=0.0, denoising_strength=p.denoising_strength,
-            steps=p.steps, cfg_scale=p.cfg_scale, width=p.width, height=p.height, batch_size=p.batch_size, n_iter=1,
-        )  # fmt: skip
-        for k, array in enumerate(_backend().generate(request)):
-            image = to_pil(array)
+        for k in range(p.batch_size):
+            index = n * p.batch_size + k
+            request = GenerationRequest(
+                init_image=inits[min(k, len(inits) - 1)], mask=mask, prompt=all_prompts[index],
+                negative_prompt=all_negative[index], seed=all_seeds[index], subseed=all_subseeds[index],
+                subseed_strength=0.0, denoising_strength=p.denoising_strength, steps=p.steps, cfg_scale=p.cfg_scale,
+                width=p.width, height=p.height, batch_size=1, n_iter=1,
+            )  # fmt: skip
+            image = to_pil(_backend().generate(request)[0])
             if p.color_corrections is not None:
                 from modules.processing_color import apply_color_correction
 
-                image = apply_color_correction(p.color_corrections[0], image)
+                image = apply_color_correction(p.color_corrections[min(k, len(p.color_corrections) - 1)], image)
             if p.mask_for_overlay is not None:  # composite over the (possibly stale) overlay, as the real one does
-                image = Image.composite(image, p.overlay_images[0], p.mask_for_overlay)
+                overlay = p.overlay_images[min(k, len(p.overlay_images) - 1)]
+                image = Image.composite(image, overlay, p.mask_for_overlay)
             image.info["parameters"] = create_infotext(
                 p, all_prompts, all_seeds, all_subseeds, iteration=n, position_in_batch=k
             )
