@@ -144,7 +144,7 @@ class Engine:
                 flow_reader,
                 ahead=FLOW_THREADS,
             )  # the motion of the (first) reference frames, computed once for the whole run
-            previous = self._loops(planner, reader, flows, loop_end, _Tally(result, done, total), keyplan)
+            previous = self._loops(planner, reader, flows, loop_end, _Tally(result, done, total, loop_end), keyplan)
             result.report = loop_end.last_report()
             result.loop_videos = loop_end.loop_videos
             result.frames_folder = previous
@@ -252,6 +252,7 @@ class Engine:
         if generated:
             tally.result.seeds.append(plan.seed)
         tally.done += 1
+        tally.loop_end.frame_written(plan.loop, plan.frame, latest)
         frames = self.state.frame_count
         self.on_progress(
             Progress(plan.loop, self.settings.loop_n, plan.frame + 1, frames, tally.done, tally.total, latest)
@@ -341,6 +342,7 @@ class _Tally:
     result: RunResult
     done: int  # frames finished, all loops together
     total: int
+    loop_end: LoopEnd  # measures each frame for the report as it is written
 
 
 @dataclass

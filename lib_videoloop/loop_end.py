@@ -1,10 +1,15 @@
 """After a loop: the temporal denoise pass, the loop's video (with the source's sound), and its
-flicker report, measured on a worker while the next loop generates."""
+flicker report. The report is measured on a worker while the loop is made, frame by frame from
+memory, so that only the last pair is left when the loop ends; where that cannot be (frames
+out of order or from an earlier session, a denoise pass that changes them) it is measured
+after the loop, while the next one generates."""
 
 from __future__ import annotations
 
 import functools
 import logging
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -17,8 +22,10 @@ from lib_videoloop.denoise.weights import WeightPlaces
 from lib_videoloop.keyframe_run import loop_stats
 from lib_videoloop.keyframes import KeyframePlan
 from lib_videoloop.media.flows import FLOWS, FlowFolder
-from lib_videoloop.media.store import INPUT, FrameStore, loop_dir_name
+from lib_videoloop.media.store import INPUT, FrameStore, as_stored, loop_dir_name
 from lib_videoloop.media.writer import AudioSpan, output_fps, write_video
+from lib_videoloop.metrics import FlickerMeter
+from lib_videoloop.report import RunReport, report_meter
 from lib_videoloop.resume import kept_loop_video, loop_reported
 from lib_videoloop.run_state import RunState
 
@@ -40,16 +47,48 @@ class LoopEnd:
         self.settings = settings
         self.state = state
         self.places = places
-        self.loop_videos: list[Path] = []
+        self._loop_videos: list[Future[Path]] = []
         self._reports: list[Future[dict[str, Any] | None]] = []
+        self._stream: _LoopMeter | None = None  # the loop being measured as it is made
         self.keyplan = keyplan  # keyframe mode's keyframes, for the report
+
+    def frame_written(self, loop: int, index: int, frame: np.ndarray) -> None:
+        """The loop's frame `index` as written: measured now when the frames come in order."""
+        stream = self._stream
+        if index == 0 and self.store.frame_count >= 2 and not self._denoised(loop) and self.keyplan is None:
+            stream = self._stream = _LoopMeter(loop, report_meter(self._input_flows()))
+        if stream is None or stream.loop != loop:
+            return
+        if index != stream.next or stream.broken or not stream.slots.acquire(blocking=False):
+            stream.broken = True  # measured after the loop instead; a full queue never holds up a generation
+            return
+        stream.next += 1
+        self._reporter.submit(self._measure_frame, stream, index, frame)
+
+    def _measure_frame(self, stream: _LoopMeter, index: int, frame: np.ndarray) -> None:
+        started = time.monotonic()
+        try:
+            if not stream.broken:
+                stream.meter.add(as_stored(frame), self.store.read_frame(INPUT, index))  # as read back later
+        except Exception:  # measured after the loop instead
+            log.exception("frame %d of loop %d could not be measured", index + 1, stream.loop)
+            stream.broken = True
+        finally:
+            stream.seconds += time.monotonic() - started
+            stream.slots.release()
+
+    def _denoised(self, loop: int) -> bool:
+        s = self.settings
+        return s.video_post_process_method != "None" and (s.video_post_process_when == "every loop" or loop == s.loop_n)
 
     def __enter__(self) -> LoopEnd:
         self._reporter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="videoloop-report")
+        self._encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="videoloop-video")
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._reporter.shutdown(wait=True)
+        self._encoder.shutdown(wait=True)
 
     def finish(self, loop: int, *, resumed: bool) -> str:
         """Runs the loop's denoise pass, video and report; returns the folder the next loop reads.
@@ -59,17 +98,29 @@ class LoopEnd:
         s = self.settings
         folder = loop_dir_name(loop)
         self.store.flush()  # the loop's frames on disk before anything reads them as a clip
-        if s.video_post_process_method != "None" and (s.video_post_process_when == "every loop" or loop == s.loop_n):
+        if self._denoised(loop):
             from lib_videoloop.denoise.loop_pass import run_denoise_pass
 
             folder = run_denoise_pass(self.store, folder, s, seed=self.state.seed + loop, places=self.places)
             self.store.flush()
         if s.save_every_loop and loop < s.loop_n:
             kept = kept_loop_video(self.store, loop, s.output_format) if resumed else None
-            self.loop_videos.append(kept or self.write_video(folder, loop_dir_name(loop)))
+            if kept is not None:
+                self._loop_videos.append(_ready(kept))
+            else:  # encoded while the next loop generates; its frames are on disk and stay as they are
+                self._loop_videos.append(self._encoder.submit(self.write_video, folder, loop_dir_name(loop)))
+        stream, self._stream = self._stream, None
         if self.store.frame_count >= 2 and not (resumed and loop_reported(self.store, loop)):
-            self._reports.append(self._reporter.submit(self._report, loop, folder))
+            if stream is not None and stream.loop == loop and stream.next == self.store.frame_count:
+                self._reports.append(self._reporter.submit(self._report_streamed, stream, folder))
+            else:
+                self._reports.append(self._reporter.submit(self._report, loop, folder))
         return folder
+
+    @property
+    def loop_videos(self) -> list[Path]:
+        """The videos of the loops before the last, once they are written."""
+        return [future.result() for future in self._loop_videos]
 
     def last_report(self) -> dict[str, Any] | None:
         """Waits for the queued reports; the newest one holds every loop."""
@@ -79,15 +130,24 @@ class LoopEnd:
         return report
 
     def _report(self, loop: int, folder: str) -> dict[str, Any] | None:
-        from lib_videoloop.report import RunReport
-
         try:
-            frames, inputs = self.store.frames(folder), self.store.frames(INPUT)
-            extra = loop_stats(self.store.root, loop, self.keyplan) if self.keyplan is not None else None
-            return RunReport(self.store.root).add_loop(loop, frames, inputs, self._input_flows(), extra)
+            started = time.monotonic()
+            meter = report_meter(self._input_flows())
+            for index in range(self.store.frame_count):
+                meter.add(self.store.read_frame(folder, index), self.store.read_frame(INPUT, index))
+            return self._add(loop, meter, time.monotonic() - started)
         except Exception:  # a report must never cost the user the run
             log.exception("the flicker report of loop %d could not be made", loop)
             return None
+
+    def _report_streamed(self, stream: _LoopMeter, folder: str) -> dict[str, Any] | None:
+        if stream.broken:  # a frame failed after the loop ended
+            return self._report(stream.loop, folder)
+        return self._add(stream.loop, stream.meter, stream.seconds)
+
+    def _add(self, loop: int, meter: FlickerMeter, seconds: float) -> dict[str, Any]:
+        extra = loop_stats(self.store.root, loop, self.keyplan) if self.keyplan is not None else None
+        return RunReport(self.store.root).add_loop(loop, meter.result(), seconds, extra)
 
     def _input_flows(self) -> Callable[[int], tuple[np.ndarray, np.ndarray]] | None:
         """The input's flows from the run's flows/ folder, when they are the input's (no other
@@ -125,3 +185,23 @@ class LoopEnd:
             lossless=s.lossless,
             audio=audio,
         )
+
+
+def _ready(path: Path) -> Future[Path]:
+    future: Future[Path] = Future()
+    future.set_result(path)
+    return future
+
+
+class _LoopMeter:
+    """One loop's report, measured on the report worker as the loop's frames are written."""
+
+    QUEUE = 8  # frames waiting for the worker; more and the loop is measured after it instead
+
+    def __init__(self, loop: int, meter: FlickerMeter) -> None:
+        self.loop = loop
+        self.meter = meter
+        self.next = 0  # the frame expected next
+        self.broken = False  # out of order, queue full, or a failure: measured after the loop
+        self.seconds = 0.0
+        self.slots = threading.BoundedSemaphore(self.QUEUE)

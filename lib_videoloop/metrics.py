@@ -44,6 +44,80 @@ def _check_same_size(a: np.ndarray, b: np.ndarray, what: str) -> None:
         )  # fmt: skip
 
 
+class FlickerMeter:
+    """measure() one frame at a time, for a clip that is still being made (a run's loop): add()
+    each output frame with its source frame, in order, then read result()."""
+
+    def __init__(
+        self,
+        *,
+        fidelity_to_source: bool = False,
+        with_tof: bool = True,
+        flows: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None,
+    ) -> None:
+        self.fidelity_to_source, self.with_tof, self.flows = fidelity_to_source, with_tof, flows
+        self.flow = FlowEstimator() if flows is None else None
+        self.per_frame: list[float] = []
+        self.per_frame_source: list[float] = []
+        self.tofs: list[float] = []
+        self.psnrs: list[float] = []
+        self.ssims: list[float] = []
+        self.skipped = 0
+        self.frames = 0
+        self._previous: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def add(self, out: np.ndarray, src: np.ndarray, ref: np.ndarray | None = None) -> None:
+        _check_same_size(out, src, "source")
+        if ref is not None:
+            _check_same_size(out, ref, "reference")
+            self.psnrs.append(psnr(out, ref))
+            self.ssims.append(ssim(out, ref))
+        if self.fidelity_to_source:
+            self.psnrs.append(psnr(out, src))
+            self.ssims.append(ssim(out, src))
+        current = out, src, _grey(src), _grey(out)
+        if self._previous is not None:
+            self._pair(self._previous, current)
+        self._previous = current
+        self.frames += 1
+
+    def _pair(self, previous: tuple[np.ndarray, ...], current: tuple[np.ndarray, ...]) -> None:
+        prev_out, prev_src, prev_grey, prev_out_grey = previous
+        out, src, grey, out_grey = current
+        if self.flows is not None:
+            forward, backward = self.flows(len(self.per_frame))
+        else:
+            assert self.flow is not None
+            forward, backward = self.flow(prev_grey, grey), self.flow(grey, prev_grey)
+        mask = valid_mask(forward, backward)
+        count = int(mask.sum())
+        if count == 0:
+            self.skipped += 1
+            self.per_frame.append(float("nan"))
+            self.per_frame_source.append(float("nan"))
+        else:
+            self.per_frame.append(_warp_error(prev_out, out, forward, mask, count))
+            self.per_frame_source.append(_warp_error(prev_src, src, forward, mask, count))
+        if self.with_tof:
+            flow_out = cv2.calcOpticalFlowFarneback(prev_out_grey, out_grey, None, 0.5, 3, 15, 3, 5, 1.2, 0)
+            flow_src = cv2.calcOpticalFlowFarneback(prev_grey, grey, None, 0.5, 3, 15, 3, 5, 1.2, 0)
+            self.tofs.append(float(np.sqrt(((flow_src - flow_out) ** 2).sum(axis=2)).mean()))
+
+    def result(self) -> FlickerResult:
+        if self.frames == 0:
+            raise VideoLoopError("output", "", "has no frames", "")
+        valid = [v for v in self.per_frame if v == v]
+        valid_src = [v for v in self.per_frame_source if v == v]
+        return FlickerResult(
+            e_warp=float(np.mean(valid)) if valid else float("nan"),
+            e_warp_source=float(np.mean(valid_src)) if valid_src else float("nan"),
+            tof=float(np.mean(self.tofs)) if self.tofs else float("nan"),
+            per_frame=self.per_frame, per_frame_source=self.per_frame_source, skipped_pairs=self.skipped,
+            pairs=len(self.per_frame), psnr=float(np.mean(self.psnrs)) if self.psnrs else None,
+            ssim=float(np.mean(self.ssims)) if self.ssims else None,
+        )  # fmt: skip
+
+
 def measure(
     output: Iterable[np.ndarray],
     source: Iterable[np.ndarray],
@@ -58,60 +132,18 @@ def measure(
 
     flows(k): the forward and backward DIS flows between source frames k and k+1 when they are
     known already (a run keeps them in its flows/ folder); else they are computed here."""
-    flow = FlowEstimator()
-    per_frame: list[float] = []
-    per_frame_source: list[float] = []
-    tofs: list[float] = []
-    psnrs: list[float] = []
-    ssims: list[float] = []
-    skipped = 0
-    prev_out = prev_src = prev_grey = prev_out_grey = None
+    meter = FlickerMeter(fidelity_to_source=fidelity_to_source, with_tof=with_tof, flows=flows)
     ref_iter: Iterator[np.ndarray] | None = iter(reference) if reference is not None else None
     for out, src in _zip_strict(output, source):
-        _check_same_size(out, src, "source")
+        ref = None
         if ref_iter is not None:
             ref = next(ref_iter, None)
             if ref is None:
                 raise VideoLoopError(
                     "reference", "", "has fewer frames than the clip measured", "Give a reference with as many frames"
                 )
-            _check_same_size(out, ref, "reference")
-            psnrs.append(psnr(out, ref))
-            ssims.append(ssim(out, ref))
-        if fidelity_to_source:
-            psnrs.append(psnr(out, src))
-            ssims.append(ssim(out, src))
-        grey, out_grey = _grey(src), _grey(out)
-        if prev_out is not None:
-            if flows is not None:
-                forward, backward = flows(len(per_frame))
-            else:
-                forward, backward = flow(prev_grey, grey), flow(grey, prev_grey)
-            mask = valid_mask(forward, backward)
-            count = int(mask.sum())
-            if count == 0:
-                skipped += 1
-                per_frame.append(float("nan"))
-                per_frame_source.append(float("nan"))
-            else:
-                per_frame.append(_warp_error(prev_out, out, forward, mask, count))
-                per_frame_source.append(_warp_error(prev_src, src, forward, mask, count))
-            if with_tof:
-                flow_out = cv2.calcOpticalFlowFarneback(prev_out_grey, out_grey, None, 0.5, 3, 15, 3, 5, 1.2, 0)
-                flow_src = cv2.calcOpticalFlowFarneback(prev_grey, grey, None, 0.5, 3, 15, 3, 5, 1.2, 0)
-                tofs.append(float(np.sqrt(((flow_src - flow_out) ** 2).sum(axis=2)).mean()))
-        prev_out, prev_src, prev_grey, prev_out_grey = out, src, grey, out_grey
-    if prev_out is None:
-        raise VideoLoopError("output", "", "has no frames", "")
-    valid = [v for v in per_frame if v == v]
-    valid_src = [v for v in per_frame_source if v == v]
-    return FlickerResult(
-        e_warp=float(np.mean(valid)) if valid else float("nan"),
-        e_warp_source=float(np.mean(valid_src)) if valid_src else float("nan"),
-        tof=float(np.mean(tofs)) if tofs else float("nan"),
-        per_frame=per_frame, per_frame_source=per_frame_source, skipped_pairs=skipped, pairs=len(per_frame),
-        psnr=float(np.mean(psnrs)) if psnrs else None, ssim=float(np.mean(ssims)) if ssims else None,
-    )  # fmt: skip
+        meter.add(out, src, ref)
+    return meter.result()
 
 
 def _warp_error(prev: np.ndarray, cur: np.ndarray, forward: np.ndarray, mask: np.ndarray, count: int) -> float:

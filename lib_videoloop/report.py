@@ -8,8 +8,7 @@ from __future__ import annotations
 import io
 import json
 import math
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from lib_videoloop.media.images import write_atomic
+from lib_videoloop.metrics import FlickerMeter, FlickerResult
 
 COLOURS = [
     (90, 90, 90),
@@ -129,6 +129,13 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def report_meter(flows: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None) -> FlickerMeter:
+    """How a run's report measures a loop: motion from the input (`flows`, when the run has them
+    already), fidelity to it. tOF is left to the metrics command: its two Farneback flows would
+    double the cost."""
+    return FlickerMeter(fidelity_to_source=True, with_tof=False, flows=flows)
+
+
 class RunReport:
     """Adds one loop at a time to report.json and flicker.png in the run folder."""
 
@@ -140,20 +147,10 @@ class RunReport:
         )
 
     def add_loop(
-        self,
-        loop: int,
-        frames: Iterable[np.ndarray],
-        inputs: Iterable[np.ndarray],
-        flows: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None,
-        extra: dict[str, Any] | None = None,
+        self, loop: int, result: FlickerResult, seconds: float, extra: dict[str, Any] | None = None
     ) -> dict[str, Any]:
-        """Measures one loop against the input frames: motion from the input (`flows`, when the
-        run has them already), fidelity to it. tOF is left to the metrics command: its two
-        Farneback flows would double the cost."""
-        from lib_videoloop.metrics import measure
-
-        started = time.monotonic()
-        result = measure(frames, inputs, fidelity_to_source=True, with_tof=False, flows=flows)
+        """Adds one loop's measurement against the input frames (report_meter), which took
+        `seconds` to make, and draws the plot again."""
         self.data["e_warp_source"] = result.e_warp_source
         self.data["per_frame_source"] = [None if v != v else v for v in result.per_frame_source]
         self.data["loops"] = [e for e in self.data["loops"] if e["loop"] != loop] + [
@@ -164,7 +161,7 @@ class RunReport:
             }
         ]  # fmt: skip
         self.data["loops"].sort(key=lambda e: e["loop"])
-        self.data["seconds"] = self.data.get("seconds", 0.0) + time.monotonic() - started
+        self.data["seconds"] = self.data.get("seconds", 0.0) + seconds
         write_atomic(self.path, json.dumps(self.data, indent=2).encode("utf-8"))
         series: dict[str, list[float | None]] = {"source": self.data["per_frame_source"]}
         for entry in self.data["loops"]:

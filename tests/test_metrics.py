@@ -114,3 +114,48 @@ def test_every_run_gets_a_report_per_loop(tmp_path: Path, bikes: Path, tiny_back
     with Image.open(result.run_dir / "flicker.png") as img:
         assert img.mode == "RGB"
     assert result.report == report
+
+
+@pytest.mark.parametrize("resume_in_loop_2", [False, True])
+def test_a_loop_measured_as_it_is_made_reports_what_its_frames_on_disk_measure(
+    tmp_path: Path, bikes: Path, tiny_backend, resume_in_loop_2: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The report measures each frame as it is written (no decode, no wait at the loop's end);
+    a loop whose frames came partly from an earlier session is measured from disk instead. Either
+    way the numbers are those of the frames in the run folder."""
+    from lib_videoloop.config import Settings
+    from lib_videoloop.engine import Engine
+    from lib_videoloop.errors import InterruptedRun
+    from lib_videoloop.media.flows import FlowFolder
+    from lib_videoloop.media.store import FrameStore
+
+    settings = Settings(
+        input_directory=str(bikes), output_directory=str(tmp_path), width=64, height=48, max_frames=6, loop_n=2, steps=4,
+        denoising_strength=0.5, seed=1, fix_seed=False, temporal_superimpose_alpha_list="1,2,1",
+    )  # fmt: skip
+    from lib_videoloop.loop_end import LoopEnd
+
+    read_back: list[int] = []  # loops measured from their files after the loop
+    after_loop = LoopEnd._report
+    monkeypatch.setattr(
+        LoopEnd, "_report", lambda self, loop, folder: read_back.append(loop) or after_loop(self, loop, folder)
+    )
+    if resume_in_loop_2:
+        progress: list[tuple[int, int]] = []
+        engine = Engine(settings, tiny_backend, on_progress=lambda p: progress.append((p.loop, p.frame)),
+                        should_stop=lambda: progress[-1] == (2, 3))  # fmt: skip
+        with pytest.raises(InterruptedRun) as stopped:
+            engine.run()
+        result = Engine.resume(stopped.value.args[0], tiny_backend).run()
+    else:
+        result = Engine(settings, tiny_backend).run()
+    assert read_back == ([2] if resume_in_loop_2 else [])
+    report = json.loads((result.run_dir / "report.json").read_text())
+    store = FrameStore.open(result.run_dir)
+    flows = FlowFolder(result.run_dir / "flows", lambda i: store.read_frame("input", i), store.frame_count)
+    for entry in report["loops"]:
+        folder = f"loop_{entry['loop']:03d}"
+        on_disk = measure(store.frames(folder), store.frames("input"), fidelity_to_source=True, with_tof=False,
+                          flows=flows.forward_backward)  # fmt: skip
+        assert entry["per_frame"] == on_disk.per_frame
+        assert (entry["e_warp"], entry["psnr"], entry["ssim"]) == (on_disk.e_warp, on_disk.psnr, on_disk.ssim)
