@@ -170,7 +170,6 @@ class Engine:
         keys = set(keyplan.keyframes) if keyplan is not None else set()
         for loop, plans in itertools.groupby(planner.plans(state.seed, state.subseed), key=lambda p: p.loop):
             folder = loop_dir_name(loop)
-            made = False  # whether this session generated any frame of the loop
             references = [FrameWindow(store, name, reader) for name in state.references] or [
                 FrameWindow(store, INPUT, reader)
             ]
@@ -178,13 +177,18 @@ class Engine:
             blend: LoopBlend | None = None  # made when the loop has a frame to generate
             inbetweens: InBetweens | None = None
             batch: list[_Pending] = []  # frames prepared for one generation call
-            for plan in _in_order(list(plans), keyplan):
-                if store.is_complete(folder, plan.frame):
-                    continue
-                made = True
+            plans = list(plans)
+            made = not all(store.is_complete(folder, plan.frame) for plan in plans)
+            # Frames are grouped into calls the same way in every session (the same plans, the
+            # limit recorded): a resumed run makes a call again whole, keeping the frames it has.
+            limit = self._frames_per_call(plans[0], len(references)) if made else 1
+            for plan in _in_order(plans if made else [], keyplan):
+                complete = store.is_complete(folder, plan.frame)
                 inbetween = keyplan is not None and plan.frame not in keys
                 if inbetween:
                     self._finish(batch, tally)  # in-betweens read the keyframes back
+                    if complete:
+                        continue
                     if inbetweens is None:
                         store.flush()  # the loop's keyframes on disk: they are read back from there
                         reference = functools.partial(store.read_frame, references[0].folder)
@@ -196,13 +200,10 @@ class Engine:
                 if blend is None:
                     strength = functools.partial(_filter_strength, planner, plan.loop)
                     blend = LoopBlend(s, store, FrameWindow(store, previous, reader), references[0], flows, strength)
-                pending = self._prepare(plan, blend, references, masks, frame_count)
-                if batch and not batch[0].takes(pending, len(batch)):
+                if batch and (len(batch) >= limit or plan.call_key() != batch[0].plan.call_key()):
                     self._finish(batch, tally)
-                if not batch:
-                    pending.limit = frames_per_call(self.backend, pending.request, s.frames_per_call)
-                batch.append(pending)
-                if inbetween or len(batch) >= batch[0].limit:  # the next in-between reads this one
+                batch.append(self._prepare(plan, blend, references, masks, frame_count, keep=complete))
+                if inbetween:  # generated like a keyframe, alone: the next in-between reads it
                     self._finish(batch, tally)
             self._finish(batch, tally)
             if blend is not None:
@@ -212,6 +213,26 @@ class Engine:
         return previous
 
     # -- frames and batches ----------------------------------------------------------------
+    def _frames_per_call(self, plan: FramePlan, references: int) -> int:
+        """The run's frames per generation call: chosen once (the setting, or the backend's pick
+        for a frame like the run's), then kept in the run record."""
+        assert self.store is not None and self.state is not None
+        state = self.state
+        if not state.frames_per_call:
+            h, w = state.height, state.width
+            wants = getattr(self.backend, "wants_input_frames", False)
+            like = GenerationRequest(
+                init_image=np.zeros((h, w, 3), np.float32),
+                mask=np.zeros((h, w), np.float32) if self.settings.use_mask else None,
+                width=w,
+                height=h,
+                control_images=[np.zeros((h, w, 3), np.float32)] * references if wants else [],
+                **plan.sampling(),
+            )
+            state.frames_per_call = frames_per_call(self.backend, like, self.settings.frames_per_call)
+            write_record(self.store, self.settings, state)
+        return state.frames_per_call
+
     def _prepare(
         self,
         plan: FramePlan,
@@ -219,32 +240,38 @@ class Engine:
         references: list[FrameWindow],
         masks: FrameWindow | None,
         frame_count: int,
+        keep: bool,
     ) -> _Pending:
         i = plan.frame
         base, init = blend.frame(plan, frame_count)
         mask = masks.get([i])[i] if masks is not None else None  # the next one is read ahead
         init = inside_mask(base, init, mask)
-        return _Pending(plan, base, mask, self._request(plan, init, mask, references))
+        return _Pending(plan, base, mask, self._request(plan, init, mask, references), keep)
 
     def _finish(self, batch: list[_Pending], tally: _Tally) -> None:
-        """Generates the batch's frames in one call, superimposes and writes each; empties the batch."""
-        if not batch:
-            return
-        for pending, generated in zip(batch, self._generate([p.request for p in batch])):
-            plan, base, mask = pending.plan, pending.base, pending.mask
-            if generated is None:
-                out = base  # skipped: the frame keeps its previous-loop image
-            else:
-                out = superimpose(base, generated, plan.superimpose_alpha, mask)
-                if plan.post_process is not None:
-                    pil = to_pil(out)
-                    processed = plan.post_process(pil)
-                    if processed is not pil:  # an identity lambda leaves the float frame untouched
-                        out = inside_mask(base, from_pil(processed.convert("RGB")), mask)
-            self.store.write_frame(loop_dir_name(plan.loop), plan.frame, out)
-            self._record_model_name()
-            self._done(plan, out, True, tally)
+        """Generates the batch's frames in one call, superimposes and writes each that is not
+        kept from an earlier session; empties the batch."""
+        if any(not pending.keep for pending in batch):
+            for pending, generated in zip(batch, self._generate([p.request for p in batch])):
+                if not pending.keep:
+                    self._write(pending, generated, tally)
         batch.clear()
+
+    def _write(self, pending: _Pending, generated: np.ndarray | None, tally: _Tally) -> None:
+        plan, base, mask = pending.plan, pending.base, pending.mask
+        if generated is None:
+            out = base  # skipped: the frame keeps its previous-loop image
+        else:
+            out = superimpose(base, generated, plan.superimpose_alpha, mask)
+            if plan.post_process is not None:
+                pil = to_pil(out)
+                processed = plan.post_process(pil)
+                if processed is not pil:  # an identity lambda leaves the float frame untouched
+                    out = inside_mask(base, from_pil(processed.convert("RGB")), mask)
+        assert self.store is not None
+        self.store.write_frame(loop_dir_name(plan.loop), plan.frame, out)
+        self._record_model_name()
+        self._done(plan, out, True, tally)
 
     def _done(self, plan: FramePlan, latest: np.ndarray, generated: bool, tally: _Tally) -> None:
         """Progress after a frame is written; stops the run here when asked to."""
@@ -347,17 +374,14 @@ class _Tally:
 
 @dataclass
 class _Pending:
-    """A frame ready for generation: its plan, the frame it is superimposed on, its mask and request."""
+    """A frame ready for generation: its plan, the frame it is superimposed on, its mask and
+    request; keep: made in an earlier session, in the call only so the call is the same."""
 
     plan: FramePlan
     base: np.ndarray
     mask: np.ndarray | None
     request: GenerationRequest
-    limit: int = 1  # frames per call, decided by the batch's first frame
-
-    def takes(self, other: _Pending, size: int) -> bool:
-        """Whether a batch that starts with this frame and holds `size` frames takes `other` too."""
-        return size < self.limit and other.request.call_key() == self.request.call_key()
+    keep: bool = False
 
 
 def _in_order(plans: list[FramePlan], keyplan: KeyframePlan | None) -> list[FramePlan]:

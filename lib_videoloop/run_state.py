@@ -65,6 +65,9 @@ class RunState:
     txt_prompts: list[tuple[str | None, str | None]] | None = None  # read_prompt_from_txt
     references: list[str] = field(default_factory=list)  # run-folder sub-folders of reference frames
     models: list[str] = field(default_factory=list)  # every model that made frames, in order
+    # Frames per generation call, as first chosen (frames_per_call, or the backend's choice): a
+    # resumed run groups its frames the same way, so that they come out the same.
+    frames_per_call: int = 0
 
     @property
     def frame_pixels(self) -> int:

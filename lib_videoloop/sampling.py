@@ -26,6 +26,11 @@ class Sampling:
     def image_count(self) -> int:
         return self.batch_size * self.n_iter
 
+    def call_key(self) -> tuple[Any, ...]:
+        """What frames must have in common to share one generation call: everything but their
+        prompts and seeds, which a batch takes per item (and their init images and masks)."""
+        return (self.denoising_strength, self.steps, self.cfg_scale, self.subseed_strength, self.batch_size, self.n_iter)
+
     def sampling(self) -> dict[str, Any]:
         """These fields alone, to build a request from a plan."""
         return {f.name: getattr(self, f.name) for f in fields(Sampling)}

@@ -11,6 +11,7 @@ from test_engine import frames_of, small
 
 from lib_videoloop.backends import GenerationRequest
 from lib_videoloop.engine import Engine
+from lib_videoloop.media.store import FrameStore
 
 
 class CountingCalls:
@@ -41,7 +42,11 @@ def _runs(tmp_path: Path, clip: Path, tiny_backend, **kw) -> tuple[list[np.ndarr
     alone = Engine(small(clip, tmp_path / "alone", frames_per_call=1, **kw), tiny_backend).run()
     batched = CountingCalls(tiny_backend)
     together = Engine(small(clip, tmp_path / "together", frames_per_call=3, **kw), batched).run()
-    return frames_of(alone.run_dir, alone.frames_folder), frames_of(together.run_dir, together.frames_folder), batched.calls
+    return (
+        frames_of(alone.run_dir, alone.frames_folder),
+        frames_of(together.run_dir, together.frames_folder),
+        batched.calls,
+    )
 
 
 def test_batched_frames_equal_frame_by_frame_with_their_own_seeds_and_prompts(
@@ -72,3 +77,28 @@ def test_masked_frames_are_inpainted_together(tmp_path: Path, bikes: Path, tiny_
     assert calls == [3, 1]
     for a, b in zip(alone, together):
         assert np.abs(a - b).max() < 1e-4
+
+
+def test_a_run_stopped_inside_a_call_resumes_to_the_same_frames(tmp_path: Path, bikes: Path, tiny_backend) -> None:
+    from lib_videoloop.errors import InterruptedRun
+
+    settings = small(bikes, tmp_path / "straight", max_frames=7, fix_seed=False, frames_per_call=3)
+    straight = Engine(settings, tiny_backend).run()
+    progress: list[tuple[int, int]] = []
+    stopping = Engine(
+        small(bikes, tmp_path / "stopped", max_frames=7, fix_seed=False, frames_per_call=3),
+        tiny_backend,
+        on_progress=lambda p: progress.append((p.loop, p.frame)),
+        should_stop=lambda: progress[-1] == (2, 5),  # frames 4 and 5 of the call 4-6 are written
+    )
+    try:
+        stopping.run()
+        raise AssertionError("the run was not stopped")
+    except InterruptedRun as stopped:
+        run_dir = Path(stopped.args[0])
+    assert FrameStore.open(run_dir).complete_frames("loop_002") == {0, 1, 2, 3, 4}
+    batched = CountingCalls(tiny_backend)
+    resumed = Engine.resume(run_dir, batched).run()
+    assert batched.calls == [3, 1]  # frames 4-6 again in one call (frame 6 the one written), then 7
+    for a, b in zip(frames_of(straight.run_dir, "loop_002"), frames_of(resumed.run_dir, "loop_002")):
+        assert np.array_equal(a, b)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -19,14 +18,6 @@ class GenerationRequest(Sampling):
     height: int
     control_images: list[np.ndarray] = field(default_factory=list)  # per reference folder (or the input)
     input_image: np.ndarray | None = None  # the frame as it came in (loop 0), for colour correction
-
-    def call_key(self) -> Hashable:
-        """What frames must have in common to share one generation call: everything but their
-        init image, mask, prompts and seeds, which a batch takes per item."""
-        return (
-            self.width, self.height, self.denoising_strength, self.steps, self.cfg_scale, self.subseed_strength,
-            self.batch_size, self.n_iter, self.mask is not None,
-        )  # fmt: skip
 
 
 class Backend(Protocol):
@@ -50,7 +41,8 @@ class BatchingBackend(Backend, Protocol):
         setting: the run's frames_per_call, 0 for the backend's own choice."""
 
     def generate_frames(self, requests: list[GenerationRequest]) -> list[list[np.ndarray]]:
-        """generate() of each request in one call; all requests have the same call_key()."""
+        """generate() of each request in one call; the requests have the same call_key(), size
+        and (no) mask."""
 
 
 def frames_per_call(backend: Backend, request: GenerationRequest, setting: int) -> int:
