@@ -149,7 +149,7 @@ class Engine:
             result.loop_videos = loop_end.loop_videos
             result.frames_folder = previous
             result.settings = self.settings  # as they stand now: the model name is known only after a generation
-            result.video = loop_end.write_video(previous, store.root.name)
+            result.video = loop_end.final_video(previous)
         return result
 
     def _loops(

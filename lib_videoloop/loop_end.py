@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -50,10 +51,13 @@ class LoopEnd:
         self._loop_videos: list[Future[Path]] = []
         self._reports: list[Future[dict[str, Any] | None]] = []
         self._stream: _LoopMeter | None = None  # the loop being measured as it is made
+        self._video: _StreamedVideo | None = None  # the last loop's video, encoded as it is made
         self.keyplan = keyplan  # keyframe mode's keyframes, for the report
 
     def frame_written(self, loop: int, index: int, frame: np.ndarray) -> None:
-        """The loop's frame `index` as written: measured now when the frames come in order."""
+        """The loop's frame `index` as written: measured now, and in the last loop encoded into
+        the video now, when the frames come in order."""
+        self._feed_video(loop, index, frame)
         stream = self._stream
         if index == 0 and self.store.frame_count >= 2 and not self._denoised(loop) and self.keyplan is None:
             stream = self._stream = _LoopMeter(loop, report_meter(self._input_flows()))
@@ -77,6 +81,27 @@ class LoopEnd:
             stream.seconds += time.monotonic() - started
             stream.slots.release()
 
+    def _feed_video(self, loop: int, index: int, frame: np.ndarray) -> None:
+        if loop != self.settings.loop_n or self._denoised(loop) or self.keyplan is not None:
+            return
+        if index == 0 and self._video is None:
+            self._video = _StreamedVideo(self.store.frame_count)
+            self._video.future = self._final.submit(self.write_video, "", self.store.root.name, self._video.frames())
+        if self._video is not None:
+            self._video.add(index, frame)
+
+    def final_video(self, folder: str) -> Path:
+        """The run's video of `folder`: the one encoded while the last loop was made, when every
+        frame went to it in order; else encoded now."""
+        video, self._video = self._video, None
+        if video is not None and video.whole() and video.future is not None:
+            return video.future.result()
+        if video is not None:
+            video.abort()
+            if video.future is not None:
+                video.future.exception()  # waits until the partial file is gone
+        return self.write_video(folder, self.store.root.name)
+
     def _denoised(self, loop: int) -> bool:
         s = self.settings
         return s.video_post_process_method != "None" and (s.video_post_process_when == "every loop" or loop == s.loop_n)
@@ -84,11 +109,15 @@ class LoopEnd:
     def __enter__(self) -> LoopEnd:
         self._reporter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="videoloop-report")
         self._encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="videoloop-video")
+        self._final = ThreadPoolExecutor(max_workers=1, thread_name_prefix="videoloop-final-video")
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self._video is not None:  # a stopped run: its video is made when it is finished
+            self._video.abort()
         self._reporter.shutdown(wait=True)
         self._encoder.shutdown(wait=True)
+        self._final.shutdown(wait=True)
 
     def finish(self, loop: int, *, resumed: bool) -> str:
         """Runs the loop's denoise pass, video and report; returns the folder the next loop reads.
@@ -160,7 +189,8 @@ class LoopEnd:
             store.root / FLOWS, functools.partial(store.read_frame, INPUT), store.frame_count
         ).forward_backward
 
-    def write_video(self, folder: str, name: str) -> Path:
+    def write_video(self, folder: str, name: str, frames: Iterable[np.ndarray] | None = None) -> Path:
+        """The video of `folder`'s frames (or of `frames`), with the source's sound."""
         s, src = self.settings, self.state.source
         fps = output_fps(src.rate, s.extract_nth_frame, s.output_frame_rate)
         natural = output_fps(src.rate, s.extract_nth_frame, None)
@@ -177,7 +207,7 @@ class LoopEnd:
                     self.state.frame_count * s.extract_nth_frame / float(src.rate),  # type: ignore[arg-type]
                 )
         return write_video(
-            self.store.frames(folder),
+            self.store.frames(folder) if frames is None else frames,
             self.store.video_path(name, s.output_format),
             fps,
             video_format=s.output_format,
@@ -205,3 +235,51 @@ class _LoopMeter:
         self.broken = False  # out of order, queue full, or a failure: measured after the loop
         self.seconds = 0.0
         self.slots = threading.BoundedSemaphore(self.QUEUE)
+
+
+class _StreamAborted(Exception):
+    """The last loop's frames stopped coming in order: its video is encoded from the files."""
+
+
+class _StreamedVideo:
+    """The last loop's video, encoded on its own thread while the loop is made."""
+
+    QUEUE = 8  # frames waiting for the encoder; more and the video is encoded after the loop
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.next = 0  # the frame expected next
+        self.broken = False
+        self.queue: queue.Queue[np.ndarray] = queue.Queue(self.QUEUE)
+        self.future: Future[Path] | None = None
+
+    def add(self, index: int, frame: np.ndarray) -> None:
+        if self.broken:
+            return
+        if index != self.next:
+            self.abort()
+            return
+        try:
+            self.queue.put_nowait(frame)
+        except queue.Full:  # never hold up a generation
+            self.abort()
+            return
+        self.next += 1
+
+    def whole(self) -> bool:
+        return not self.broken and self.next == self.count
+
+    def abort(self) -> None:
+        self.broken = True
+
+    def frames(self) -> Iterator[np.ndarray]:
+        for _ in range(self.count):
+            while True:
+                if self.broken:
+                    raise _StreamAborted
+                try:
+                    frame = self.queue.get(timeout=0.1)
+                    break
+                except queue.Empty:
+                    continue
+            yield as_stored(frame)  # the values the files hold

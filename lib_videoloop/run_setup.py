@@ -138,11 +138,23 @@ def copy_input(
 ) -> None:
     """Writes the input frames (and masks, references) missing from the run folder, at the
     working size. A resume calls it too, when the input was not all copied."""
-    w, h = state.width, state.height
     if s.use_mask and mask_source is None:
         mask_source = MaskSource(s.mask_directory, s.mask_threshold, source.info.kind)
     if references is None:
         references = reference_sources(s, state.frame_count)
+    with store.background_writes():  # decode the next frame while the last ones are encoded
+        _copy_frames(store, s, state, source, mask_source, references)
+
+
+def _copy_frames(
+    store: FrameStore,
+    s: Settings,
+    state: RunState,
+    source: FrameSource,
+    mask_source: MaskSource | None,
+    references: list[FrameSource],
+) -> None:
+    w, h = state.width, state.height
     missing = []
     names = source.info.names
     for frame in source:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -320,3 +321,29 @@ def test_resume_keeps_the_videos_and_reports_of_finished_loops(tmp_path: Path, b
     assert first_video.stat().st_mtime_ns == before, "the finished loop's video is not encoded again"
     assert result.loop_videos == [first_video]
     assert [e["loop"] for e in json.loads((root / "report.json").read_text())["loops"]] == [1, 2]
+
+
+def test_the_last_loop_is_encoded_as_it_is_made_into_the_video_its_files_make(
+    tmp_path: Path, bikes: Path, tiny_backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lib_videoloop.loop_end import LoopEnd
+    from lib_videoloop.media.sources import open_source
+    from lib_videoloop.media.writer import write_video
+
+    streamed: list[str] = []  # videos encoded from frames as they were written
+    original = LoopEnd.write_video
+
+    def recording(self, folder, name, frames=None):
+        if frames is not None:
+            streamed.append(name)
+        return original(self, folder, name, frames)
+
+    monkeypatch.setattr(LoopEnd, "write_video", recording)
+    result = Engine(small(bikes, tmp_path / "out", max_frames=6, fix_seed=False), tiny_backend).run()
+    assert streamed == [result.run_dir.name]
+    from_files = write_video(
+        FrameStore.open(result.run_dir).frames(result.frames_folder), tmp_path / "from-files.mp4", Fraction(25)
+    )
+    got = [f.image for f in open_source(result.video)]
+    expected = [f.image for f in open_source(from_files)]
+    assert len(got) == 6 and all(np.array_equal(a, b) for a, b in zip(got, expected))
