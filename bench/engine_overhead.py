@@ -1,11 +1,12 @@
 """The extension's own time per frame next to generation, and its peak memory with clip length.
 
-Own time = wall time minus the backend's time, for everything the engine does: the temporal
-window, the blend, the mask, writing the 16-bit PNG frames (on a worker, with back-pressure),
-the flicker report of the previous loop (on a worker) and the loop's video. Two backends: one
-that hands back its init image at once (the engine alone), and one that sleeps 0.5 s per frame
-(a GPU generation), where the workers can overlap with it. Two loops, so loop 1's report runs
-during loop 2. Window 1,2,3,2,1; mask off and on; 512x512 and 1024x576.
+Own time = wall time minus the backend's time, for everything the engine does: the input copy,
+the temporal window, the blend, the mask, writing the 16-bit PNG frames (on workers, with
+back-pressure), the flicker report (on a worker, frame by frame as they are written) and the
+videos (loop 1's while loop 2 runs, loop 2's as it is made). Two backends: one that hands back
+its init image at once (the engine alone), and one that sleeps 0.5 s per frame (a GPU
+generation), where the workers can overlap with it. Window 1,2,3,2,1; mask off and on; 512x512
+and 1024x576.
 
     .venv/bin/python bench/engine_overhead.py
 

@@ -7,40 +7,16 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from test_engine import frames_of, small
+from test_engine import Recording, frames_of, small
 
-from lib_videoloop.backends import GenerationRequest
 from lib_videoloop.engine import Engine
 from lib_videoloop.media.store import FrameStore
-
-
-class CountingCalls:
-    """Passes every call to the real backend and remembers how many frames each one held."""
-
-    def __init__(self, inner) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self.calls: list[int] = []
-
-    def check(self, uses_subseed: bool, uses_mask: bool) -> None:
-        self.inner.check(uses_subseed, uses_mask)
-
-    def frames_per_call(self, request: GenerationRequest, setting: int) -> int:
-        return self.inner.frames_per_call(request, setting)
-
-    def generate(self, request: GenerationRequest) -> list[np.ndarray]:
-        self.calls.append(1)
-        return self.inner.generate(request)
-
-    def generate_frames(self, requests: list[GenerationRequest]) -> list[list[np.ndarray]]:
-        self.calls.append(len(requests))
-        return self.inner.generate_frames(requests)
 
 
 def _runs(tmp_path: Path, clip: Path, tiny_backend, **kw) -> tuple[list[np.ndarray], list[np.ndarray], list[int]]:
     """The last loop's frames one by one and with frames_per_call 3, and the batched run's calls."""
     alone = Engine(small(clip, tmp_path / "alone", frames_per_call=1, **kw), tiny_backend).run()
-    batched = CountingCalls(tiny_backend)
+    batched = Recording(tiny_backend)
     together = Engine(small(clip, tmp_path / "together", frames_per_call=3, **kw), batched).run()
     return (
         frames_of(alone.run_dir, alone.frames_folder),
@@ -97,7 +73,7 @@ def test_a_run_stopped_inside_a_call_resumes_to_the_same_frames(tmp_path: Path, 
     except InterruptedRun as stopped:
         run_dir = Path(stopped.args[0])
     assert FrameStore.open(run_dir).complete_frames("loop_002") == {0, 1, 2, 3, 4}
-    batched = CountingCalls(tiny_backend)
+    batched = Recording(tiny_backend)
     resumed = Engine.resume(run_dir, batched).run()
     assert batched.calls == [3, 1]  # frames 4-6 again in one call (frame 6 the one written), then 7
     for a, b in zip(frames_of(straight.run_dir, "loop_002"), frames_of(resumed.run_dir, "loop_002")):

@@ -19,19 +19,28 @@ from lib_videoloop.media.store import FrameStore
 
 
 class Recording:
-    """Passes every request to the real backend and remembers it."""
+    """Passes every request to the real backend and remembers it, and how many frames each
+    generation call held."""
 
     def __init__(self, inner) -> None:
         self.inner = inner
         self.name = inner.name
         self.requests: list[GenerationRequest] = []
+        self.calls: list[int] = []
 
     def check(self, uses_subseed: bool, uses_mask: bool) -> None:
         self.inner.check(uses_subseed, uses_mask)
 
+    def frames_per_call(self, request: GenerationRequest, setting: int) -> int:
+        return self.inner.frames_per_call(request, setting)
+
     def generate(self, request: GenerationRequest) -> list[np.ndarray]:
-        self.requests.append(request)
-        return self.inner.generate(request)
+        return self.generate_frames([request])[0]
+
+    def generate_frames(self, requests: list[GenerationRequest]) -> list[list[np.ndarray]]:
+        self.requests += requests
+        self.calls.append(len(requests))
+        return self.inner.generate_frames(requests)
 
 
 def small(input_path: Path, out: Path, **kw) -> Settings:
