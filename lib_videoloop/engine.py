@@ -21,7 +21,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -176,19 +176,16 @@ class Engine:
             masks = FrameWindow(store, MASKS, reader) if s.use_mask else None
             blend: LoopBlend | None = None  # made when the loop has a frame to generate
             inbetweens: InBetweens | None = None
-            batch: list[_Pending] = []  # frames prepared for one generation call
             plans = list(plans)
             made = not all(store.is_complete(folder, plan.frame) for plan in plans)
             # Frames are grouped into calls the same way in every session (the same plans, the
             # limit recorded): a resumed run makes a call again whole, keeping the frames it has.
             limit = self._frames_per_call(plans[0], len(references)) if made else 1
-            for plan in _in_order(plans if made else [], keyplan):
-                complete = store.is_complete(folder, plan.frame)
-                inbetween = keyplan is not None and plan.frame not in keys
-                if inbetween:
-                    self._finish(batch, tally)  # in-betweens read the keyframes back
-                    if complete:
-                        continue
+            for call in _calls(_in_order(plans, keyplan) if made else [], limit, keys if keyplan else None):
+                if all(store.is_complete(folder, plan.frame) for plan in call):
+                    continue
+                plan = call[0]
+                if keyplan is not None and plan.frame not in keys:  # an in-between, alone
                     if inbetweens is None:
                         store.flush()  # the loop's keyframes on disk: they are read back from there
                         reference = functools.partial(store.read_frame, references[0].folder)
@@ -196,16 +193,15 @@ class Engine:
                     latest, repaired = self._inbetween(plan, inbetweens, references, masks)
                     if latest is not None:
                         self._done(plan, latest, repaired, tally)
-                        continue
+                        continue  # else generated like a keyframe
                 if blend is None:
                     strength = functools.partial(_filter_strength, planner, plan.loop)
                     blend = LoopBlend(s, store, FrameWindow(store, previous, reader), references[0], flows, strength)
-                if batch and (len(batch) >= limit or plan.call_key() != batch[0].plan.call_key()):
-                    self._finish(batch, tally)
-                batch.append(self._prepare(plan, blend, references, masks, frame_count, keep=complete))
-                if inbetween:  # generated like a keyframe, alone: the next in-between reads it
-                    self._finish(batch, tally)
-            self._finish(batch, tally)
+                batch = [
+                    self._prepare(p, blend, references, masks, frame_count, keep=store.is_complete(folder, p.frame))
+                    for p in call
+                ]
+                self._finish(batch, tally)
             if blend is not None:
                 blend.close()
             previous = loop_end.finish(loop, resumed=not made)
@@ -382,6 +378,24 @@ class _Pending:
     mask: np.ndarray | None
     request: GenerationRequest
     keep: bool = False
+
+
+def _calls(plans: list[FramePlan], limit: int, keyframes: set[int] | None) -> Iterator[list[FramePlan]]:
+    """The plans in groups that go through one generation call each: up to `limit` neighbours
+    whose call_key agrees. In keyframe mode (keyframes given) an in-between frame goes alone:
+    the next one reads it."""
+    call: list[FramePlan] = []
+    for plan in plans:
+        alone = keyframes is not None and plan.frame not in keyframes
+        if call and (alone or len(call) >= limit or plan.call_key() != call[0].call_key()):
+            yield call
+            call = []
+        call.append(plan)
+        if alone:
+            yield call
+            call = []
+    if call:
+        yield call
 
 
 def _in_order(plans: list[FramePlan], keyplan: KeyframePlan | None) -> list[FramePlan]:
