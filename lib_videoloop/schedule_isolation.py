@@ -41,6 +41,12 @@ def check_plan_isolated(
 
     Returns the number of images the run will generate; raises the child's VideoLoopError, or
     one naming the schedules when the child runs out of time or memory."""
+    from lib_videoloop.config import SCHEDULE_FIELDS
+
+    if not any(str(getattr(settings, name) or "").strip() for name in SCHEDULE_FIELDS):
+        # No expression to evaluate, so nothing to isolate: a child would only cost its start-up
+        # (about 0.25 s) before the first generation.
+        return _check(settings, frame_count, txt_prompts, frame_pixels)
     payload = json.dumps(
         {
             "settings": settings.to_dict(),

@@ -143,6 +143,16 @@ def test_the_up_front_check_runs_apart_under_a_time_cap() -> None:
         check_plan_isolated(settings, 2000, None, 64 * 64, timeout_s=0.3)
 
 
+def test_a_plan_without_schedules_is_checked_without_a_child(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_child(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("a child process was started")
+
+    monkeypatch.setattr("lib_videoloop.schedule_isolation.subprocess.run", no_child)
+    assert check_plan_isolated(Settings(input_directory="x", loop_n=3, n_iter=2), 5, None, 64 * 64) == 30
+    with pytest.raises(AssertionError, match="child"):
+        check_plan_isolated(Settings(input_directory="x", loop_n=3, cfg_schedule="7"), 5, None, 64 * 64)
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="the memory cap is an rlimit read from /proc")
 def test_the_up_front_check_runs_apart_under_a_memory_cap() -> None:
     # Three values of nine 10,000-item lists each, alive at once: about 2 MB, inside every limit.
