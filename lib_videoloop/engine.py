@@ -43,7 +43,7 @@ from lib_videoloop.media.resize import resize_frame
 from lib_videoloop.media.store import INPUT, MASKS, FrameStore, loop_dir_name
 from lib_videoloop.planning import FramePlan, Planner, uses_mask, uses_subseed
 from lib_videoloop.resume import reopen
-from lib_videoloop.run_setup import copy_input, open_input, prepare_run, write_record
+from lib_videoloop.run_setup import PreparedRun, copy_input, open_input, prepare_run, write_record
 from lib_videoloop.run_state import RunState
 from lib_videoloop.temporal import FrameWindow, LoopBlend
 
@@ -111,32 +111,32 @@ class Engine:
     # -- the whole run ---------------------------------------------------------------------
     def run(self) -> RunResult:
         resumed = self.store is not None  # reopen() holds the folder already
+        prepared = None
         if not resumed:
             prepared = prepare_run(self.settings, self.backend, self.weight_places)  # checks the backend too
             self.store, self.settings, self.state = prepared.store, prepared.settings, prepared.state
         try:
             if resumed:
                 self.backend.check(uses_subseed(self.settings), uses_mask(self.settings))
-            return self._run(self.store, self.state)
+            return self._run(self.store, self.state, prepared)
         finally:
             self.store.unlock()
 
-    def _run(self, store: FrameStore, state: RunState) -> RunResult:
+    def _run(self, store: FrameStore, state: RunState, prepared: PreparedRun | None) -> RunResult:
         s = self.settings
         planner = Planner(s, state.frame_count, state.txt_prompts, frame_pixels=state.frame_pixels)
-        if not store.folder_complete(INPUT):  # stopped while the input was being copied
-            copy_input(store, s, state, open_input(s))
-        keyplan = keyframe_plan(store, s, state)
         total = state.frame_count * s.loop_n
         result = RunResult(store.root, s, state.frame_count)
         done = sum(len(store.complete_frames(loop_dir_name(k))) for k in range(1, s.loop_n + 1))
-        self.on_progress(Progress(1, s.loop_n, 0, state.frame_count, done, total))  # before the first generation
         with (
             store.background_writes(),
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="videoloop-read") as reader,
             ThreadPoolExecutor(max_workers=FLOW_THREADS, thread_name_prefix="videoloop-flow") as flow_reader,
-            LoopEnd(store, s, state, self.weight_places, keyplan) as loop_end,
         ):
+            if prepared is not None:
+                prepared.copy_input()
+            elif not store.folder_complete(INPUT):  # stopped while the input was being copied
+                copy_input(store, s, state, open_input(s))
             flows = FlowFolder(
                 store.root / FLOWS,
                 lambda i: store.read_frame(state.references[0] if state.references else INPUT, i),
@@ -144,12 +144,17 @@ class Engine:
                 flow_reader,
                 ahead=FLOW_THREADS,
             )  # the motion of the (first) reference frames, computed once for the whole run
-            previous = self._loops(planner, reader, flows, loop_end, _Tally(result, done, total, loop_end), keyplan)
-            result.report = loop_end.last_report()
-            result.loop_videos = loop_end.loop_videos
-            result.frames_folder = previous
-            result.settings = self.settings  # as they stand now: the model name is known only after a generation
-            result.video = loop_end.final_video(previous)
+            flows.read_ahead(0)  # while the keyframes are chosen and the first window is read
+            keyplan = keyframe_plan(store, s, state)
+            self.on_progress(Progress(1, s.loop_n, 0, state.frame_count, done, total))  # before the first generation
+            with LoopEnd(store, s, state, self.weight_places, keyplan) as loop_end:
+                tally = _Tally(result, done, total, loop_end)
+                previous = self._loops(planner, reader, flows, loop_end, tally, keyplan)
+                result.report = loop_end.last_report()
+                result.loop_videos = loop_end.loop_videos
+                result.frames_folder = previous
+                result.settings = self.settings  # as they stand now: the model name is known only after a generation
+                result.video = loop_end.final_video(previous)
         return result
 
     def _loops(
@@ -168,6 +173,7 @@ class Engine:
         previous = INPUT
         started = time.monotonic()
         keys = set(keyplan.keyframes) if keyplan is not None else set()
+        next_window: FrameWindow | None = None  # the next loop's first frames, read ahead
         for loop, plans in itertools.groupby(planner.plans(state.seed, state.subseed), key=lambda p: p.loop):
             folder = loop_dir_name(loop)
             references = [FrameWindow(store, name, reader) for name in state.references] or [
@@ -181,7 +187,10 @@ class Engine:
             # Frames are grouped into calls the same way in every session (the same plans, the
             # limit recorded): a resumed run makes a call again whole, keeping the frames it has.
             limit = self._frames_per_call(plans[0], len(references)) if made else 1
-            for call in _calls(_in_order(plans, keyplan) if made else [], limit, keys if keyplan else None):
+            calls = list(
+                _calls(_in_order(plans, keyplan) if made else [], limit, keys if keyplan is not None else None)
+            )
+            for n, call in enumerate(calls):
                 if all(store.is_complete(folder, plan.frame) for plan in call):
                     continue
                 plan = call[0]
@@ -196,11 +205,18 @@ class Engine:
                         continue  # else generated like a keyframe
                 if blend is None:
                     strength = functools.partial(_filter_strength, planner, plan.loop)
-                    blend = LoopBlend(s, store, FrameWindow(store, previous, reader), references[0], flows, strength)
+                    window = next_window if next_window is not None and next_window.folder == previous else None
+                    window = window or FrameWindow(store, previous, reader)
+                    blend = LoopBlend(s, store, window, references[0], flows, strength)
                 batch = [
                     self._prepare(p, blend, references, masks, frame_count, keep=store.is_complete(folder, p.frame))
                     for p in call
                 ]
+                if n == len(calls) - 1 and keyplan is None and loop < s.loop_n:
+                    # While the loop's last call generates, the next loop's first window is read:
+                    # those frames of this loop are written already (frames go in order here).
+                    next_window = FrameWindow(store, folder, reader)
+                    next_window.read_ahead(range(min(len(plan.temporal_weights) // 2 + 1, plan.frame)))
                 self._finish(batch, tally)
             if blend is not None:
                 blend.close()
@@ -246,12 +262,10 @@ class Engine:
 
     def _finish(self, batch: list[_Pending], tally: _Tally) -> None:
         """Generates the batch's frames in one call, superimposes and writes each that is not
-        kept from an earlier session; empties the batch."""
-        if any(not pending.keep for pending in batch):
-            for pending, generated in zip(batch, self._generate([p.request for p in batch])):
-                if not pending.keep:
-                    self._write(pending, generated, tally)
-        batch.clear()
+        kept from an earlier session (a call is made only when one of its frames is missing)."""
+        for pending, generated in zip(batch, self._generate([p.request for p in batch])):
+            if not pending.keep:
+                self._write(pending, generated, tally)
 
     def _write(self, pending: _Pending, generated: np.ndarray | None, tally: _Tally) -> None:
         plan, base, mask = pending.plan, pending.base, pending.mask

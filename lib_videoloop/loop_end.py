@@ -126,10 +126,12 @@ class LoopEnd:
         then kept when they exist (a resume near the end of a long run redoes neither)."""
         s = self.settings
         folder = loop_dir_name(loop)
-        self.store.flush()  # the loop's frames on disk before anything reads them as a clip
+        # No wait here for the loop's last files: the video, the report and the next loop read
+        # the frames still queued from memory, with the values their files will hold.
         if self._denoised(loop):
             from lib_videoloop.denoise.loop_pass import run_denoise_pass
 
+            self.store.flush()  # the pass reads the loop's files
             folder = run_denoise_pass(self.store, folder, s, seed=self.state.seed + loop, places=self.places)
             self.store.flush()
         if s.save_every_loop and loop < s.loop_n:

@@ -2,16 +2,21 @@
 
 Nothing here generates. A run that is refused leaves nothing behind: the checks come before the
 run folder exists, and if copying the input still fails (a frame damaged past its header) the
-new folder is removed again.
+new folder is removed again. The engine copies the input (PreparedRun.copy_input) with its
+background writes on, so the copy's last files are written while the first frames generate.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from lib_videoloop.backends import Backend
@@ -30,7 +35,7 @@ from lib_videoloop.errors import VideoLoopError
 from lib_videoloop.masks import MaskSource, fit_mask, missing_masks_error
 from lib_videoloop.media.images import MAX_PIXELS
 from lib_videoloop.media.resize import resize_frame
-from lib_videoloop.media.sources import FolderSource, FrameSource, SourceInfo, open_source
+from lib_videoloop.media.sources import FolderSource, Frame, FrameSource, SourceInfo, open_source
 from lib_videoloop.media.store import INPUT, FrameStore
 from lib_videoloop.media.writer import output_fps
 from lib_videoloop.planning import read_txt_prompts, uses_mask, uses_subseed
@@ -39,12 +44,28 @@ from lib_videoloop.schedule_isolation import check_plan_isolated
 
 log = logging.getLogger(__name__)
 
+RESIZE_AHEAD = 3  # frames resized ahead of the one written: memory stays flat with the clip
+
 
 @dataclass
 class PreparedRun:
     store: FrameStore  # created and locked for this process
     settings: Settings  # with the seeds drawn and the model named
     state: RunState
+    source: FrameSource
+    mask_source: MaskSource | None
+    references: list[FrameSource]
+
+    def copy_input(self) -> None:
+        """Writes the input frames (masks, references) into the new run folder, through the
+        store's background writes when they are on: the first generation then need not wait
+        for the last frames' files. A frame that cannot be read refuses the run, and the
+        folder is removed once nothing is being written into it."""
+        try:
+            copy_input(self.store, self.settings, self.state, self.source, self.mask_source, self.references)
+        except VideoLoopError:
+            self.store.abandon()
+            raise
 
 
 def prepare_run(settings: Settings, backend: Backend, places: WeightPlaces) -> PreparedRun:
@@ -92,15 +113,9 @@ def prepare_run(settings: Settings, backend: Backend, places: WeightPlaces) -> P
     settings = replace(s, seed=state.seed, subseed=state.subseed, model_name=model)
     store = FrameStore.create(s.output_directory, Path(str(s.input_directory)).stem, n, s.input_directory)
     store.lock()
-    try:
-        write_record(store, settings, state)
-        log.info("run folder %s: %d frames at %dx%d, %d loops", store.root, n, width, height, s.loop_n)
-        copy_input(store, settings, state, source, mask_source, references)
-    except VideoLoopError:
-        store.unlock()
-        store.remove()
-        raise
-    return PreparedRun(store, settings, state)
+    write_record(store, settings, state)
+    log.info("run folder %s: %d frames at %dx%d, %d loops", store.root, n, width, height, s.loop_n)
+    return PreparedRun(store, settings, state, source, mask_source, references)
 
 
 def write_record(store: FrameStore, settings: Settings, state: RunState) -> None:
@@ -137,13 +152,13 @@ def copy_input(
     references: list[FrameSource] | None = None,
 ) -> None:
     """Writes the input frames (and masks, references) missing from the run folder, at the
-    working size. A resume calls it too, when the input was not all copied."""
+    working size. A resume calls it too, when the input was not all copied. With the store's
+    background writes on, the next frame is decoded while the last ones are encoded."""
     if s.use_mask and mask_source is None:
         mask_source = MaskSource(s.mask_directory, s.mask_threshold, source.info.kind)
     if references is None:
         references = reference_sources(s, state.frame_count)
-    with store.background_writes():  # decode the next frame while the last ones are encoded
-        _copy_frames(store, s, state, source, mask_source, references)
+    _copy_frames(store, s, state, source, mask_source, references)
 
 
 def _copy_frames(
@@ -157,9 +172,8 @@ def _copy_frames(
     w, h = state.width, state.height
     missing = []
     names = source.info.names
-    for frame in source:
-        if store.is_complete(INPUT, frame.index):
-            continue
+    frames = (frame for frame in source if not store.is_complete(INPUT, frame.index))
+    for frame, resized in _resized(frames, w, h, s.resize_mode):
         if mask_source is not None:
             # The mask first: an input frame in the manifest then always has its mask.
             number = int(names[frame.index]) if source.info.kind == "video" else None
@@ -168,7 +182,7 @@ def _copy_frames(
                 missing.append(frame.name)
                 continue
             store.write_mask(frame.index, fit_mask(mask, w, h, s.resize_mode))
-        store.write_frame(INPUT, frame.index, resize_frame(frame.image, w, h, s.resize_mode))
+        store.write_frame(INPUT, frame.index, resized)
     if missing:
         raise missing_masks_error(missing, s.mask_directory)
     for k, ref in enumerate(references):
@@ -176,6 +190,22 @@ def _copy_frames(
         for frame in ref:
             if frame.index < state.frame_count and not store.is_complete(folder, frame.index):
                 store.write_frame(folder, frame.index, resize_frame(frame.image, w, h, s.resize_mode))
+
+
+def _resized(frames: Iterable[Frame], width: int, height: int, mode: int) -> Iterator[tuple[Frame, np.ndarray]]:
+    """Each frame with its image at the working size, in order. The resizes run on two threads
+    a few frames ahead of the one written (Pillow lets go of the GIL while it resamples): at
+    1024x576 a resize takes longer than the frame's decode and encode together."""
+    ahead: deque[tuple[Frame, Future[np.ndarray]]] = deque()
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="videoloop-resize") as pool:
+        for frame in frames:
+            ahead.append((frame, pool.submit(resize_frame, frame.image, width, height, mode)))
+            if len(ahead) > RESIZE_AHEAD:
+                done, future = ahead.popleft()
+                yield done, future.result()
+        while ahead:
+            done, future = ahead.popleft()
+            yield done, future.result()
 
 
 def reference_sources(s: Settings, frame_count: int) -> list[FrameSource]:

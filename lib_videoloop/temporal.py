@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -53,10 +53,14 @@ class FrameWindow:
         lowest = min(indices) if keep_from is None else keep_from
         for j in [j for j in self.cache if j < lowest]:
             del self.cache[j]
-        upcoming = max(indices) + 1
-        if upcoming < self.store.frame_count and upcoming not in self.cache:
-            self.cache[upcoming] = self.reader.submit(self.store.read_frame, self.folder, upcoming)
+        self.read_ahead([max(indices) + 1])
         return frames
+
+    def read_ahead(self, indices: Iterable[int]) -> None:
+        """Starts reading these frames on the worker, without waiting."""
+        for j in indices:
+            if j < self.store.frame_count and j not in self.cache:
+                self.cache[j] = self.reader.submit(self.store.read_frame, self.folder, j)
 
 
 class LoopBlend:

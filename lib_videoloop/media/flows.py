@@ -66,14 +66,21 @@ class FlowFolder:
 
     def pair(self, i: int) -> PairFlow:
         future = self._ahead.pop(i, None)
-        pair = future.result() if future is not None else self._load_or_compute(i)
+        if future is None and self.reader is not None:
+            future = self.reader.submit(self._load_or_compute, i)  # the pairs after it start beside it
         step = 1 if i >= self._last else -1  # the filter's backward pass goes down
         self._last = i
-        self._ahead = {k: f for k, f in self._ahead.items() if abs(k - i) <= self.ahead + 1}
-        for upcoming in range(i + step, i + step * (self.ahead + 1), step):
-            if self.reader is not None and 0 <= upcoming < self.frame_count - 1 and upcoming not in self._ahead:
+        self.read_ahead(i + step, step)
+        return future.result() if future is not None else self._load_or_compute(i)
+
+    def read_ahead(self, first: int, step: int = 1) -> None:
+        """Starts computing (or reading) the `ahead` pairs from `first` on, without waiting."""
+        if self.reader is None:
+            return
+        self._ahead = {k: f for k, f in self._ahead.items() if abs(k - first) <= self.ahead + 1}
+        for upcoming in range(first, first + step * self.ahead, step):
+            if 0 <= upcoming < self.frame_count - 1 and upcoming not in self._ahead:
                 self._ahead[upcoming] = self.reader.submit(self._load_or_compute, upcoming)
-        return pair
 
     def forward_backward(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """The two flows of pair i alone, as the flicker metric takes them."""
