@@ -10,8 +10,14 @@ and 1024x576.
 
     .venv/bin/python bench/engine_overhead.py
 
-Reported per configuration: the median gap between two frames minus the backend (what a
-frame waits for), and the whole run's (wall - backend) / frames, loop ends included.
+Reported per configuration, from the times each generation starts and ends:
+- per frame: the gap between two generations of one loop (what a frame waits for), median
+  and mean;
+- loop change: the gap from a loop's last generation to the next loop's first;
+- setup: from the start of the run to the first generation (checks, input copy, first flows);
+- end: from the last generation to the run's return (the last frame, report and video);
+- whole run / frame: (wall - backend) / frames, all of the above together. With a 0.5 s backend
+  it is given for 12 and 48 frames, to show what is per frame and what is per run.
 Target (issue: extension overhead): at most 10 ms (2% of 0.5 s) at 512x512, 5% at 1024x576.
 Memory: the same job over 200 and 2,000 frames (256x256), target ratio <= 1.2.
 """
@@ -34,7 +40,7 @@ from lib_videoloop.engine import Engine
 
 clip, out, width, height, loops, frames, sleep, mask = sys.argv[1:9]
 width, height, loops, frames, sleep, mask = int(width), int(height), int(loops), int(frames), float(sleep), mask == "1"
-backend_time = [0.0]
+calls = []  # (start, end, loop) of each generation
 
 class Backend:
     name = "bench"
@@ -44,14 +50,8 @@ class Backend:
         t = time.perf_counter()
         if sleep:
             time.sleep(sleep)
-        images = [request.init_image] * request.image_count
-        backend_time[0] += time.perf_counter() - t
-        return images
-
-marks = []
-def progress(p):
-    if p.done:
-        marks.append((time.perf_counter(), backend_time[0]))
+        calls.append((t, time.perf_counter()))
+        return [request.init_image] * request.image_count
 
 extra = {}
 if mask:
@@ -63,30 +63,39 @@ if mask:
 settings = Settings(input_directory=clip, output_directory=out, width=width, height=height, loop_n=loops,
                     max_frames=frames, temporal_superimpose_alpha_list="1,2,3,2,1", superimpose_alpha=0.3,
                     save_every_loop=True, **extra)
-engine = Engine(settings, Backend(), on_progress=progress)
+engine = Engine(settings, Backend())
 t0 = time.perf_counter()
 engine.run()
 wall = time.perf_counter() - t0
-gaps = [(b[0] - a[0]) - (b[1] - a[1]) for a, b in zip(marks, marks[1:])]
-RESULT = {"frames": len(marks), "median_gap_ms": 1000 * statistics.median(gaps),
-          "run_ms_per_frame": 1000 * (wall - backend_time[0]) / len(marks), "seconds": wall}
+backend = sum(b - a for a, b in calls)
+gaps = [b[0] - a[1] for a, b in zip(calls, calls[1:])]
+inside = [g for k, g in enumerate(gaps) if (k + 1) % frames]  # between two frames of one loop
+between = [g for k, g in enumerate(gaps) if not (k + 1) % frames]  # from a loop's last frame to the next's first
+RESULT = {"frames": len(calls), "median_ms": 1000 * statistics.median(inside), "mean_ms": 1000 * statistics.mean(inside),
+          "setup_ms": 1000 * (calls[0][0] - t0), "loop_change_ms": 1000 * statistics.mean(between) if between else 0.0,
+          "end_ms": 1000 * (t0 + wall - calls[-1][1]), "run_ms_per_frame": 1000 * (wall - backend) / len(calls),
+          "seconds": wall}
 """
 
 
 def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-engine-"))
     clip = synthetic_clip(tmp / "clip120.mp4", 120)
-    print("| size | backend | mask | frames | own time, median per frame (ms) | own time, whole run / frame (ms) | % of 0.5 s |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| size | backend | mask | frames x loops | per frame: median / mean (ms) | loop change (ms) | setup (ms) "
+        "| end (ms) | whole run / frame (ms) | % of 0.5 s |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for width, height in ((512, 512), (1024, 576)):
-        for sleep, frames in ((0.0, 30), (0.5, 12)):
+        for sleep, frames in ((0.0, 30), (0.5, 12), (0.5, 48)):
             for mask in ("0", "1"):
-                out = tmp / f"o{width}-{sleep}-{mask}"
+                out = tmp / f"o{width}-{sleep}-{frames}-{mask}"
                 row = run_child(CHILD, str(clip), str(out), str(width), str(height), "2", str(frames), str(sleep), mask)
                 share = 100 * row["run_ms_per_frame"] / 500
                 print(
                     f"| {width}x{height} | {'sleeps 0.5 s' if sleep else 'instant'} | {'on' if mask == '1' else 'off'} "
-                    f"| {row['frames']} | {row['median_gap_ms']:.1f} | {row['run_ms_per_frame']:.1f} | {share:.1f}% |"
+                    f"| {frames} x 2 | {row['median_ms']:.1f} / {row['mean_ms']:.1f} | {row['loop_change_ms']:.0f} "
+                    f"| {row['setup_ms']:.0f} | {row['end_ms']:.0f} | {row['run_ms_per_frame']:.1f} | {share:.1f}% |"
                 )
     print("\n| frames | peak RSS (MB) | seconds |\n|---|---|---|")
     peaks = {}

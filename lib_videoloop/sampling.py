@@ -29,7 +29,14 @@ class Sampling:
     def call_key(self) -> tuple[Any, ...]:
         """What frames must have in common to share one generation call: everything but their
         prompts and seeds, which a batch takes per item (and their init images and masks)."""
-        return (self.denoising_strength, self.steps, self.cfg_scale, self.subseed_strength, self.batch_size, self.n_iter)
+        return (
+            self.denoising_strength,
+            self.steps,
+            self.cfg_scale,
+            self.subseed_strength,
+            self.batch_size,
+            self.n_iter,
+        )
 
     def sampling(self) -> dict[str, Any]:
         """These fields alone, to build a request from a plan."""

@@ -58,6 +58,8 @@ def test_settings_section_renders_as_the_webui_renders_it() -> None:
         for key in keys:
             info = shared.opts.data_labels[key]
             component = info.component or guessed[type(info.default)]
-            built = component(label=info.label, value=info.default, elem_id=f"setting_{key}", **(info.component_args or {}))
+            built = component(
+                label=info.label, value=info.default, elem_id=f"setting_{key}", **(info.component_args or {})
+            )
             assert built.value == info.default
     assert shared.opts.video_loopback_default_superimpose_alpha == 0.25

@@ -76,8 +76,6 @@ def run_in_webui(p: Any, values: tuple[Any, ...]) -> Any:
     return _processed(p, result, engine)
 
 
-
-
 def weight_places() -> WeightPlaces:
     """The WebUI's models folder (it honours --models-dir) and its sha256-checked downloader."""
     from modules import paths

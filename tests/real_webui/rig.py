@@ -106,7 +106,9 @@ def guard_torchvision(venv_python: Path) -> None:
     """PyPI's torchvision is built for CUDA torch; beside the CPU build its C operators are missing
     and importing it fails on registering a fake nms. Registration is skipped for missing ones."""
     code = "import importlib.util; print(importlib.util.find_spec('torchvision').submodule_search_locations[0])"
-    folder = Path(subprocess.run([str(venv_python), "-c", code], capture_output=True, text=True, check=True).stdout.strip())
+    folder = Path(
+        subprocess.run([str(venv_python), "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    )
     path = folder / "_meta_registrations.py"
     text = path.read_text(encoding="utf-8")
     if "_register_fake_if_present" not in text:
@@ -235,7 +237,9 @@ def start(dest: Path, port: int = 7861, listen: bool = False, nowebui: bool = Fa
     log.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n".encode())
     log.flush()
     offset = log_path.stat().st_size
-    proc = subprocess.Popen(cmd, cwd=webui, env=server_env(dest), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, cwd=webui, env=server_env(dest), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     (dest / "webui.pid").write_text(str(proc.pid))
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout

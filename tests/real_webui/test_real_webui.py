@@ -36,6 +36,7 @@ if not any(INSTALLS.values()):
         allow_module_level=True,
     )
 
+
 # -- helpers ---------------------------------------------------------------------------------
 def call(url: str, path: str, body: dict | None = None, timeout: float = 900) -> tuple[int, dict]:
     data = None if body is None else json.dumps(body).encode()
@@ -79,7 +80,9 @@ def script_info(url: str) -> list[dict]:
     return next(s for s in info if s["name"] == "video loopback" and s["is_img2img"])["args"]
 
 
-def job(url: str, timeout: float = 900, alwayson: dict | None = None, steps: int = 6, **panel: object) -> tuple[int, dict]:
+def job(
+    url: str, timeout: float = 900, alwayson: dict | None = None, steps: int = 6, **panel: object
+) -> tuple[int, dict]:
     """One img2img request with Video Loopback chosen and script_args in the panel's order."""
     args = script_info(url)
     labels = [a["label"] for a in args]
@@ -236,8 +239,15 @@ def test_interrupt_then_resume_equals_a_straight_run(webui, clip: Path, tmp_path
     # fix_seed off: every frame has its own seed, and the frame after the resume must not depend
     # on what the server generated before it (A1111 encodes init images with torch's global RNG).
     # the temporal filter: its backward pass is made anew by the resumed run, its flows are read back
-    panel = {"input_directory": str(clip), "max_frames": 8, "loop_n": 3, "fix_seed": False, "superimpose_alpha": 0.5,
-             "temporal_superimpose_method": "temporal filter along optical flow", "temporal_filter_strength": 0.6}
+    panel = {
+        "input_directory": str(clip),
+        "max_frames": 8,
+        "loop_n": 3,
+        "fix_seed": False,
+        "superimpose_alpha": 0.5,
+        "temporal_superimpose_method": "temporal filter along optical flow",
+        "temporal_filter_strength": 0.6,
+    }
     status, straight = job(url, output_directory=str(tmp_path / "straight"), **panel)
     assert status == 200, straight
     expected = frames(run_folder(straight) / "loop_003")
@@ -269,8 +279,14 @@ def test_interrupt_then_resume_equals_a_straight_run(webui, clip: Path, tmp_path
 
 def test_frames_batched_in_one_call_follow_their_own_seeds_and_prompts(webui, clip: Path, tmp_path: Path) -> None:
     url = webui["url"]
-    panel = {"input_directory": str(clip), "max_frames": 4, "loop_n": 1, "fix_seed": False, "superimpose_alpha": 1.0,
-             "prompt_schedule": "f'a watercolour street, frame {image_i}'"}
+    panel = {
+        "input_directory": str(clip),
+        "max_frames": 4,
+        "loop_n": 1,
+        "fix_seed": False,
+        "superimpose_alpha": 1.0,
+        "prompt_schedule": "f'a watercolour street, frame {image_i}'",
+    }
     runs = {}
     for frames_per_call in (1, 4):
         started = time.monotonic()
@@ -278,7 +294,9 @@ def test_frames_batched_in_one_call_follow_their_own_seeds_and_prompts(webui, cl
                                **panel)  # fmt: skip
         assert status == 200, response
         print(f"{webui['kind']} frames_per_call={frames_per_call}: {time.monotonic() - started:.1f} s")
-        runs[frames_per_call] = [f.astype(np.float64) / np.iinfo(f.dtype).max for f in frames(run_folder(response) / "loop_001")]
+        runs[frames_per_call] = [
+            f.astype(np.float64) / np.iinfo(f.dtype).max for f in frames(run_folder(response) / "loop_001")
+        ]
     alone, together = runs[1], runs[4]
     assert len(together) == 4
     diffs = [float(np.abs(a - b).max()) for a, b in zip(alone, together)]

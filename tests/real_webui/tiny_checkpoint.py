@@ -43,7 +43,7 @@ def _yaml(unet: dict, vae: dict) -> str:
     return (
         "model:\n  base_learning_rate: 1.0e-04\n  target: ldm.models.diffusion.ddpm.LatentDiffusion\n  params:\n"
         "    linear_start: 0.00085\n    linear_end: 0.0120\n    num_timesteps_cond: 1\n    log_every_t: 200\n"
-        "    timesteps: 1000\n    first_stage_key: \"jpg\"\n    cond_stage_key: \"txt\"\n    image_size: 64\n"
+        '    timesteps: 1000\n    first_stage_key: "jpg"\n    cond_stage_key: "txt"\n    image_size: 64\n'
         "    channels: 4\n    cond_stage_trainable: false\n    conditioning_key: crossattn\n"
         "    monitor: val/loss_simple_ema\n    scale_factor: 0.18215\n    use_ema: False\n"
         "    unet_config:\n      target: ldm.modules.diffusionmodules.openaimodel.UNetModel\n      params:\n"
@@ -114,7 +114,9 @@ def make_clip_tokenizer(folder: Path) -> None:
     vocab += [v + "</w>" for v in vocab] + ["".join(p) for p in pairs] + ["<|startoftext|>", "<|endoftext|>"]
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "vocab.json").write_text(json.dumps({v: i for i, v in enumerate(vocab)}), encoding="utf-8")
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(" ".join(p) for p in pairs) + "\n", encoding="utf-8")
+    (folder / "merges.txt").write_text(
+        "#version: 0.2\n" + "\n".join(" ".join(p) for p in pairs) + "\n", encoding="utf-8"
+    )
     special = {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>",
                "pad_token": "<|endoftext|>"}  # fmt: skip
     (folder / "special_tokens_map.json").write_text(json.dumps(special), encoding="utf-8")

@@ -85,7 +85,9 @@ class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
         # size), as the real init() does.
         if len(self.init_images) > 1:
             if len(self.init_images) > self.batch_size:
-                raise RuntimeError(f"bad number of images passed: {len(self.init_images)}; expecting {self.batch_size} or less")
+                raise RuntimeError(
+                    f"bad number of images passed: {len(self.init_images)}; expecting {self.batch_size} or less"
+                )
             self.batch_size = len(self.init_images)
         if self.image_mask is not None:
             mask = (
@@ -184,7 +186,9 @@ def process_images(p: StableDiffusionProcessingImg2Img) -> Processed:
     count = p.batch_size * p.n_iter
     all_prompts = p.prompt if isinstance(p.prompt, list) else [p.prompt] * count
     all_negative = p.negative_prompt if isinstance(p.negative_prompt, list) else [p.negative_prompt] * count
-    all_seeds = p.seed if isinstance(p.seed, list) else [p.seed + (k if p.subseed_strength == 0 else 0) for k in range(count)]
+    all_seeds = (
+        p.seed if isinstance(p.seed, list) else [p.seed + (k if p.subseed_strength == 0 else 0) for k in range(count)]
+    )
     all_subseeds = p.subseed if isinstance(p.subseed, list) else [p.subseed + k for k in range(count)]
     for n in range(p.n_iter):
         if shared.state.skipped:  # the real one clears a Skip at the start of every batch
