@@ -16,6 +16,7 @@ resume.py says how a stopped run continues to the same frames.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import logging
@@ -132,8 +133,11 @@ class Engine:
             store.background_writes(),
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="videoloop-read") as reader,
             ThreadPoolExecutor(max_workers=FLOW_THREADS, thread_name_prefix="videoloop-flow") as flow_reader,
+            contextlib.ExitStack() as copying,  # left first: the copy ends before the writes do
         ):
-            if prepared is not None:
+            if prepared is not None and prepared.verified:
+                copying.enter_context(store.filled_by(INPUT, prepared.copy_while_generating))
+            elif prepared is not None:
                 prepared.copy_input()
             elif not store.folder_complete(INPUT):  # stopped while the input was being copied
                 copy_input(store, s, state, open_input(s))

@@ -8,10 +8,11 @@ background writes on, so the copy's last files are written while the first frame
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -55,6 +56,9 @@ class PreparedRun:
     source: FrameSource
     mask_source: MaskSource | None
     references: list[FrameSource]
+    # The input alone (no masks, no reference frames), every frame decoded once already: it
+    # may be copied while loop 1 generates (copy_while_generating).
+    verified: bool = False
 
     def copy_input(self) -> None:
         """Writes the input frames (masks, references) into the new run folder, through the
@@ -66,6 +70,11 @@ class PreparedRun:
         except VideoLoopError:
             self.store.abandon()
             raise
+
+    def copy_while_generating(self, may_copy: Callable[[int], bool]) -> None:
+        """The copy of a verified input, for FrameStore.filled_by: loop 1 reads each frame as
+        soon as it is queued, and the resizes and encodes run beside the generations."""
+        copy_input(self.store, self.settings, self.state, self.source, None, [], may_copy)
 
 
 def prepare_run(settings: Settings, backend: Backend, places: WeightPlaces) -> PreparedRun:
@@ -111,11 +120,14 @@ def prepare_run(settings: Settings, backend: Backend, places: WeightPlaces) -> P
     # Seeds recorded as used, so that `--config settings.json` repeats the run exactly.
     model = getattr(backend, "model_name", None) or backend.name
     settings = replace(s, seed=state.seed, subseed=state.subseed, model_name=model)
+    verified = mask_source is None and not references
+    if verified:  # copied while generating: a frame damaged past its header is found here instead
+        source.verify()
     store = FrameStore.create(s.output_directory, Path(str(s.input_directory)).stem, n, s.input_directory)
     store.lock()
     write_record(store, settings, state)
     log.info("run folder %s: %d frames at %dx%d, %d loops", store.root, n, width, height, s.loop_n)
-    return PreparedRun(store, settings, state, source, mask_source, references)
+    return PreparedRun(store, settings, state, source, mask_source, references, verified)
 
 
 def write_record(store: FrameStore, settings: Settings, state: RunState) -> None:
@@ -150,15 +162,17 @@ def copy_input(
     source: FrameSource,
     mask_source: MaskSource | None = None,
     references: list[FrameSource] | None = None,
+    may_copy: Callable[[int], bool] = lambda _index: True,
 ) -> None:
     """Writes the input frames (and masks, references) missing from the run folder, at the
-    working size. A resume calls it too, when the input was not all copied. With the store's
-    background writes on, the next frame is decoded while the last ones are encoded."""
+    working size, each once may_copy(index) allows it (False: stop). A resume calls it too,
+    when the input was not all copied. With the store's background writes on, the next frame
+    is decoded while the last ones are encoded."""
     if s.use_mask and mask_source is None:
         mask_source = MaskSource(s.mask_directory, s.mask_threshold, source.info.kind)
     if references is None:
         references = reference_sources(s, state.frame_count)
-    _copy_frames(store, s, state, source, mask_source, references)
+    _copy_frames(store, s, state, source, mask_source, references, may_copy)
 
 
 def _copy_frames(
@@ -168,12 +182,14 @@ def _copy_frames(
     source: FrameSource,
     mask_source: MaskSource | None,
     references: list[FrameSource],
+    may_copy: Callable[[int], bool],
 ) -> None:
     w, h = state.width, state.height
     missing = []
     names = source.info.names
     frames = (frame for frame in source if not store.is_complete(INPUT, frame.index))
-    for frame, resized in _resized(frames, w, h, s.resize_mode):
+    allowed = itertools.takewhile(lambda frame: may_copy(frame.index), frames)  # asked before the resize
+    for frame, resized in _resized(allowed, w, h, s.resize_mode):
         if mask_source is not None:
             # The mask first: an input frame in the manifest then always has its mask.
             number = int(names[frame.index]) if source.info.kind == "video" else None

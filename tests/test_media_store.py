@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -188,3 +189,59 @@ def test_only_the_process_that_continues_a_run_tidies_its_folder(tmp_path: Path)
             FrameStore.open(store.root, to_continue=True)
     finally:
         taken.unlock()
+
+
+def test_a_folder_filled_on_a_thread_is_read_as_its_frames_arrive(tmp_path: Path) -> None:
+    """The input copied while loop 1 generates: a reader asks for frames before they are made,
+    waits for each, and gets the values its file holds; the fill's error reaches both a reader
+    left waiting for a frame it never made and the end of the block."""
+    import threading
+
+    store = FrameStore.create(tmp_path, "fill", 6)
+    frames = [np.full((8, 8, 3), (i + 1) / 7, np.float32) for i in range(6)]
+    released = threading.Semaphore(0)
+
+    def fill(_stopped: object) -> None:
+        for i, frame in enumerate(frames):
+            released.acquire()  # the reader asks first: every frame is waited for
+            store.write_frame("input", i, frame)
+            if i == 3:
+                raise VideoLoopError("input_directory", "clip.mp4", "could not be decoded past frame 4", "Re-export")
+
+    got = []
+    with store.background_writes(), pytest.raises(VideoLoopError, match="past frame 4") as at_end:
+        with store.filled_by("input", fill):
+            for i in range(6):
+                released.release()
+                try:
+                    got.append(store.read_frame("input", i))
+                except VideoLoopError as exc:
+                    assert i == 4 and "past frame 4" in str(exc)  # the fill's own error, not a missing file
+                    break
+    assert "past frame 4" in str(at_end.value)
+    assert len(got) == 4 and all(np.array_equal(g, as_stored(f)) for g, f in zip(got, frames))
+    assert store.complete_frames("input") == {0, 1, 2, 3}
+
+
+def test_a_fill_keeps_a_few_frames_ahead_of_its_readers_and_stops_with_the_block(tmp_path: Path) -> None:
+    """The input copy takes the machine only as far as loop 1 needs it, and a stop during loop
+    1 stops it: the frames it made are whole and listed, a resume copies the rest."""
+    from lib_videoloop.media.store import FILL_AHEAD
+
+    store = FrameStore.create(tmp_path, "fill", 1000)
+    made = []
+
+    def fill(may_make: Callable[[int], bool]) -> None:
+        for i in range(1000):
+            if not may_make(i):
+                return
+            store.write_frame("input", i, np.zeros((4, 4, 3), np.float32))
+            made.append(i)
+
+    with store.background_writes(), pytest.raises(RuntimeError, match="stopped"):
+        with store.filled_by("input", fill):
+            store.read_frame("input", 2)
+            time.sleep(0.3)  # a generation: the fill waits for the next read
+            assert len(made) == 3 + FILL_AHEAD
+            raise RuntimeError("stopped during loop 1")
+    assert len(made) == 3 + FILL_AHEAD and store.complete_frames("input") == set(made)

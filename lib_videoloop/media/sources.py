@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -71,6 +72,13 @@ class FrameSource:
 
     def __iter__(self) -> Iterator[Frame]:
         raise NotImplementedError
+
+    def verify(self) -> None:
+        """Decodes every selected frame and keeps none: raises what iterating would raise. Done
+        before a run whose input is copied while it generates, so that a frame damaged past its
+        header still refuses the run before anything is made."""
+        for _ in self:
+            pass
 
 
 class FolderSource(FrameSource):
@@ -262,6 +270,17 @@ class VideoSource(FrameSource):
         return 0
 
     def __iter__(self) -> Iterator[Frame]:
+        for vframe, targets in self._decoded():
+            image = self._to_array(vframe)
+            for out_index in targets:
+                yield Frame(out_index, self.info.names[out_index], image)
+
+    def verify(self) -> None:
+        for _ in self._decoded():  # decoded, not converted: about 0.6 ms a frame at 512x512
+            pass
+
+    def _decoded(self) -> Iterator[tuple[Any, list[int]]]:
+        """Each decoded video frame that is selected, with the output indices it fills."""
         import av
 
         wanted: dict[int, list[int]] = {}
@@ -279,9 +298,7 @@ class VideoSource(FrameSource):
                     decoded += 1
                     targets = wanted.get(source_index)
                     if targets:
-                        image = self._to_array(vframe)
-                        for out_index in targets:
-                            yield Frame(out_index, self.info.names[out_index], image)
+                        yield vframe, targets
                     if source_index >= last_needed:
                         break
             except av.error.FFmpegError as exc:

@@ -26,7 +26,7 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 MANIFEST = "manifest.jsonl"
 SETTINGS = "settings.json"
 LOCK = ".lock"
+FILL_AHEAD = 4  # frames a folder's fill makes beyond the highest one asked for (filled_by)
 INPUT = "input"  # the input frames at the working size: loop 0
 MASKS = "masks"  # one binarised mask per input frame, when masks are used
 
@@ -110,6 +111,10 @@ class FrameStore:
         self._pending: dict[tuple[str, int], np.ndarray] = {}  # queued frames, served to readers
         self._failure: BaseException | None = None
         self._manifest_lock = threading.Lock()  # writers append whole lines, one at a time
+        self._filling: set[str] = set()  # folders a thread is still writing (filled_by)
+        self._asked: dict[str, int] = {}  # the highest frame of each such folder a reader asked for
+        self._fill_errors: dict[str, BaseException] = {}
+        self._arrived = threading.Condition()  # a frame of a filling folder was queued
 
     # -- creating and reopening --------------------------------------------------------------
     @classmethod
@@ -265,6 +270,9 @@ class FrameStore:
         self._slots.acquire()  # back-pressure: at most `depth` frames wait in memory
         key = (folder, index)
         self._pending[key] = image
+        if self._filling:
+            with self._arrived:
+                self._arrived.notify_all()  # a reader may be waiting for it (filled_by)
         self._writer.submit(self._write_now, folder, index, image).add_done_callback(
             lambda future: self._written(key, future)
         )
@@ -317,7 +325,67 @@ class FrameStore:
             failure, self._failure = self._failure, None
             raise failure
 
+    @contextlib.contextmanager
+    def filled_by(self, folder: str, fill: Callable[[Callable[[int], bool]], None]) -> Iterator[None]:
+        """Runs fill(may_make) on its own thread while the block runs. Meanwhile read_frame(folder,
+        i) waits until frame i is queued or written, so the block can use the folder's first
+        frames while the last ones are still being made. The fill asks may_make(i) before it
+        makes frame i: that waits until a reader has asked for a frame at most FILL_AHEAD
+        before it, so the fill takes no more of the machine than the readers need, and says
+        False once the block has ended. The block's end waits for the fill and raises its error;
+        a reader waiting for a frame the fill did not make gets that error too."""
+        done = threading.Event()
+        self._asked[folder] = -1
+
+        def may_make(index: int) -> bool:
+            with self._arrived:
+                while not done.is_set() and index > self._asked[folder] + FILL_AHEAD:
+                    self._arrived.wait()
+            return not done.is_set()
+
+        def run() -> None:
+            try:
+                fill(may_make)
+            except BaseException as exc:  # handed to the readers and to the block's end
+                self._fill_errors[folder] = exc
+            finally:
+                with self._arrived:
+                    self._filling.discard(folder)
+                    self._arrived.notify_all()
+
+        self._filling.add(folder)
+        self._fill_errors.pop(folder, None)
+        thread = threading.Thread(target=run, name=f"videoloop-fill-{folder}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            with self._arrived:
+                done.set()
+                self._arrived.notify_all()
+            thread.join()
+        error = self._fill_errors.pop(folder, None)
+        if error is not None:
+            raise error
+
+    def _wait_for(self, folder: str, index: int) -> None:
+        with self._arrived:
+            if index > self._asked.get(folder, index):
+                self._asked[folder] = index
+                self._arrived.notify_all()  # the fill may go on
+            while folder in self._filling and not self._has(folder, index):
+                self._arrived.wait()
+        error = self._fill_errors.get(folder)
+        if error is not None and not self._has(folder, index):
+            raise error
+
+    def _has(self, folder: str, index: int) -> bool:
+        # A frame leaves the queue only after it is marked complete: it is always one or the other.
+        return (folder, index) in self._pending or self.is_complete(folder, index)
+
     def read_frame(self, folder: str, index: int) -> np.ndarray:
+        if folder in self._filling or folder in self._fill_errors:
+            self._wait_for(folder, index)
         queued = self._pending.get((folder, index))
         if queued is not None:
             return as_stored(queued)  # the very values its file will hold
@@ -348,6 +416,9 @@ class FrameStore:
         # Appended after the frame's rename: a frame in the manifest is always on disk.
         self._append_manifest(folder, index)
         self._complete.setdefault(folder, set()).add(index)
+        if self._filling:
+            with self._arrived:
+                self._arrived.notify_all()
 
     def _append_manifest(self, folder: str, index: int) -> None:
         with self._manifest_lock, open(self.root / MANIFEST, "a", encoding="utf-8") as handle:
