@@ -9,6 +9,7 @@ generation), where the workers can overlap with it. Window 1,2,3,2,1; mask off a
 and 1024x576.
 
     .venv/bin/python bench/engine_overhead.py
+    .venv/bin/python bench/engine_overhead.py --only-sleeping --frames 120   # a longer clip
 
 Reported per configuration, from the times each generation starts and ends:
 - per frame: the gap between two generations of one loop (what a frame waits for), median
@@ -24,6 +25,7 @@ Memory: the same job over 200 and 2,000 frames (256x256), target ratio <= 1.2.
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 from pathlib import Path
@@ -79,6 +81,10 @@ RESULT = {"frames": len(calls), "median_ms": 1000 * statistics.median(inside), "
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, nargs="+", default=[12, 48], help="clip lengths with the 0.5 s backend")
+    parser.add_argument("--only-sleeping", action="store_true", help="leave out the instant backend and the memory")
+    args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-engine-"))
     clip = synthetic_clip(tmp / "clip120.mp4", 120)
     print(
@@ -87,7 +93,10 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for width, height in ((512, 512), (1024, 576)):
-        for sleep, frames in ((0.0, 30), (0.5, 12), (0.5, 48)):
+        configs = (
+            [(0.5, n) for n in args.frames] if args.only_sleeping else [(0.0, 30)] + [(0.5, n) for n in args.frames]
+        )
+        for sleep, frames in configs:
             for mask in ("0", "1"):
                 out = tmp / f"o{width}-{sleep}-{frames}-{mask}"
                 row = run_child(CHILD, str(clip), str(out), str(width), str(height), "2", str(frames), str(sleep), mask)
@@ -97,6 +106,8 @@ def main() -> None:
                     f"| {frames} x 2 | {row['median_ms']:.1f} / {row['mean_ms']:.1f} | {row['loop_change_ms']:.0f} "
                     f"| {row['setup_ms']:.0f} | {row['end_ms']:.0f} | {row['run_ms_per_frame']:.1f} | {share:.1f}% |"
                 )
+    if args.only_sleeping:
+        return
     print("\n| frames | peak RSS (MB) | seconds |\n|---|---|---|")
     peaks = {}
     for n in (200, 2000):
