@@ -136,7 +136,7 @@ class Engine:
             contextlib.ExitStack() as copying,  # left first: the copy ends before the writes do
         ):
             if prepared is not None and prepared.verified:
-                copying.enter_context(store.filled_by(INPUT, prepared.copy_while_generating))
+                copying.enter_context(store.filled_by(INPUT, prepared.copy_while_generating, along=(MASKS,)))
             elif prepared is not None:
                 prepared.copy_input()
             elif not store.folder_complete(INPUT):  # stopped while the input was being copied

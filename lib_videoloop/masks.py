@@ -54,6 +54,18 @@ class MaskSource:
         else:
             self.single = self._binarise(*load_image(path, "mask_directory"))
 
+    def verify(self, names: list[str]) -> None:
+        """Decodes the mask file of each frame (by its name, as mask_for finds it) and keeps
+        none: a damaged one refuses the run before anything is made."""
+        if self.folder is None:
+            return  # one mask, decoded already, or the frames' alpha, decoded with the frames
+        for name in names:
+            path = self.folder.get(name)
+            if path is None and self.frame_kind == "video":
+                path = self.by_number.get(int(name))
+            if path is not None:
+                load_image(path, "mask_directory")
+
     def _binarise(self, rgb: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
         # A mask image's alpha, when it has one, says where to paint (as the WebUI reads RGBA masks).
         grey = alpha if alpha is not None else rgb.mean(axis=2)

@@ -56,8 +56,8 @@ class PreparedRun:
     source: FrameSource
     mask_source: MaskSource | None
     references: list[FrameSource]
-    # The input alone (no masks, no reference frames), every frame decoded once already: it
-    # may be copied while loop 1 generates (copy_while_generating).
+    # The input and its masks (no reference frames), every frame and mask decoded once
+    # already: they may be copied while loop 1 generates (copy_while_generating).
     verified: bool = False
 
     def copy_input(self) -> None:
@@ -73,8 +73,9 @@ class PreparedRun:
 
     def copy_while_generating(self, may_copy: Callable[[int], bool]) -> None:
         """The copy of a verified input, for FrameStore.filled_by: loop 1 reads each frame as
-        soon as it is queued, and the resizes and encodes run beside the generations."""
-        copy_input(self.store, self.settings, self.state, self.source, None, [], may_copy)
+        soon as it is queued, and the resizes and encodes run beside the generations. A frame's
+        mask is written whole before the frame is queued."""
+        copy_input(self.store, self.settings, self.state, self.source, self.mask_source, [], may_copy)
 
 
 def prepare_run(settings: Settings, backend: Backend, places: WeightPlaces) -> PreparedRun:
@@ -120,9 +121,11 @@ def prepare_run(settings: Settings, backend: Backend, places: WeightPlaces) -> P
     # Seeds recorded as used, so that `--config settings.json` repeats the run exactly.
     model = getattr(backend, "model_name", None) or backend.name
     settings = replace(s, seed=state.seed, subseed=state.subseed, model_name=model)
-    verified = mask_source is None and not references
+    verified = not references
     if verified:  # copied while generating: a frame damaged past its header is found here instead
         source.verify()
+        if mask_source is not None:
+            mask_source.verify(source.info.names)
     store = FrameStore.create(s.output_directory, Path(str(s.input_directory)).stem, n, s.input_directory)
     store.lock()
     write_record(store, settings, state)

@@ -96,6 +96,12 @@ CASES: tuple[Case, ...] = (
     Case("zero-byte frame mid-folder", "input files", _run("empty_mid"), ("000003.png", "zero-byte")),
     Case("frame cut short mid-folder", "input files", _run("cut_mid"), ("000003.png", "cannot be read")),
     Case("video cut short", "input files", _run("cut_video"), ("input_directory", "cut.mp4")),
+    Case(
+        "mask cut short mid-folder",
+        "input files",
+        _run("frames", "--use_mask", "--mask_directory", "{cut_masks}"),
+        ("mask_directory", "000003.png", "cannot be read"),
+    ),
     Case("NaN pixels in a float TIFF", "input files", _run("nan_tiff"), ("nan.tif", "NaN")),
     Case("audio-only file", "input files", _run("audio_only"), ("input_directory", "no video stream")),
     Case("missing input", "input files", _run("missing"), ("input_directory", "does not exist")),
@@ -163,6 +169,9 @@ def make_inputs(root: Path) -> dict[str, str]:
     paths["cut_mid"] = _frames_folder(root / "cut_mid")
     whole = (paths["cut_mid"] / "000003.png").read_bytes()
     (paths["cut_mid"] / "000003.png").write_bytes(whole[: len(whole) // 2])
+    paths["cut_masks"] = _frames_folder(root / "cut_masks")  # grey levels: white is repainted
+    whole = (paths["cut_masks"] / "000003.png").read_bytes()
+    (paths["cut_masks"] / "000003.png").write_bytes(whole[: len(whole) // 2])
     clip = make_clip(root / "clip.mp4", numbered_frames(12, 64, 48))
     paths["clip"] = clip
     data = clip.read_bytes()

@@ -113,6 +113,7 @@ class FrameStore:
         self._manifest_lock = threading.Lock()  # writers append whole lines, one at a time
         self._filling: set[str] = set()  # folders a thread is still writing (filled_by)
         self._asked: dict[str, int] = {}  # the highest frame of each such folder a reader asked for
+        self._along: dict[str, str] = {}  # a folder written with a filling one: its frame i comes first
         self._fill_errors: dict[str, BaseException] = {}
         self._arrived = threading.Condition()  # a frame of a filling folder was queued
 
@@ -326,16 +327,21 @@ class FrameStore:
             raise failure
 
     @contextlib.contextmanager
-    def filled_by(self, folder: str, fill: Callable[[Callable[[int], bool]], None]) -> Iterator[None]:
+    def filled_by(
+        self, folder: str, fill: Callable[[Callable[[int], bool]], None], along: tuple[str, ...] = ()
+    ) -> Iterator[None]:
         """Runs fill(may_make) on its own thread while the block runs. Meanwhile read_frame(folder,
         i) waits until frame i is queued or written, so the block can use the folder's first
         frames while the last ones are still being made. The fill asks may_make(i) before it
         makes frame i: that waits until a reader has asked for a frame at most FILL_AHEAD
         before it, so the fill takes no more of the machine than the readers need, and says
         False once the block has ended. The block's end waits for the fill and raises its error;
-        a reader waiting for a frame the fill did not make gets that error too."""
+        a reader waiting for a frame the fill did not make gets that error too. `along`: folders
+        the fill writes frame i of (whole, e.g. the masks) before it queues the folder's frame i:
+        reading one of them waits for the folder's frame i."""
         done = threading.Event()
         self._asked[folder] = -1
+        self._along.update(dict.fromkeys(along, folder))
 
         def may_make(index: int) -> bool:
             with self._arrived:
@@ -364,6 +370,8 @@ class FrameStore:
                 done.set()
                 self._arrived.notify_all()
             thread.join()
+            for name in along:
+                self._along.pop(name, None)
         error = self._fill_errors.pop(folder, None)
         if error is not None:
             raise error
@@ -383,9 +391,13 @@ class FrameStore:
         # A frame leaves the queue only after it is marked complete: it is always one or the other.
         return (folder, index) in self._pending or self.is_complete(folder, index)
 
+    def _wait_if_filling(self, folder: str, index: int) -> None:
+        leader = self._along.get(folder, folder)
+        if leader in self._filling or leader in self._fill_errors:
+            self._wait_for(leader, index)
+
     def read_frame(self, folder: str, index: int) -> np.ndarray:
-        if folder in self._filling or folder in self._fill_errors:
-            self._wait_for(folder, index)
+        self._wait_if_filling(folder, index)
         queued = self._pending.get((folder, index))
         if queued is not None:
             return as_stored(queued)  # the very values its file will hold
@@ -407,6 +419,7 @@ class FrameStore:
         write_atomic(path, encode_png16(mask))
 
     def read_mask(self, index: int) -> np.ndarray | None:
+        self._wait_if_filling(MASKS, index)
         path = self.mask_path(index)
         if not path.is_file():
             return None
