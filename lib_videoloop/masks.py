@@ -60,11 +60,17 @@ class MaskSource:
         if self.folder is None:
             return  # one mask, decoded already, or the frames' alpha, decoded with the frames
         for name in names:
-            path = self.folder.get(name)
-            if path is None and self.frame_kind == "video":
-                path = self.by_number.get(int(name))
+            path = self._path_for(name, int(name) if self.frame_kind == "video" else None)
             if path is not None:
                 load_image(path, "mask_directory")
+
+    def _path_for(self, name: str, source_number: int | None) -> Path | None:
+        """The mask file of a frame of the folder: by its name, or by its video frame number."""
+        assert self.folder is not None
+        path = self.folder.get(name)
+        if path is None and source_number is not None:
+            path = self.by_number.get(source_number)
+        return path
 
     def _binarise(self, rgb: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
         # A mask image's alpha, when it has one, says where to paint (as the WebUI reads RGBA masks).
@@ -76,9 +82,7 @@ class MaskSource:
         if self.single is not None:
             return self.single
         if self.folder is not None:
-            path = self.folder.get(frame.name)
-            if path is None and source_number is not None:
-                path = self.by_number.get(source_number)
+            path = self._path_for(frame.name, source_number)
             if path is None:
                 return None
             return self._binarise(*load_image(path, "mask_directory"))

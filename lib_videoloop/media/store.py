@@ -271,9 +271,7 @@ class FrameStore:
         self._slots.acquire()  # back-pressure: at most `depth` frames wait in memory
         key = (folder, index)
         self._pending[key] = image
-        if self._filling:
-            with self._arrived:
-                self._arrived.notify_all()  # a reader may be waiting for it (filled_by)
+        self._announce()
         self._writer.submit(self._write_now, folder, index, image).add_done_callback(
             lambda future: self._written(key, future)
         )
@@ -429,6 +427,10 @@ class FrameStore:
         # Appended after the frame's rename: a frame in the manifest is always on disk.
         self._append_manifest(folder, index)
         self._complete.setdefault(folder, set()).add(index)
+        self._announce()
+
+    def _announce(self) -> None:
+        """A frame was queued or finished: a reader of a folder being filled may be waiting for it."""
         if self._filling:
             with self._arrived:
                 self._arrived.notify_all()
