@@ -23,7 +23,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -133,7 +133,8 @@ class Engine:
             store.background_writes(),
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="videoloop-read") as reader,
             ThreadPoolExecutor(max_workers=FLOW_THREADS, thread_name_prefix="videoloop-flow") as flow_reader,
-            contextlib.ExitStack() as copying,  # left first: the copy ends before the writes do
+            contextlib.ExitStack() as copying,  # left before the writes: the copy ends before they do
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="videoloop-prepare") as preparer,  # left first
         ):
             if prepared is not None and prepared.verified:
                 copying.enter_context(store.filled_by(INPUT, prepared.copy_while_generating, along=(MASKS,)))
@@ -153,7 +154,7 @@ class Engine:
             self.on_progress(Progress(1, s.loop_n, 0, state.frame_count, done, total))  # before the first generation
             with LoopEnd(store, s, state, self.weight_places, keyplan) as loop_end:
                 tally = _Tally(result, done, total, loop_end)
-                previous = self._loops(planner, reader, flows, loop_end, tally, keyplan)
+                previous = self._loops(planner, reader, preparer, flows, loop_end, tally, keyplan)
                 result.report = loop_end.last_report()
                 result.loop_videos = loop_end.loop_videos
                 result.frames_folder = previous
@@ -165,6 +166,7 @@ class Engine:
         self,
         planner: Planner,
         reader: ThreadPoolExecutor,
+        preparer: ThreadPoolExecutor,
         flows: FlowFolder,
         loop_end: LoopEnd,
         tally: _Tally,
@@ -173,7 +175,7 @@ class Engine:
         """Generates every missing frame, loop by loop; returns the folder of the final frames."""
         store, state = self.store, self.state
         assert store is not None and state is not None
-        s, frame_count = self.settings, state.frame_count
+        s = self.settings
         previous = INPUT
         started = time.monotonic()
         keys = set(keyplan.keyframes) if keyplan is not None else set()
@@ -184,7 +186,6 @@ class Engine:
                 FrameWindow(store, INPUT, reader)
             ]
             masks = FrameWindow(store, MASKS, reader) if s.use_mask else None
-            blend: LoopBlend | None = None  # made when the loop has a frame to generate
             inbetweens: InBetweens | None = None
             plans = list(plans)
             made = not all(store.is_complete(folder, plan.frame) for plan in plans)
@@ -194,9 +195,16 @@ class Engine:
             calls = list(
                 _calls(_in_order(plans, keyplan) if made else [], limit, keys if keyplan is not None else None)
             )
-            for n, call in enumerate(calls):
-                if all(store.is_complete(folder, plan.frame) for plan in call):
-                    continue
+            todo = [call for call in calls if not all(store.is_complete(folder, p.frame) for p in call)]
+            blend: LoopBlend | None = None
+            if todo:
+                strength = functools.partial(_filter_strength, planner, loop)
+                window = next_window if next_window is not None and next_window.folder == previous else None
+                window = window or FrameWindow(store, previous, reader)
+                blend = LoopBlend(s, store, window, references[0], flows, strength)  # reads nothing yet
+            prepare = functools.partial(self._prepare_call, blend, references, masks, folder)
+            ahead: Future[list[_Pending]] | None = None  # the next call, prepared while this one generates
+            for n, call in enumerate(todo):
                 plan = call[0]
                 if keyplan is not None and plan.frame not in keys:  # an in-between, alone
                     if inbetweens is None:
@@ -207,16 +215,14 @@ class Engine:
                     if latest is not None:
                         self._done(plan, latest, repaired, tally)
                         continue  # else generated like a keyframe
-                if blend is None:
-                    strength = functools.partial(_filter_strength, planner, plan.loop)
-                    window = next_window if next_window is not None and next_window.folder == previous else None
-                    window = window or FrameWindow(store, previous, reader)
-                    blend = LoopBlend(s, store, window, references[0], flows, strength)
-                batch = [
-                    self._prepare(p, blend, references, masks, frame_count, keep=store.is_complete(folder, p.frame))
-                    for p in call
-                ]
-                if n == len(calls) - 1 and keyplan is None and loop < s.loop_n:
+                batch = ahead.result() if ahead is not None else prepare(call)
+                ahead = None
+                if keyplan is None and n + 1 < len(todo):
+                    # The frames of a loop are made from the previous loop's alone, so the next
+                    # call's init images (window, blend, mask) are made beside this generation.
+                    # Keyframe mode goes one call at a time: an in-between reads this loop's frames.
+                    ahead = preparer.submit(prepare, todo[n + 1])
+                elif keyplan is None and loop < s.loop_n:
                     # While the loop's last call generates, the next loop's first window is read:
                     # those frames of this loop are written already (frames go in order here).
                     next_window = FrameWindow(store, folder, reader)
@@ -248,6 +254,19 @@ class Engine:
             state.frames_per_call = frames_per_call(self.backend, like, self.settings.frames_per_call)
             write_record(self.store, self.settings, state)
         return state.frames_per_call
+
+    def _prepare_call(
+        self,
+        blend: LoopBlend | None,
+        references: list[FrameWindow],
+        masks: FrameWindow | None,
+        folder: str,
+        call: list[FramePlan],
+    ) -> list[_Pending]:
+        assert blend is not None and self.store is not None and self.state is not None
+        keep = self.store.is_complete
+        count = self.state.frame_count
+        return [self._prepare(p, blend, references, masks, count, keep=keep(folder, p.frame)) for p in call]
 
     def _prepare(
         self,

@@ -356,3 +356,45 @@ def test_the_last_loop_is_encoded_as_it_is_made_into_the_video_its_files_make(
     got = [f.image for f in open_source(result.video)]
     expected = [f.image for f in open_source(from_files)]
     assert len(got) == 6 and all(np.array_equal(a, b) for a, b in zip(got, expected))
+
+
+def test_the_next_frames_init_image_is_made_while_a_frame_generates(
+    tmp_path: Path, bikes: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The window, blend and mask of frame i+1 come from the previous loop only, so they are
+    made beside frame i's generation: on a fast GPU that work would otherwise sit between two
+    generations."""
+    import threading
+
+    prepared: dict[tuple[int, int], threading.Event] = {}
+    real_prepare = Engine._prepare
+
+    def prepare(self, plan, *args, **kwargs):
+        out = real_prepare(self, plan, *args, **kwargs)
+        prepared.setdefault((plan.loop, plan.frame), threading.Event()).set()
+        return out
+
+    monkeypatch.setattr(Engine, "_prepare", prepare)
+    seen: list[tuple[int, bool]] = []
+
+    class WaitsForTheNext:
+        name = "waits"
+
+        def check(self, uses_subseed: bool, uses_mask: bool) -> None:
+            pass
+
+        def generate(self, request: GenerationRequest) -> list[np.ndarray]:
+            loop, frame = len(seen) // 5 + 1, len(seen) % 5
+            following = prepared.setdefault((loop, frame + 1), threading.Event())
+            seen.append((frame, frame == 4 or following.wait(timeout=10)))
+            return [request.init_image] * request.image_count
+
+    mask = np.zeros((272, 640), np.uint8)
+    mask[:, 320:] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    settings = small(
+        bikes, tmp_path / "out", temporal_superimpose_alpha_list="1,2,3,2,1",
+        use_mask=True, mask_directory=str(tmp_path / "mask.png"),
+    )  # fmt: skip
+    Engine(settings, WaitsForTheNext()).run()
+    assert seen == [(i, True) for i in range(5)] * 2

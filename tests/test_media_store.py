@@ -144,6 +144,30 @@ def test_background_writes_keep_the_queue_short_and_readers_served(
     assert all(np.array_equal(reopened.read_frame("loop_001", i), as_stored(frames[i])) for i in range(12))
 
 
+def test_the_last_frames_written_read_back_from_memory_with_their_files_values(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In loop 1 the flows, the blend window and the report each read an input frame just after
+    it is written: those reads cost no decode, and give the file's values."""
+    import lib_videoloop.media.store as store_module
+
+    monkeypatch.setattr(store_module, "RECENT_BYTES", 3 * 8 * 8 * 3 * 2)  # three 8x8 16-bit frames
+    store = FrameStore.create(tmp_path, "recent", 6)
+    store.write_settings({"run": {"frame_count": 6}})
+    frames = [np.random.default_rng(i).random((8, 8, 3), dtype=np.float32) for i in range(6)]
+    with store.background_writes(workers=1):  # one writer: the frames are written in order
+        for i, frame in enumerate(frames):
+            store.write_frame("loop_001", i, frame)
+    decoded = []
+    real_decode = store_module.decode_png
+    monkeypatch.setattr(store_module, "decode_png", lambda data: decoded.append(1) or real_decode(data))
+    for i, frame in enumerate(frames):
+        assert np.array_equal(store.read_frame("loop_001", i), as_stored(frame))
+    assert len(decoded) == 3  # the three oldest from their files, the three latest from memory
+    on_disk = FrameStore.open(store.root)
+    assert all(np.array_equal(on_disk.read_frame("loop_001", i), as_stored(frames[i])) for i in range(6))
+
+
 def test_a_failed_background_write_stops_the_run_and_leaves_that_frame_undone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -26,6 +26,7 @@ import re
 import shutil
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -43,6 +44,10 @@ MANIFEST = "manifest.jsonl"
 SETTINGS = "settings.json"
 LOCK = ".lock"
 FILL_AHEAD = 4  # frames a folder's fill makes beyond the highest one asked for (filled_by)
+# The frames last written stay in memory (16-bit, as in their files) up to this size: in loop 1
+# each input frame is read by the flows, the window and the report just after it is written, and
+# a 16-bit PNG decode costs 8 ms at 512x512 and 29 ms at 1024x576.
+RECENT_BYTES = 96 << 20
 INPUT = "input"  # the input frames at the working size: loop 0
 MASKS = "masks"  # one binarised mask per input frame, when masks are used
 
@@ -66,8 +71,8 @@ if hasattr(cv2, "IMWRITE_PNG_FILTER"):
 
 
 def encode_png16(image: np.ndarray) -> bytes:
-    """HxWx3 float32 [0, 1] (or HxW) to 16-bit PNG bytes, fast compression."""
-    q = quantize16(image)
+    """HxWx3 float32 [0, 1] (or HxW), or its quantize16, to 16-bit PNG bytes, fast compression."""
+    q = image if image.dtype == np.uint16 else quantize16(image)
     if q.ndim == 3:
         q = q[:, :, ::-1]  # OpenCV writes BGR
     ok, buf = cv2.imencode(".png", q, PNG_PARAMS)
@@ -92,7 +97,11 @@ def quantize16(image: np.ndarray) -> np.ndarray:
 
 def as_stored(image: np.ndarray) -> np.ndarray:
     """The exact float values a frame has after a round trip through its 16-bit PNG."""
-    return quantize16(image).astype(np.float32) / np.float32(65535.0)
+    return _unquantize(quantize16(image))
+
+
+def _unquantize(q: np.ndarray) -> np.ndarray:
+    return q.astype(np.float32) / np.float32(65535.0)  # what decode_png makes of the file
 
 
 def safe_name(text: str, limit: int = 40) -> str:
@@ -116,6 +125,9 @@ class FrameStore:
         self._along: dict[str, str] = {}  # a folder written with a filling one: its frame i comes first
         self._fill_errors: dict[str, BaseException] = {}
         self._arrived = threading.Condition()  # a frame of a filling folder was queued
+        self._recent: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()  # RECENT_BYTES, oldest first
+        self._recent_bytes = 0
+        self._recent_lock = threading.Lock()
 
     # -- creating and reopening --------------------------------------------------------------
     @classmethod
@@ -280,8 +292,25 @@ class FrameStore:
     def _write_now(self, folder: str, index: int, image: np.ndarray) -> None:
         path = self.frame_path(folder, index)
         path.parent.mkdir(exist_ok=True)
-        write_atomic(path, encode_png16(image))
+        q = quantize16(image)
+        write_atomic(path, encode_png16(q))
+        self._keep_recent((folder, index), q)
         self._mark_complete(folder, index)
+
+    def _keep_recent(self, key: tuple[str, int], q: np.ndarray) -> None:
+        """Keeps a frame just written (its file whole) to be read back without a decode."""
+        with self._recent_lock:
+            old = self._recent.pop(key, None)
+            self._recent_bytes += q.nbytes - (old.nbytes if old is not None else 0)
+            self._recent[key] = q
+            while self._recent_bytes > RECENT_BYTES:
+                _, dropped = self._recent.popitem(last=False)
+                self._recent_bytes -= dropped.nbytes
+
+    def _read_recent(self, key: tuple[str, int]) -> np.ndarray | None:
+        with self._recent_lock:
+            q = self._recent.get(key)
+        return None if q is None else _unquantize(q)
 
     def _written(self, key: tuple[str, int], future: Future[None]) -> None:
         if future.exception() is not None and self._failure is None:
@@ -399,6 +428,9 @@ class FrameStore:
         queued = self._pending.get((folder, index))
         if queued is not None:
             return as_stored(queued)  # the very values its file will hold
+        recent = self._read_recent((folder, index))
+        if recent is not None:
+            return recent
         path = self.frame_path(folder, index)
         try:
             return decode_png(np.fromfile(path, dtype=np.uint8))
@@ -414,10 +446,15 @@ class FrameStore:
     def write_mask(self, index: int, mask: np.ndarray) -> None:
         path = self.mask_path(index)
         path.parent.mkdir(exist_ok=True)
-        write_atomic(path, encode_png16(mask))
+        q = quantize16(mask)
+        write_atomic(path, encode_png16(q))
+        self._keep_recent((MASKS, index), q)
 
     def read_mask(self, index: int) -> np.ndarray | None:
         self._wait_if_filling(MASKS, index)
+        recent = self._read_recent((MASKS, index))
+        if recent is not None:
+            return recent
         path = self.mask_path(index)
         if not path.is_file():
             return None
