@@ -1,12 +1,12 @@
 """The extension's own time per frame next to generation, and its peak memory with clip length.
 
 Own time = wall time minus the backend's time, for everything the engine does: the input copy,
-the temporal window, the blend, the mask, writing the 16-bit PNG frames (on workers, with
-back-pressure), the flicker report (on a worker, frame by frame as they are written) and the
-videos (loop 1's while loop 2 runs, loop 2's as it is made). Two backends: one that hands back
-its init image at once (the engine alone), and one that sleeps 0.5 s per frame (a GPU
-generation), where the workers can overlap with it. Window 1,2,3,2,1; mask off and on; 512x512
-and 1024x576.
+the temporal window, the blend and the mask (the next call's, while a call generates), writing
+the 16-bit PNG frames (on workers, with back-pressure), the flicker report (on a worker, frame
+by frame as they are written) and the videos (loop 1's while loop 2 runs, loop 2's as it is
+made). Two backends: one that hands back its init image at once (the engine alone), and one
+that sleeps 0.5 s per frame (a GPU generation), where the workers can overlap with it. Window
+1,2,3,2,1; mask off and on; 512x512 and 1024x576.
 
     .venv/bin/python bench/engine_overhead.py
     .venv/bin/python bench/engine_overhead.py --only-sleeping --frames 120   # a longer clip
