@@ -10,6 +10,7 @@ that sleeps 0.5 s per frame (a GPU generation), where the workers can overlap wi
 
     .venv/bin/python bench/engine_overhead.py
     .venv/bin/python bench/engine_overhead.py --only-sleeping --frames 120   # a longer clip
+    .venv/bin/python bench/engine_overhead.py --only-sleeping --reference    # with reference frames
 
 Reported per configuration, from the times each generation starts and ends:
 - per frame: the gap between two generations of one loop (what a frame waits for), median
@@ -40,7 +41,7 @@ from PIL import Image
 from lib_videoloop.config import Settings
 from lib_videoloop.engine import Engine
 
-clip, out, width, height, loops, frames, sleep, mask = sys.argv[1:9]
+clip, out, width, height, loops, frames, sleep, mask, reference = sys.argv[1:10]
 width, height, loops, frames, sleep, mask = int(width), int(height), int(loops), int(frames), float(sleep), mask == "1"
 calls = []  # (start, end, loop) of each generation
 
@@ -55,13 +56,13 @@ class Backend:
         calls.append((t, time.perf_counter()))
         return [request.init_image] * request.image_count
 
-extra = {}
+extra = {"reference_frames_directory": clip} if reference == "1" else {}  # the clip is its own reference
 if mask:
     path = out + "-mask.png"
     m = np.zeros((height, width), np.uint8)
     m[height // 4 : 3 * height // 4, width // 4 : 3 * width // 4] = 255
     Image.fromarray(m).save(path)
-    extra = dict(use_mask=True, mask_directory=path)
+    extra.update(use_mask=True, mask_directory=path)
 settings = Settings(input_directory=clip, output_directory=out, width=width, height=height, loop_n=loops,
                     max_frames=frames, temporal_superimpose_alpha_list="1,2,3,2,1", superimpose_alpha=0.3,
                     save_every_loop=True, **extra)
@@ -84,8 +85,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, nargs="+", default=[12, 48], help="clip lengths with the 0.5 s backend")
     parser.add_argument("--only-sleeping", action="store_true", help="leave out the instant backend and the memory")
+    parser.add_argument("--reference", action="store_true", help="with reference_frames_directory (the clip itself)")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-engine-"))
+    ref = "1" if args.reference else "0"
     clip = synthetic_clip(tmp / "clip120.mp4", 120)
     print(
         "| size | backend | mask | frames x loops | per frame: median / mean (ms) | loop change (ms) | setup (ms) "
@@ -99,7 +102,9 @@ def main() -> None:
         for sleep, frames in configs:
             for mask in ("0", "1"):
                 out = tmp / f"o{width}-{sleep}-{frames}-{mask}"
-                row = run_child(CHILD, str(clip), str(out), str(width), str(height), "2", str(frames), str(sleep), mask)
+                row = run_child(
+                    CHILD, str(clip), str(out), str(width), str(height), "2", str(frames), str(sleep), mask, ref
+                )
                 share = 100 * row["run_ms_per_frame"] / 500
                 print(
                     f"| {width}x{height} | {'sleeps 0.5 s' if sleep else 'instant'} | {'on' if mask == '1' else 'off'} "
@@ -112,7 +117,7 @@ def main() -> None:
     peaks = {}
     for n in (200, 2000):
         clip = synthetic_clip(tmp / f"clip{n}_256.mp4", n, size=256)
-        row = run_child(CHILD, str(clip), str(tmp / f"o{n}"), "256", "256", "1", str(n), "0", "0")
+        row = run_child(CHILD, str(clip), str(tmp / f"o{n}"), "256", "256", "1", str(n), "0", "0", "0")
         peaks[n] = row["peak_rss_mb"]
         print(f"| {n} | {row['peak_rss_mb']:.0f} | {row['seconds']:.0f} |")
     print(f"\nratio 2000/200: {peaks[2000] / peaks[200]:.3f} (target <= 1.2)")

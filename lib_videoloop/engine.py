@@ -136,10 +136,9 @@ class Engine:
             contextlib.ExitStack() as copying,  # left before the writes: the copy ends before they do
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="videoloop-prepare") as preparer,  # left first
         ):
-            if prepared is not None and prepared.verified:
-                copying.enter_context(store.filled_by(INPUT, prepared.copy_while_generating, along=(MASKS,)))
-            elif prepared is not None:
-                prepared.copy_input()
+            if prepared is not None:
+                along = (MASKS, *state.references)
+                copying.enter_context(store.filled_by(INPUT, prepared.copy_while_generating, along=along))
             elif not store.folder_complete(INPUT):  # stopped while the input was being copied
                 copy_input(store, s, state, open_input(s))
             flows = FlowFolder(

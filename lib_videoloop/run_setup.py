@@ -1,9 +1,9 @@
 """Preparing a run: every check that needs no model, then the run folder and its input frames.
 
 Nothing here generates. A run that is refused leaves nothing behind: the checks come before the
-run folder exists, and if copying the input still fails (a frame damaged past its header) the
-new folder is removed again. The engine copies the input (PreparedRun.copy_input) with its
-background writes on, so the copy's last files are written while the first frames generate.
+run folder exists, and so does one decode of every input frame, mask and reference frame, so
+that a file damaged past its header refuses the run too. The engine then copies them into the
+run folder while loop 1 generates (PreparedRun.copy_while_generating, FrameStore.filled_by).
 """
 
 from __future__ import annotations
@@ -56,26 +56,13 @@ class PreparedRun:
     source: FrameSource
     mask_source: MaskSource | None
     references: list[FrameSource]
-    # The input and its masks (no reference frames), every frame and mask decoded once
-    # already: they may be copied while loop 1 generates (copy_while_generating).
-    verified: bool = False
-
-    def copy_input(self) -> None:
-        """Writes the input frames (masks, references) into the new run folder, through the
-        store's background writes when they are on: the first generation then need not wait
-        for the last frames' files. A frame that cannot be read refuses the run, and the
-        folder is removed once nothing is being written into it."""
-        try:
-            copy_input(self.store, self.settings, self.state, self.source, self.mask_source, self.references)
-        except VideoLoopError:
-            self.store.abandon()
-            raise
 
     def copy_while_generating(self, may_copy: Callable[[int], bool]) -> None:
-        """The copy of a verified input, for FrameStore.filled_by: loop 1 reads each frame as
-        soon as it is queued, and the resizes and encodes run beside the generations. A frame's
-        mask is written whole before the frame is queued."""
-        copy_input(self.store, self.settings, self.state, self.source, self.mask_source, [], may_copy)
+        """The copy of the input (masks, reference frames), every frame of it decoded once
+        already, for FrameStore.filled_by: loop 1 reads each frame as soon as it is queued, and
+        the resizes and encodes run beside the generations. A frame's mask and reference frames
+        are queued before the frame itself."""
+        copy_input(self.store, self.settings, self.state, self.source, self.mask_source, self.references, may_copy)
 
 
 def prepare_run(settings: Settings, backend: Backend, places: WeightPlaces) -> PreparedRun:
@@ -121,16 +108,17 @@ def prepare_run(settings: Settings, backend: Backend, places: WeightPlaces) -> P
     # Seeds recorded as used, so that `--config settings.json` repeats the run exactly.
     model = getattr(backend, "model_name", None) or backend.name
     settings = replace(s, seed=state.seed, subseed=state.subseed, model_name=model)
-    verified = not references
-    if verified:  # copied while generating: a frame damaged past its header is found here instead
-        source.verify()
-        if mask_source is not None:
-            mask_source.verify(source.info.names)
+    # Copied while generating: a frame damaged past its header is found here instead.
+    source.verify()
+    if mask_source is not None:
+        mask_source.verify(source.info.names)
+    for reference in references:
+        reference.verify()
     store = FrameStore.create(s.output_directory, Path(str(s.input_directory)).stem, n, s.input_directory)
     store.lock()
     write_record(store, settings, state)
     log.info("run folder %s: %d frames at %dx%d, %d loops", store.root, n, width, height, s.loop_n)
-    return PreparedRun(store, settings, state, source, mask_source, references, verified)
+    return PreparedRun(store, settings, state, source, mask_source, references)
 
 
 def write_record(store: FrameStore, settings: Settings, state: RunState) -> None:
@@ -192,7 +180,20 @@ def _copy_frames(
     names = source.info.names
     frames = (frame for frame in source if not store.is_complete(INPUT, frame.index))
     allowed = itertools.takewhile(lambda frame: may_copy(frame.index), frames)  # asked before the resize
+    pending_references = [(f"reference_{k + 1}", iter(ref)) for k, ref in enumerate(references)]
+
+    def copy_references(upto: int) -> None:
+        # Reference frames up to `upto`, each queued before the input frame of its index: a read
+        # of one waits for that input frame (FrameStore.filled_by's `along`).
+        for folder, ref_frames in pending_references:
+            for frame in ref_frames:  # goes on where the last call stopped
+                if frame.index < state.frame_count and not store.is_complete(folder, frame.index):
+                    store.write_frame(folder, frame.index, resize_frame(frame.image, w, h, s.resize_mode))
+                if frame.index >= upto:
+                    break
+
     for frame, resized in _resized(allowed, w, h, s.resize_mode):
+        copy_references(frame.index)
         if mask_source is not None:
             # The mask first: an input frame in the manifest then always has its mask.
             number = int(names[frame.index]) if source.info.kind == "video" else None
@@ -204,11 +205,6 @@ def _copy_frames(
         store.write_frame(INPUT, frame.index, resized)
     if missing:
         raise missing_masks_error(missing, s.mask_directory)
-    for k, ref in enumerate(references):
-        folder = f"reference_{k + 1}"
-        for frame in ref:
-            if frame.index < state.frame_count and not store.is_complete(folder, frame.index):
-                store.write_frame(folder, frame.index, resize_frame(frame.image, w, h, s.resize_mode))
 
 
 def _resized(frames: Iterable[Frame], width: int, height: int, mode: int) -> Iterator[tuple[Frame, np.ndarray]]:

@@ -102,6 +102,12 @@ CASES: tuple[Case, ...] = (
         _run("frames", "--use_mask", "--mask_directory", "{cut_masks}"),
         ("mask_directory", "000003.png", "cannot be read"),
     ),
+    Case(
+        "reference frame cut short mid-folder",
+        "input files",
+        _run("frames", "--reference_frames_directory", "{cut_mid}"),
+        ("reference_frames_directory", "000003.png", "cannot be read"),
+    ),
     Case("NaN pixels in a float TIFF", "input files", _run("nan_tiff"), ("nan.tif", "NaN")),
     Case("audio-only file", "input files", _run("audio_only"), ("input_directory", "no video stream")),
     Case("missing input", "input files", _run("missing"), ("input_directory", "does not exist")),

@@ -43,6 +43,25 @@ class Recording:
         return self.inner.generate_frames(requests)
 
 
+class UsesInputFrames:
+    """A WebUI-style backend: it takes each frame's input and control images (ControlNet, colour
+    correction) and hands back its init image; it keeps the control images it was given."""
+
+    name = "frames-only"
+    wants_input_frames = True
+
+    def __init__(self) -> None:
+        self.controls: list[np.ndarray] = []
+
+    def check(self, uses_subseed: bool, uses_mask: bool) -> None:
+        pass
+
+    def generate(self, request: GenerationRequest) -> list[np.ndarray]:
+        assert request.input_image is not None and len(request.control_images) == 1
+        self.controls.append(request.control_images[0])
+        return [request.init_image] * request.image_count
+
+
 def small(input_path: Path, out: Path, **kw) -> Settings:
     base = dict(
         input_directory=str(input_path),
@@ -295,17 +314,6 @@ def test_reference_frames_do_not_pile_up_over_a_loop(
 
     monkeypatch.setattr(FrameWindow, "__init__", tracking)
 
-    class UsesInputFrames:
-        name = "frames-only"
-        wants_input_frames = True
-
-        def check(self, uses_subseed: bool, uses_mask: bool) -> None:
-            pass
-
-        def generate(self, request: GenerationRequest) -> list[np.ndarray]:
-            assert request.input_image is not None and len(request.control_images) == 1
-            return [request.init_image] * request.image_count
-
     settings = small(
         bikes, tmp_path, max_frames=40, loop_n=1, temporal_superimpose_alpha_list="1,2,1", save_every_loop=False
     )
@@ -398,3 +406,26 @@ def test_the_next_frames_init_image_is_made_while_a_frame_generates(
     )  # fmt: skip
     Engine(settings, WaitsForTheNext()).run()
     assert seen == [(i, True) for i in range(5)] * 2
+
+
+def test_reference_frames_reach_each_frame_while_they_are_copied(tmp_path: Path, bikes: Path) -> None:
+    """Reference frames are copied beside loop 1 like the input: each frame still gets its own
+    reference frame (ControlNet's image), resized, and the run folder ends up holding them all."""
+    from lib_videoloop.media.resize import resize_frame
+    from lib_videoloop.media.sources import open_source
+    from lib_videoloop.media.store import as_stored
+
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    for frame in open_source(bikes, max_frames=6):
+        flipped = (frame.image[::-1] * 255 + 0.5).astype(np.uint8)  # unlike the input frame
+        Image.fromarray(flipped).save(reference / f"{frame.index:03d}.png")
+    expected = [as_stored(resize_frame(f.image, 64, 48, 1)) for f in open_source(reference)]
+    settings = small(bikes, tmp_path / "out", max_frames=6, reference_frames_directory=str(reference),
+                     temporal_superimpose_method=FLOW_METHOD, temporal_superimpose_alpha_list="1,2,3,2,1")  # fmt: skip
+    backend = UsesInputFrames()
+    result = Engine(settings, backend).run()
+    assert len(backend.controls) == 12
+    for i, control in enumerate(backend.controls):
+        assert np.array_equal(control, expected[i % 6])
+    assert all(np.array_equal(a, b) for a, b in zip(frames_of(result.run_dir, "reference_1"), expected))

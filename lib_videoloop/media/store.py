@@ -23,7 +23,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import threading
 import time
 from collections import OrderedDict
@@ -216,20 +215,6 @@ class FrameStore:
                 for frame in sorted(frames):
                     store._append_manifest(folder, frame)
         return store
-
-    def remove(self) -> None:
-        """Deletes the run folder (only used for a run refused before its first generation)."""
-        shutil.rmtree(self.root, ignore_errors=True)
-
-    def abandon(self) -> None:
-        """Removes a run refused before its first generation, once nothing is being written
-        into its folder, and lets go of the folder's lock."""
-        try:
-            self.flush()
-        except Exception:  # the folder goes anyway
-            pass
-        self.unlock()
-        self.remove()
 
     def lock(self) -> None:
         """Holds the run folder for this process, so that two cannot write the same frames."""
