@@ -70,16 +70,27 @@ def _gradient_sq(channel: np.ndarray) -> np.ndarray:
     return dx * dx + dy * dy
 
 
-def valid_mask(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
-    """Pixels whose forward flow is trustworthy (the definition in DESIGN.md)."""
+def _round_trip(forward: np.ndarray, backward: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Following the forward flow, then the backward flow from where it lands: whether it lands
+    inside the frame, |forward|^2, |backward there|^2 and |forward + backward there|^2.
+
+    The two channels are split first: numpy sums over a last axis of 2 about three times slower
+    than it adds two planes, and the sums are the same float32 additions, so the same bits.
+    """
     h, w = forward.shape[:2]
     tx, ty = targets(forward)
-    back_at = sample(backward, forward, (tx, ty))
-    fwd_sq = (forward * forward).sum(axis=2)
-    mismatch = forward + back_at
-    consistent = (mismatch * mismatch).sum(axis=2) <= 0.01 * (fwd_sq + (back_at * back_at).sum(axis=2)) + 0.5
-    boundary = _gradient_sq(forward[..., 0]) + _gradient_sq(forward[..., 1]) > 0.01 * fwd_sq + 0.002
+    fx, fy = cv2.split(forward)
+    bx, by = cv2.split(sample(backward, forward, (tx, ty)))
+    mx, my = fx + bx, fy + by
     inside = (tx >= 0) & (tx <= w - 1) & (ty >= 0) & (ty <= h - 1)
+    return inside, fx * fx + fy * fy, bx * bx + by * by, mx * mx + my * my
+
+
+def valid_mask(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
+    """Pixels whose forward flow is trustworthy (the definition in DESIGN.md)."""
+    inside, fwd_sq, back_sq, mismatch_sq = _round_trip(forward, backward)
+    consistent = mismatch_sq <= 0.01 * (fwd_sq + back_sq) + 0.5
+    boundary = _gradient_sq(forward[..., 0]) + _gradient_sq(forward[..., 1]) > 0.01 * fwd_sq + 0.002
     return consistent & ~boundary & inside
 
 
@@ -91,12 +102,8 @@ def blend_mask(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
     left 15-30% of each frame unblended, so the noise stayed there and flickered; occlusions,
     where ghosting would come from, already fail the forward-backward test.
     """
-    h, w = forward.shape[:2]
-    tx, ty = targets(forward)
-    back_at = sample(backward, forward, (tx, ty))
-    mismatch = forward + back_at
-    tolerance = 0.05 * ((forward * forward).sum(axis=2) + (back_at * back_at).sum(axis=2)) + 1.0
-    return ((mismatch * mismatch).sum(axis=2) <= tolerance) & (tx >= 0) & (tx <= w - 1) & (ty >= 0) & (ty <= h - 1)
+    inside, fwd_sq, back_sq, mismatch_sq = _round_trip(forward, backward)
+    return (mismatch_sq <= 0.05 * (fwd_sq + back_sq) + 1.0) & inside
 
 
 class FlowEstimator:

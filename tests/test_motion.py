@@ -96,3 +96,42 @@ def test_stored_flows_read_back_bit_for_bit_and_a_damaged_file_is_made_again(tmp
     path.write_bytes(path.read_bytes()[:100])  # cut short, e.g. by a disk error
     again = FlowFolder(tmp_path, frames.__getitem__, N).pair(0)
     assert np.array_equal(again.forward, made.forward) and path.stat().st_size > 100
+
+
+def test_trusted_pixels_follow_their_definition_pixel_by_pixel() -> None:
+    """Where a blend may follow the flow (blend_mask) and where the flicker metric trusts it
+    (valid_mask), checked against DESIGN.md's definitions written out pixel by pixel. Whole-pixel
+    flows land on pixels, so the backward flow is read there without interpolation."""
+    from lib_videoloop.motion import blend_mask, valid_mask
+
+    h, w = 24, 28
+    rng = np.random.default_rng(5)
+    forward = np.zeros((h, w, 2), np.float32)
+    # four motions, two of them a pixel apart (a soft motion boundary), and one outlier
+    forward[:12, :14], forward[:12, 14:], forward[12:, :14], forward[12:, 14:] = (4, 3), (-2, 5), (1, -1), (0, -1)
+    forward[5, 5] = (-6, 2)
+    backward = np.zeros_like(forward)
+    for y in range(h):
+        for x in range(w):
+            tx, ty = x + int(forward[y, x, 0]), y + int(forward[y, x, 1])
+            if 0 <= tx < w and 0 <= ty < h:
+                backward[ty, tx] = -forward[y, x]  # the way back, where nothing else lands there
+    off = rng.random((h, w)) < 0.5
+    backward[off] += rng.integers(-2, 3, (off.sum(), 2)).astype(np.float32)  # by 0 to 2 px each way
+    forward[:3, 16:24], backward[0, 16:24] = (0, -3), (0, 3)  # out of the frame, agreeing with its edge
+    grad = [np.gradient(forward[..., c].astype(np.float64)) for c in range(2)]
+    blend, valid = np.zeros((h, w), bool), np.zeros((h, w), bool)
+    for y in range(h):
+        for x in range(w):
+            fx, fy = forward[y, x]
+            tx, ty = x + fx, y + fy
+            if not (0 <= tx <= w - 1 and 0 <= ty <= h - 1):
+                continue
+            bx, by = backward[int(ty), int(tx)]
+            fwd_sq, back_sq, mismatch_sq = fx**2 + fy**2, bx**2 + by**2, (fx + bx) ** 2 + (fy + by) ** 2
+            blend[y, x] = mismatch_sq <= 0.05 * (fwd_sq + back_sq) + 1.0
+            boundary = sum(g[0][y, x] ** 2 + g[1][y, x] ** 2 for g in grad) > 0.01 * fwd_sq + 0.002
+            valid[y, x] = mismatch_sq <= 0.01 * (fwd_sq + back_sq) + 0.5 and not boundary
+    assert 0 < blend.sum() < h * w and 0 < valid.sum() < blend.sum()  # each rule both keeps and drops
+    assert np.array_equal(blend_mask(forward, backward), blend)
+    assert np.array_equal(valid_mask(forward, backward), valid)
