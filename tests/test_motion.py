@@ -99,9 +99,10 @@ def test_stored_flows_read_back_bit_for_bit_and_a_damaged_file_is_made_again(tmp
 
 
 def test_trusted_pixels_follow_their_definition_pixel_by_pixel() -> None:
-    """Where a blend may follow the flow (blend_mask) and where the flicker metric trusts it
-    (valid_mask), checked against DESIGN.md's definitions written out pixel by pixel. Whole-pixel
-    flows land on pixels, so the backward flow is read there without interpolation."""
+    """Where a blend may follow the flow (blend_mask, as its docstring defines it) and where the
+    flicker metric trusts it (valid_mask, as DESIGN.md defines it), checked against those rules
+    written out pixel by pixel. Whole-pixel flows land on pixels, so the backward flow is read
+    there without interpolation."""
     from lib_videoloop.motion import blend_mask, valid_mask
 
     h, w = 24, 28
