@@ -8,3 +8,5 @@ PY=${PYTHON:-python3}
 # torch first, pinned, so that nothing below pulls a multi-GB CUDA build.
 .venv/bin/python -m pip install -q "torch==${TORCH_VERSION:-2.13.0}"
 .venv/bin/python -m pip install -q -r requirements-test.txt
+# The project itself, editable: the video-loopback command then works from any folder.
+.venv/bin/python -m pip install -q -e .

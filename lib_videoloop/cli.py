@@ -1,4 +1,4 @@
-"""The command line: python -m lib_videoloop {run,smooth,metrics} ...
+"""The command line: video-loopback (or python -m lib_videoloop) {run,smooth,metrics,ebsynth} ...
 
 Every setting of the run is a flag with the same name as in settings.json and the WebUI panel
 (generated from the Settings dataclass, so the three never drift apart).
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import json
 import logging
 import math
@@ -68,9 +69,15 @@ def _add_setting_flags(parser: argparse.ArgumentParser, only: Sequence[str] | No
             )
 
 
+def _program_name() -> str:
+    """As the user typed it: the installed command, or the module run from a checkout."""
+    name = Path(sys.argv[0]).name
+    return name if name.startswith("video-loopback") else "python -m lib_videoloop"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m lib_videoloop", description="Video Loopback: img2img animation of a video with little flicker."
+        prog=_program_name(), description="Video Loopback: img2img animation of a video with little flicker."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -79,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         help="loopback img2img over a video or a folder of frames",
         description="Loopback img2img over a video, a folder of frames or an image.",
+        usage="%(prog)s [INPUT] -o FOLDER [--model MODEL] [--config FILE | --resume RUN_DIR] [setting flags: see --help]",
     )
     run.add_argument("input", nargs="?", help="a video file, a folder of frames or an image")
     run.add_argument("-o", "--output", dest="output_directory", help="folder in which the run folder is created")
@@ -94,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         "smooth",
         help="temporal smoothing of an existing clip (no model)",
         description="Temporal superimpose (and optionally the FastDVDNet pass) on a clip or a folder of frames, without any model.",
+        usage="%(prog)s INPUT -o OUTPUT [--denoise fastdvdnet] [setting flags: see --help]",
     )
     smooth.add_argument("input", help="a video file or a folder of frames")
     smooth.add_argument(
@@ -374,9 +383,22 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Like parse_args, but a flag the command does not know is reported by that command's own
+    parser (its usage, not the top level's), with the closest flag it does know."""
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        command = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        sub = command.choices[args.command]
+        flag = next((u for u in unknown if u.startswith("-")), unknown[0])
+        close = difflib.get_close_matches(flag.split("=", 1)[0], list(sub._option_string_actions), n=1)
+        sub.error(f"unrecognized argument: {flag}" + (f" (did you mean {close[0]}?)" if close else ""))
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse(parser, argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     try:
         return {"run": cmd_run, "smooth": cmd_smooth, "metrics": cmd_metrics, "ebsynth": cmd_ebsynth}[args.command](

@@ -201,9 +201,28 @@ def test_smooth_to_a_frame_folder_reduces_frame_to_frame_change(tmp_path: Path, 
     assert change(smooth) < 0.6 * change(raw)
 
 
-@pytest.mark.skipif(os.name != "posix", reason="signals")
-def test_module_entry_point_runs() -> None:
-    assert cli("--help").returncode == 0
+def test_the_installed_command_works_from_any_folder(tmp_path: Path, bikes: Path) -> None:
+    """./dev-setup.sh installs the project (pip install -e .): its video-loopback command runs
+    outside the checkout, with nothing on PYTHONPATH, and names itself in its usage."""
+    command = Path(sys.executable).with_name("video-loopback")
+    assert command.exists(), "the project is not installed in this venv: run ./dev-setup.sh (pip install -e .)"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = tmp_path / "smooth.mp4"
+    args = [str(command), "smooth", str(bikes), "-o", str(out), "--max_frames", "4"]
+    done = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert len(read_video(out)[0]) == 4
+    usage = subprocess.run([str(command), "run", "--help"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert usage.stdout.startswith("usage: video-loopback run")
+
+
+def test_a_misspelt_flag_is_named_with_the_closest_one_under_its_commands_usage() -> None:
+    done = cli("run", "clip.mp4", "--loopn", "3")
+    assert done.returncode == 2
+    assert "did you mean --loop_n?" in done.stderr
+    assert "lib_videoloop run [INPUT]" in done.stderr  # run's usage, not the top level's list of commands
+    done = cli("smooth", "clip.mp4", "-o", "x.mp4", "--denoize", "fastdvdnet")
+    assert "did you mean --denoise?" in done.stderr and "lib_videoloop smooth INPUT" in done.stderr
 
 
 @pytest.mark.skipif(os.name != "posix", reason="signals")
