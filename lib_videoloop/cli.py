@@ -190,7 +190,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from lib_videoloop.engine import Engine
 
     if args.resume:
-        recorded = _check_resume_args(args)
+        from lib_videoloop.resume import finished_video, recorded_model
+
+        _refuse_flags_with_resume(args)
+        video = finished_video(args.resume)
+        if video is not None:
+            print(f"Nothing to resume: {args.resume} is already complete.\nVideo: {video}")
+            return 0
+        args.model, recorded = recorded_model(args.resume, args.model)
     elif not args.model:
         raise VideoLoopError(
             "--model", None, "is required", "Give a diffusers model folder, a checkpoint file, or tiny-random"
@@ -240,9 +247,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_resume_args(args: argparse.Namespace) -> dict[str, Any]:
-    """Refuses settings given with --resume and picks the model (see resume.py)."""
-    from lib_videoloop.resume import recorded_model, refuse_settings
+def _refuse_flags_with_resume(args: argparse.Namespace) -> None:
+    """A resumed run keeps its own settings (see resume.py)."""
+    from lib_videoloop.resume import refuse_settings
 
     names = {f.name for f in dataclasses.fields(Settings)} - _SKIP_FLAGS
     given = {f"--{key}": value for key, value in vars(args).items() if key in names}
@@ -250,8 +257,6 @@ def _check_resume_args(args: argparse.Namespace) -> dict[str, Any]:
         if getattr(args, key, None):
             given[flag] = getattr(args, key)
     refuse_settings(given)
-    args.model, recorded = recorded_model(args.resume, args.model)
-    return recorded
 
 
 def cmd_smooth(args: argparse.Namespace) -> int:

@@ -96,8 +96,10 @@ class Settings:
     output_format: str = _f("mp4", "video format: mp4 (H.264), webm (VP9) or gif", "output")
     crf: int = _f(18, "video quality, lower is better (0-51 for mp4, 0-63 for webm)", "output")
     lossless: bool = _f(False, "encode the video losslessly (large files)", "output")
-    keep_audio: bool = _f(True, "copy the input video's sound into the output", "output")
-    save_every_loop: bool = _f(True, "also write a video after every loop", "output")
+    keep_audio: bool = _f(True, "copy the input video's sound into the output, every channel as it is", "output")
+    save_every_loop: bool = _f(
+        True, "also write a video after every loop but the last (its video is the final one)", "output"
+    )
     read_prompt_from_txt: bool = _f(
         False, "use <frame>.txt beside each input frame as its prompt (' --neg ' splits off a negative)", "prompt"
     )
@@ -265,7 +267,9 @@ class Settings:
             value = getattr(self, name)
             if value is not None and not (low <= value and (high is None or value <= high)):
                 within = f"from {low:,} to {high:,}" if high is not None else f"{low:,} or more"
-                raise VideoLoopError(name, value, f"must be {within}", fix)
+                raise VideoLoopError(
+                    name, value, f"must be {within}", _TOO_LARGE.get(name, fix) if value > low else fix
+                )
         for name, choices in _CHOICES.items():
             if getattr(self, name) not in choices:
                 raise VideoLoopError(name, getattr(self, name), f"must be one of {', '.join(map(repr, choices))}", "")
@@ -309,8 +313,8 @@ class Settings:
 _RANGES: dict[str, tuple[float, float | None, str]] = {
     "start_frame": (0, None, ""),
     "extract_nth_frame": (1, None, "1 keeps every frame, 2 every second frame"),
-    "max_frames": (1, MAX_FRAMES, "Split the clip (start_frame and max_frames), or leave it empty for all"),
-    "loop_n": (1, MAX_LOOPS, "Split a longer job into runs (--config RUN/settings.json)"),
+    "max_frames": (1, MAX_FRAMES, "Leave it empty for all frames"),
+    "loop_n": (1, MAX_LOOPS, "6-10 loops at denoising 0.3-0.4 is a good start"),
     "steps": (1, MAX_STEPS, ""),
     "batch_size": (1, MAX_BATCH, ""),
     "n_iter": (1, MAX_BATCH, ""),
@@ -331,6 +335,11 @@ _RANGES: dict[str, tuple[float, float | None, str]] = {
     "repair_denoising_strength": (0, 1, ""),
     "repair_min_share": (0, 1, "0.02 repairs frames that are at least 2% new"),
     "output_frame_rate": (0.001, 1000, "Leave it empty to use the input's rate"),
+}
+# What to do about a value above its range, where that differs from the range's own advice.
+_TOO_LARGE = {
+    "max_frames": "Split the clip into runs (start_frame and max_frames)",
+    "loop_n": "Split a longer job into runs (--config RUN/settings.json)",
 }
 _CHOICES: dict[str, tuple[Any, ...]] = {
     "temporal_superimpose_method": TEMPORAL_METHODS,

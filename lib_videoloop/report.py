@@ -40,6 +40,22 @@ def plot_series(
     return Path(path)
 
 
+def x_ticks(count: int, most: int = 10) -> list[int]:
+    """1-based positions to label: every one up to `most`, else 1 and the multiples of an even
+    step (1, 2 or 5 times a power of ten), so the gaps between labels are all alike."""
+    if count <= most:
+        return list(range(1, count + 1))
+    step = next(m * 10**e for e in range(12) for m in (1, 2, 5) if count / (m * 10**e) <= most)
+    return [1, *range(step, count + 1, step)]
+
+
+def _axis_number(value: float, top: float) -> str:
+    """Plain decimals where they read well (0.42, 35, 1200), powers of ten for tiny or huge ranges."""
+    if top == 0 or 0.01 <= abs(top) < 1e5:
+        return f"{value:.3g}" if abs(top) >= 1 else f"{value:.3f}".rstrip("0").rstrip(".") or "0"
+    return f"{value:.2e}"
+
+
 def render_series(
     series: dict[str, list[float | None]],
     title: str,
@@ -56,16 +72,18 @@ def render_series(
     count = max((len(s) for s in series.values()), default=1)
     pw, ph = width - left - right, height - top - bottom
     draw.rectangle([left, top, left + pw, top + ph], outline=(0, 0, 0))
-    draw.text((left + 10, 12), title, fill=(0, 0, 0))
+    # The title on its own line, the y axis's name on the next, above the axis: never on top of each other.
+    draw.text((left, 4), title, fill=(0, 0, 0))
+    draw.text((6, top - 20), y_label, fill=(0, 0, 0))
     draw.text((left + pw // 2 - 30, height - 22), x_label, fill=(0, 0, 0))
-    draw.text((6, 12), y_label, fill=(0, 0, 0))
     for k in range(5):
         y = top + ph - k * ph / 4
         draw.line([left - 4, y, left, y], fill=(0, 0, 0))
-        draw.text((6, y - 6), f"{top_value * k / 4:.2e}", fill=(0, 0, 0))
-    for k in range(min(count, 6)):
-        x = left + (k * (count - 1) // 5 if count > 1 else 0) * pw / max(count - 1, 1)
-        draw.text((x - 4, top + ph + 6), str(k * (count - 1) // 5 + 1 if count > 1 else 1), fill=(0, 0, 0))
+        draw.text((6, y - 6), _axis_number(top_value * k / 4, top_value), fill=(0, 0, 0))
+    for label in x_ticks(count):
+        x = left + (label - 1) * pw / max(count - 1, 1)
+        draw.line([x, top + ph, x, top + ph + 3], fill=(0, 0, 0))
+        draw.text((x - 4, top + ph + 6), str(label), fill=(0, 0, 0))
     for n, (name, points) in enumerate(series.items()):
         colour = COLOURS[n % len(COLOURS)]
         segment: list[tuple[float, float]] = []

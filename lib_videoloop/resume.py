@@ -82,6 +82,23 @@ def refuse_settings(given: dict[str, Any]) -> None:
         )
 
 
+def finished_video(run_dir: str | Path) -> Path | None:
+    """The run's video when every frame of every loop is made and the video is there: such a run
+    has nothing left to resume. A folder another process holds is refused as a resume would be."""
+    store = FrameStore.open(run_dir, to_continue=True)
+    try:
+        data = store.read_settings()
+        loops = int(data.get("loop_n", 0))
+        if loops < 1 or any(
+            len(store.complete_frames(loop_dir_name(k))) < store.frame_count for k in range(1, loops + 1)
+        ):
+            return None
+        video = store.video_path(store.root.name, str(data.get("output_format", "mp4")))
+        return video if video.is_file() else None
+    finally:
+        store.unlock()
+
+
 def kept_loop_video(store: FrameStore, loop: int, video_format: str) -> Path | None:
     video = store.video_path(loop_dir_name(loop), video_format)
     return video if video.is_file() else None

@@ -475,10 +475,12 @@ class Expression:
         try:
             self.tree = ast.parse(text, mode="eval")
         except SyntaxError as exc:
+            # An expression that stops short is reported with offset 0 (CPython's end of input).
+            where = f"column {exc.offset}" if exc.offset and exc.offset <= len(text) else "at the end"
             raise VideoLoopError(
                 setting,
                 source,
-                f"is not a valid expression ({exc.msg}, column {exc.offset})",
+                f"is not a valid expression ({exc.msg}, {where})",
                 "Check brackets and quotes; examples are in the README",
             ) from None
         nodes = list(ast.walk(self.tree))

@@ -254,3 +254,23 @@ def test_kill_9_at_any_frame_then_resume_gives_the_straight_runs_frames(tmp_path
     for folder in ("loop_001", "loop_002"):
         for i in range(5):
             assert np.array_equal(a.read_frame(folder, i), b.read_frame(folder, i)), (folder, i)
+
+
+def test_a_finished_run_is_neither_resumed_nor_nested(tmp_path: Path, bikes: Path) -> None:
+    args = ["run", str(bikes), "--model", "tiny-random", "--max_frames", "3", "--loop_n", "1"]
+    args += ["--width", "64", "--height", "48", "--steps", "2"]
+    done = cli(*args, "-o", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = (tmp_path / "out").iterdir()
+    assert not (run_dir / ".lock").exists(), "the lock goes with the process that held the folder"
+    before = sorted(p.relative_to(run_dir) for p in run_dir.rglob("*"))
+
+    again = cli("run", "--resume", str(run_dir))
+    assert again.returncode == 0, again.stderr
+    assert "already complete" in again.stdout and f"Video: {run_dir}" in again.stdout
+    assert "loop 1/1 done" not in again.stderr and "100%" not in again.stderr  # no work pretended
+
+    nested = cli(*args, "-o", str(run_dir))
+    assert nested.returncode == 2
+    assert f"is inside the run folder {run_dir}" in nested.stderr and str(tmp_path / "out") in nested.stderr
+    assert sorted(p.relative_to(run_dir) for p in run_dir.rglob("*")) == before

@@ -96,3 +96,12 @@ def test_an_older_api_argument_list_still_means_what_it_meant() -> None:
     assert settings_from_panel(full)[0].temporal_filter_strength == 0.4
     with pytest.raises(VideoLoopError, match="script arguments"):
         settings_from_panel(full[:-3])
+
+
+def test_a_range_error_gives_advice_for_the_side_it_is_on() -> None:
+    with pytest.raises(VideoLoopError) as too_few:
+        Settings(input_directory="x", loop_n=0).validate()
+    with pytest.raises(VideoLoopError) as too_many:
+        Settings(input_directory="x", loop_n=5000).validate()
+    assert "Split" not in str(too_few.value) and "loops at denoising" in str(too_few.value)
+    assert "Split a longer job" in str(too_many.value)

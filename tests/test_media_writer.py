@@ -109,3 +109,35 @@ def test_bigbuckbunny_sound_covers_the_selected_span(tmp_path: Path, bigbuckbunn
         assert video.frames == 50
         audio_seconds = sum(f.samples for f in container.decode(audio)) / audio.rate
     assert audio_seconds == pytest.approx(2.0, abs=0.05)
+
+
+@pytest.mark.parametrize("fmt", ["mp4", "webm"])
+def test_surround_sound_keeps_its_channels(tmp_path: Path, fmt: str) -> None:
+    """A 5.1 source keeps six channels, each with its own sound (nothing downmixed or swapped)."""
+    source = tmp_path / "surround.mp4"
+    rate, freqs = 48000, [200, 300, 400, 80, 600, 700]  # the fourth is the LFE channel: a low tone
+    with av.open(str(source), "w") as container:
+        video = container.add_stream("libx264", rate=25)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        audio = container.add_stream("aac", rate=rate)
+        audio.layout = "5.1"
+        for frame in _frames(25, 48, 64):
+            container.mux(video.encode(av.VideoFrame.from_ndarray((frame * 255).astype(np.uint8), format="rgb24")))
+        container.mux(video.encode())
+        t = np.arange(rate) / rate
+        tones = np.stack([0.2 * np.sin(2 * np.pi * f * t) for f in freqs]).astype(np.float32)
+        for start in range(0, rate, 1024):
+            chunk = av.AudioFrame.from_ndarray(np.ascontiguousarray(tones[:, start : start + 1024]), format="fltp",
+                                               layout="5.1")  # fmt: skip
+            chunk.sample_rate = rate
+            container.mux(audio.encode(chunk))
+        container.mux(audio.encode())
+    span = AudioSpan(source, 0.0, 1.0)
+    out = write_video(_frames(25, 48, 64), tmp_path / f"out.{fmt}", Fraction(25), video_format=fmt, audio=span)
+    with av.open(str(out)) as container:
+        stream = container.streams.audio[0]
+        assert stream.channels == 6
+        sound = np.concatenate([f.to_ndarray() for f in container.decode(stream)], axis=1)
+    spectrum = np.abs(np.fft.rfft(sound[:, : sound.shape[1] // 2 * 2], axis=1))
+    peaks = np.fft.rfftfreq(sound.shape[1] // 2 * 2, 1 / stream.rate)[spectrum.argmax(axis=1)]
+    assert np.allclose(peaks, freqs, atol=5), peaks

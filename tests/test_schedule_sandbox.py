@@ -173,3 +173,13 @@ def test_errors_name_the_schedule_expression_frame_and_loop() -> None:
         ev("0.4 if loop_i < 3")
     with pytest.raises(VideoLoopError, match="unknown name 'imagei'"):
         ev("imagei * 2")
+
+
+@pytest.mark.parametrize(
+    "text,where",
+    [("0.3 +", "at the end"), ("0.4 if loop_i < 3 else", "at the end"), ("image_i +* 2", "column 10")],
+)
+def test_a_syntax_error_says_where_it_is(text: str, where: str) -> None:
+    with pytest.raises(VideoLoopError, match="not a valid expression") as e:
+        ev(text)
+    assert where in str(e.value) and "column 0" not in str(e.value)

@@ -22,7 +22,7 @@ from modules import flavour, processing, scripts, shared  # noqa: E402
 
 from conftest import flash_clip, load_webui_script, panel_values  # noqa: E402
 from lib_videoloop.errors import VideoLoopError  # noqa: E402
-from lib_videoloop.media.images import from_pil  # noqa: E402
+from lib_videoloop.media.images import from_pil, to_pil  # noqa: E402
 from lib_videoloop.media.store import FrameStore  # noqa: E402
 
 
@@ -47,7 +47,7 @@ def webui(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
     def recording(p):
         processed = real(p)
         calls.append({"seed": p.seed, "subseed": p.subseed, "mask": p.image_mask, "control": list(p.controlnet_inputs),
-                      "processed": processed, "denoising": p.denoising_strength, "job_count": shared.state.job_count})  # fmt: skip
+                      "processed": processed, "denoising": p.denoising_strength, "subseed_strength": p.subseed_strength, "job_count": shared.state.job_count})  # fmt: skip
         return processed
 
     monkeypatch.setattr(processing, "process_images", recording)
@@ -271,6 +271,61 @@ def test_colour_correction_pulls_each_frame_towards_its_own_input(webui) -> None
     red_bias = lambda img: float(img[..., 0].mean() - img[..., 1:].mean())  # noqa: E731
     assert red_bias(corrected) > red_bias(plain) + 0.1
     assert abs(red_bias(corrected) - red_bias(reddish)) < 0.1
+
+
+def test_colour_correction_is_applied_once_per_image_towards_its_frames_input(
+    webui, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Corrected twice (by process_images from the init image, then again by the extension) the
+    histogram match and luminosity blend drift away from what the WebUI's own loopback gives."""
+    _, unit_cls, calls = webui
+    from modules import processing_color
+
+    from lib_videoloop.backends import GenerationRequest
+    from lib_videoloop.webui.backend import WebUIBackend
+
+    applied: list[np.ndarray] = []
+    real_apply = processing_color.apply_color_correction
+
+    def recording(correction, image):
+        applied.append(correction)
+        return real_apply(correction, image)
+
+    monkeypatch.setattr(processing_color, "apply_color_correction", recording)
+    monkeypatch.setitem(shared.opts.data, "img2img_color_correction", True)
+    rng = np.random.default_rng(5)
+    inputs = [rng.random((48, 64, 3), dtype=np.float32) * (k + 1) / 3 for k in range(2)]
+
+    def request(k: int) -> GenerationRequest:
+        return GenerationRequest(
+            init_image=rng.random((48, 64, 3), dtype=np.float32), mask=None, prompt="x", negative_prompt="", seed=k,
+            subseed=2, subseed_strength=0, denoising_strength=0.5, steps=4, cfg_scale=7, width=64, height=48,
+            batch_size=2, n_iter=1, input_image=inputs[k],
+        )  # fmt: skip
+
+    requests = [request(k) for k in range(2)]
+    frames = WebUIBackend(make_p(unit_cls, None)).generate_frames(requests)  # two frames in one call
+    assert [len(f) for f in frames] == [2, 2] and len(applied) == 4
+    expected = [processing.setup_color_correction(to_pil(inputs[k])) for k in (0, 0, 1, 1)]
+    assert all(np.array_equal(a, b) for a, b in zip(applied, expected))
+    # and the images are what one correction of the generated image gives
+    generated = [img for img in calls[-1]["processed"].images if "parameters" in img.info]
+    assert all(np.array_equal(from_pil(img), f) for img, f in zip(generated, [x for f in frames for x in f]))
+
+
+def test_the_variation_strength_and_its_schedule_reach_every_generation(webui, tmp_path: Path, bikes: Path) -> None:
+    _, unit_cls, calls = webui
+    p = make_p(unit_cls, np.zeros((48, 64, 3), np.uint8), subseed_strength=0.3)
+    values = panel_values(input_directory=str(bikes), output_directory=str(tmp_path / "a"), max_frames=3, loop_n=1)
+    load_webui_script().run(p, *values)
+    assert [c["subseed_strength"] for c in calls] == [0.3] * 3
+    calls.clear()
+    values = panel_values(
+        input_directory=str(bikes), output_directory=str(tmp_path / "b"), max_frames=3, loop_n=2,
+        subseed_strength_schedule="0.1 * image_i if loop_i == 1 else 0",
+    )  # fmt: skip
+    load_webui_script().run(p, *values)
+    assert [c["subseed_strength"] for c in calls] == pytest.approx([0.1, 0.2, 0.3, 0, 0, 0])
 
 
 def test_fastdvdnet_weights_come_from_the_webuis_models_folder_and_downloader(

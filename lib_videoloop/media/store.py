@@ -217,30 +217,46 @@ class FrameStore:
         return store
 
     def lock(self) -> None:
-        """Holds the run folder for this process, so that two cannot write the same frames."""
-        handle = open(self.root / LOCK, "a+")
-        try:
-            if os.name == "nt":
-                import msvcrt
+        """Holds the run folder for this process, so that two cannot write the same frames.
 
-                msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
-            else:
-                import fcntl
+        The .lock file exists only while a process holds the folder: unlock() removes it. A
+        process that locked the file just as the holder removed it holds a file no one else
+        can see, so it checks that its file is still the one at the path and else tries again."""
+        path = self.root / LOCK
+        for _ in range(10):
+            handle = open(path, "a+")
+            try:
+                if os.name == "nt":
+                    import msvcrt
 
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+                    msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+                else:
+                    import fcntl
+
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.close()
+                raise VideoLoopError(
+                    "resume",
+                    str(self.root),
+                    "is in use by another run right now",
+                    "Wait for that run to finish or stop it; one run folder is made by one process at a time",
+                ) from None
+            try:
+                current = os.stat(path).st_ino
+            except FileNotFoundError:
+                current = None
+            if os.name == "nt" or current == os.fstat(handle.fileno()).st_ino:
+                self._lock = handle
+                return
             handle.close()
-            raise VideoLoopError(
-                "resume",
-                str(self.root),
-                "is in use by another run right now",
-                "Wait for that run to finish or stop it; one run folder is made by one process at a time",
-            ) from None
-        self._lock = handle
+        raise VideoLoopError("resume", str(self.root), "its lock file keeps changing", "Try again")
 
     def unlock(self) -> None:
         handle = getattr(self, "_lock", None)
         if handle is not None:
+            if os.name != "nt":  # removed while still held (see lock()); Windows keeps an open file
+                (self.root / LOCK).unlink(missing_ok=True)
             handle.close()  # closing releases the lock; an exit or a kill does too
             self._lock = None
 
@@ -528,7 +544,18 @@ def _whole_png(path: Path) -> bool:
 
 
 def check_output_directory(out: Path, input_path: str | Path | None) -> None:
-    """Refuses an output folder inside the input folder: the next run would read its own output."""
+    """Refuses an output folder inside a run folder (a new run would be nested among another
+    run's files) or inside the input folder (the next run would read its own output)."""
+    absolute = out.absolute()
+    for folder in (absolute, *absolute.parents):
+        if (folder / MANIFEST).is_file() and (folder / SETTINGS).is_file():
+            raise VideoLoopError(
+                "output_directory",
+                str(out),
+                f"is inside the run folder {folder}",
+                f"Give the folder that holds it ({folder.parent}) to start a new run beside it,"
+                " or resume it (--resume / resume_run_folder)",
+            )
     if not input_path:
         return
     inp = Path(str(input_path)).expanduser()

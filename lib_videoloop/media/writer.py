@@ -150,6 +150,15 @@ def _to_video_frame(image: np.ndarray, pad: tuple[int, int]):
     return av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
 
 
+def _layout(stream) -> str:
+    """The source's own channel layout (5.1 stays 5.1: AAC and Opus both carry it); a layout
+    without a name is taken by its channel count."""
+    name = getattr(stream.layout, "name", "") or ""
+    if name and not name.startswith(("unknown", "0 channels")):
+        return name
+    return {1: "mono", 2: "stereo", 6: "5.1", 8: "7.1"}.get(stream.channels, "stereo")
+
+
 def _audio_packets(container, span: AudioSpan, video_format: str) -> Iterator[tuple[float, object]]:
     """Yields (end time in output seconds, packet) for the source's sound within the span."""
     import av
@@ -163,7 +172,7 @@ def _audio_packets(container, span: AudioSpan, video_format: str) -> Iterator[tu
             return
         in_stream = source.streams.audio[0]
         rate = 48000 if codec == "libopus" else (in_stream.rate or 48000)
-        layout = "stereo" if in_stream.channels >= 2 else "mono"
+        layout = _layout(in_stream)
         out_stream = container.add_stream(codec, rate=rate)
         out_stream.layout = layout
         out_stream.time_base = Fraction(1, rate)

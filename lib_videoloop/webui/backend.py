@@ -66,6 +66,7 @@ class WebUIBackend:
         q.do_not_save_grid = True
         q.do_not_save_samples = True  # the run folder keeps every frame
         apply_frame(q, first.control_images)
+        q.color_corrections = _color_corrections(requests)
         seeds, subseeds = _seeds(requests, iteration)
         if len(requests) == 1:  # one frame: the call as the img2img tab makes it
             q.init_images = [to_pil(first.init_image)]
@@ -158,15 +159,21 @@ class WebUIBackend:
         size = requests[0].batch_size
         first = processed.index_of_first_image
         generated = [img.convert("RGB") for img in processed.images[first : first + size * len(requests)]]
-        per_frame = []
-        for n, request in enumerate(requests):
-            images = generated[n * size : (n + 1) * size]
-            if getattr(shared.opts, "img2img_color_correction", False) and request.input_image is not None:
-                # Towards the frame's own input, so colours cannot drift over loops.
-                correction = processing.setup_color_correction(to_pil(request.input_image))
-                images = [processing.apply_color_correction(correction, img) for img in images]
-            per_frame.append([from_pil(img) for img in images])
-        return per_frame
+        return [[from_pil(img) for img in generated[n * size : (n + 1) * size]] for n in range(len(requests))]
+
+
+def _color_corrections(requests: list[GenerationRequest]) -> list[Any] | None:
+    """With the WebUI's img2img colour correction on, each image is corrected towards its frame's
+    own input, so colours cannot drift over loops. Set on p before the call, as the WebUI's own
+    loopback script does: init() builds corrections (from the blended init image) only while
+    p.color_corrections is None, and process_images applies them once, before the inpaint overlay."""
+    from modules import processing, shared
+
+    if not getattr(shared.opts, "img2img_color_correction", False) or requests[0].input_image is None:
+        return None
+    size = requests[0].batch_size
+    targets = [processing.setup_color_correction(to_pil(r.input_image)) for r in requests]
+    return [target for target in targets for _ in range(size)]
 
 
 def _seeds(requests: list[GenerationRequest], iteration: int) -> tuple[list[int], list[int]]:

@@ -125,7 +125,7 @@ def build_panel(elem_id: Callable[[str], str], defaults: dict[str, Any] | None =
         add("read_prompt_from_txt")
     with gr.Group():
         gr.Markdown(
-            "**Loop and blending.** Start with 4-8 loops, denoising 0.3-0.4 in img2img, superimpose_alpha 0.25."
+            "**Loop and blending.** Start with 6-10 loops (10 by default), denoising 0.3-0.4 in img2img, superimpose_alpha 0.25."
         )
         with gr.Row():
             add("loop_n", "superimpose_alpha")

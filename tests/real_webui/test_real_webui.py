@@ -81,7 +81,12 @@ def script_info(url: str) -> list[dict]:
 
 
 def job(
-    url: str, timeout: float = 900, alwayson: dict | None = None, steps: int = 6, **panel: object
+    url: str,
+    timeout: float = 900,
+    alwayson: dict | None = None,
+    steps: int = 6,
+    body_extra: dict | None = None,
+    **panel: object,
 ) -> tuple[int, dict]:
     """One img2img request with Video Loopback chosen and script_args in the panel's order."""
     args = script_info(url)
@@ -98,6 +103,7 @@ def job(
     }  # fmt: skip
     if alwayson:
         body["alwayson_scripts"] = alwayson
+    body.update(body_extra or {})
     return call(url, "/sdapi/v1/img2img", body, timeout)
 
 
@@ -386,3 +392,71 @@ def test_exposed_server_refuses_paths_outside_the_allowed_folders(webui, clip: P
     finally:
         rig.stop(dest)
         webui["url"] = rig.start(dest, port=PORT[webui["kind"]])
+
+
+def test_the_stand_ins_colour_correction_is_the_webuis(webui) -> None:
+    """tests/webui's processing_color reimplements the WebUI's (no skimage or blendmodes in CI):
+    it must give the same pixels as modules.processing's own function."""
+    import subprocess
+
+    webui_dir = webui["dest"] / "webui"
+    script = Path(__file__).with_name("color_check.py")
+    done = subprocess.run(
+        [str(webui_dir / "venv" / "bin" / "python"), str(script)], cwd=webui_dir, capture_output=True, text=True,
+        env={**rig.server_env(webui["dest"]), "PYTHONPATH": str(webui_dir)}, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"compared": 8, "identical": 8}
+
+
+def test_colour_correction_is_set_before_processing_towards_each_input_frame(webui, clip: Path, tmp_path: Path) -> None:
+    """With img2img colour correction on, every generation arrives with one correction per image,
+    made from its input frame (so the WebUI neither builds its own from the blended init image
+    nor is the image corrected a second time), and the frames keep the input's colours."""
+    url = webui["url"]
+    probe = webui["dest"] / "probe.jsonl"
+    offset = probe.stat().st_size if probe.exists() else 0
+    panel = {"input_directory": str(clip), "max_frames": 4, "loop_n": 2, "superimpose_alpha": 1.0, "frames_per_call": 1}
+    runs = {}
+    for on in (False, True):
+        extra = {"override_settings": {"img2img_color_correction": on}, "batch_size": 2}
+        status, response = job(url, output_directory=str(tmp_path / str(on)), body_extra=extra, **panel)
+        assert status == 200, response
+        runs[on] = run_folder(response)
+    records = [json.loads(line) for line in probe.read_bytes()[offset:].decode().splitlines()]
+    assert len(records) == 16
+    assert all(r["color_corrections"] is None for r in records[:8])
+    inputs = [np.asarray(Image.open(f).convert("RGB")) for f in sorted((runs[True] / "input").glob("*.png"))]
+    import cv2
+
+    for n, r in enumerate(records[8:]):
+        expected = cv2.cvtColor(inputs[n % 4], cv2.COLOR_RGB2LAB).astype(np.float64).mean(axis=(0, 1))
+        assert r["color_corrections"]["count"] == 2
+        assert np.allclose(r["color_corrections"]["mean"], expected, atol=1.0), (n, r, expected)
+
+    def colour_gap(folder: Path) -> float:
+        got = frames(folder / "loop_002")
+        return float(np.mean([np.abs(g.astype(np.float64).mean((0, 1)) / np.iinfo(g.dtype).max * 255
+                                     - i.astype(np.float64).mean((0, 1))).sum() for g, i in zip(got, inputs)]))  # fmt: skip
+
+    print(
+        f"{webui['kind']} colour gap to the input, off / on: {colour_gap(runs[False]):.1f} / {colour_gap(runs[True]):.1f}"
+    )
+    assert colour_gap(runs[True]) < colour_gap(runs[False])
+
+
+def test_variation_strength_changes_the_frames_and_follows_the_subseed(webui, clip: Path, tmp_path: Path) -> None:
+    url = webui["url"]
+    panel = {"input_directory": str(clip), "max_frames": 3, "loop_n": 1, "superimpose_alpha": 1.0}
+    runs = {}
+    for name, strength, subseed in (("none", 0, 99), ("a", 0.6, 99), ("a-again", 0.6, 99), ("b", 0.6, 7)):
+        extra = {"subseed_strength": strength, "subseed": subseed}
+        status, response = job(url, output_directory=str(tmp_path / name), body_extra=extra, **panel)
+        assert status == 200, response
+        runs[name] = frames(run_folder(response) / "loop_001")
+
+    def gap(x: str, y: str) -> float:
+        return max(float(np.abs(a.astype(np.float64) - b).mean()) for a, b in zip(runs[x], runs[y]))
+
+    assert gap("a", "a-again") == 0, "the same seeds give the same frames"
+    assert gap("none", "a") > 0 and gap("a", "b") > 0, "the variation seed and its strength change the frames"

@@ -1,4 +1,4 @@
-"""Test-only WebUI extension: records what each generation's ControlNet units hold.
+"""Test-only WebUI extension: records what each generation's ControlNet units and colour corrections hold.
 
 The rig installs it beside Video Loopback; every process() appends one JSON line to the file
 named by VL_PROBE_LOG, so a test can see which image each unit really received.
@@ -42,6 +42,10 @@ class ControlNetProbe(scripts.Script):
                     if get("enabled") is not None:
                         units.append({"enabled": bool(get("enabled")), "image": _image_summary(get("image"))})
         init = p.init_images[0] if getattr(p, "init_images", None) else None
-        record = {"seed": p.seed, "units": units, "init": _image_summary(init)}
+        corrections = getattr(p, "color_corrections", None)
+        if corrections is not None:  # LAB targets, as modules.processing.setup_color_correction makes them
+            mean = np.asarray(corrections[0], dtype=np.float64).mean(axis=(0, 1))
+            corrections = {"count": len(corrections), "mean": mean.tolist()}
+        record = {"seed": p.seed, "units": units, "init": _image_summary(init), "color_corrections": corrections}
         with open(path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
