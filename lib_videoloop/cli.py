@@ -17,7 +17,7 @@ import signal
 import sys
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--output", required=True, help="output video (.mp4, .webm, .gif) or a folder for PNG frames"
     )
     smooth.add_argument(
-        "--denoise", choices=["none", "fastdvdnet"], default="none", help="add the FastDVDNet denoise pass"
+        "--denoise",
+        choices=["none", "fastdvdnet", "patch-blend"],
+        default="none",
+        help="add a pass: FastDVDNet, or patch blend along the reference (else the clip itself)",
     )
     _add_setting_flags(
         smooth,
@@ -129,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
             "video_post_process_alpha",
             "fastdvdnet_noise_sigma",
             "fastdvdnet_weights",
+            "patch_blend_window",
+            "patch_blend_mode",
         ],
     )
 
@@ -310,6 +315,13 @@ def cmd_smooth(args: argparse.Namespace) -> int:
             s.video_post_process_alpha,
             seed=0,
         )
+    elif args.denoise == "patch-blend":
+        from lib_videoloop.patch_blend import patch_blend_clip
+
+        frames = patch_blend_clip(
+            frames, _guide_frames(s, info.frame_count), window=s.patch_blend_window, mode=s.patch_blend_mode,
+            alpha=s.video_post_process_alpha,
+        )  # fmt: skip
     out = Path(args.output)
     _refuse_output_in_input(out, Path(s.input_directory))
     suffix = out.suffix.lower().lstrip(".")
@@ -339,6 +351,20 @@ def cmd_smooth(args: argparse.Namespace) -> int:
             write_atomic(out / f"{i + 1:06d}.png", encode_png16(frame))
     print(f"Wrote {out} ({info.frame_count} frames)")
     return 0
+
+
+def _guide_frames(s: Settings, frame_count: int) -> Iterator[Any]:
+    """The patch blend's guides: the reference clip, else the input itself (read once more)."""
+    from lib_videoloop.media.sources import open_source
+
+    if s.reference_frames_directory.strip():
+        path = reference_folders(s.reference_frames_directory)[0]
+        source = open_source(path, setting="reference_frames_directory", max_frames=frame_count)
+    else:
+        source = open_source(
+            s.input_directory, start_frame=s.start_frame, extract_nth_frame=s.extract_nth_frame, max_frames=s.max_frames
+        )
+    return (f.image for f in source)
 
 
 def _refuse_output_in_input(out: Path, inp: Path) -> None:

@@ -34,7 +34,9 @@ METHOD_HELP = {
 KEYFRAME_MODES = ("off", "every n frames", "by motion", "listed frames")
 MAX_FILTER_STRENGTH = 0.95  # 1 would freeze the first frame over the whole clip
 FOLDER_SEPARATOR = "!!!"  # between several reference folders, as in the original script
-DENOISE_METHODS = ("None", "FastDVDNet")
+PATCH_BLEND = "patch blend"
+DENOISE_METHODS = ("None", "FastDVDNet", PATCH_BLEND)
+PATCH_BLEND_MODES = ("fast", "exact")
 DENOISE_WHEN = ("every loop", "last loop")
 VIDEO_FORMATS = ("mp4", "webm", "gif")
 RESIZE_MODES = {0: "just resize", 1: "crop and resize", 2: "resize and fill"}
@@ -43,6 +45,7 @@ RESIZE_MODES = {0: "just resize", 1: "crop and resize", 2: "resize and fill"}
 # becoming a job of years or a hang in the up-front check, and are far above any real use.
 MAX_LOOPS = 1000
 MAX_FRAMES = 100_000
+MAX_PATCH_BLEND_WINDOW = 63
 MAX_FRAME_LOOPS = 200_000  # frames x loops of one run; split longer jobs
 MAX_STEPS = 1000
 MAX_BATCH = 100  # batch count and batch size
@@ -188,13 +191,23 @@ class Settings:
     )
     temporal_filter_schedule: str = _f("", "temporal_filter_strength, e.g. 0.8 if loop_i<=2 else 0.5", "schedule")
     # temporal denoise pass
-    video_post_process_method: str = _f("None", "temporal denoise pass after a loop: None or FastDVDNet", "denoise")
+    video_post_process_method: str = _f(
+        "None",
+        "temporal pass after a loop: None, FastDVDNet, or patch blend (neighbours matched patch by patch)",
+        "denoise",
+    )
     video_post_process_alpha: float = _f(0.3, "how much of the denoised clip is blended back (0-1)", "denoise")
     fastdvdnet_noise_sigma: float = _f(60.0, "noise added before FastDVDNet denoises (0-255)", "denoise")
     video_post_process_when: str = _f(
         "every loop", "apply the pass after 'every loop' or only the 'last loop'", "denoise"
     )
     fastdvdnet_weights: str = _f("", "path of FastDVDNet's model.pth (default: models/ folders)", "denoise")
+    patch_blend_window: int = _f(
+        15, "patch blend: frames blended into each (odd: the frame and as many on each side)", "denoise"
+    )
+    patch_blend_mode: str = _f(
+        "fast", "patch blend: 'fast' (sums built by doubling) or 'exact' (every pair)", "denoise"
+    )
     # recorded, not chosen: filled in by the run
     model_name: str = _f("", "model used (recorded by the run)", "recorded")
 
@@ -283,6 +296,7 @@ class Settings:
             if "\x00" in getattr(self, name):
                 raise VideoLoopError(name, getattr(self, name), "contains a NUL character", "Retype the path")
         self._validate_output()
+        self._validate_patch_blend()
         temporal_weights(self.temporal_superimpose_alpha_list)
         listed = keyframe_numbers(self.keyframe_frames)
         if self.keyframe_mode == "listed frames" and not listed:
@@ -293,6 +307,13 @@ class Settings:
             raise VideoLoopError(
                 "input_directory", self.input_directory, "is empty", "Give a video file, a folder of frames or an image"
             )
+
+    def _validate_patch_blend(self) -> None:
+        if self.patch_blend_window % 2 == 0:
+            raise VideoLoopError(
+                "patch_blend_window", self.patch_blend_window, "must be odd (the frame and as many on each side)",
+                f"Use {self.patch_blend_window + 1}",
+            )  # fmt: skip
 
     def _validate_output(self) -> None:
         top = CRF_RANGE[self.output_format]
@@ -326,6 +347,7 @@ _RANGES: dict[str, tuple[float, float | None, str]] = {
     "denoising_strength": (0, 1, ""),
     "subseed_strength": (0, 1, ""),
     "video_post_process_alpha": (0, 1, ""),
+    "patch_blend_window": (3, MAX_PATCH_BLEND_WINDOW, "15 blends 7 frames on each side"),
     "mask_threshold": (0, 255, ""),
     "difference_threshold": (0, 255, ""),
     "temporal_filter_strength": (0, MAX_FILTER_STRENGTH, "0.7 smooths strongly; 0 turns the filter off"),
@@ -346,6 +368,7 @@ _CHOICES: dict[str, tuple[Any, ...]] = {
     "keyframe_mode": KEYFRAME_MODES,
     "video_post_process_method": DENOISE_METHODS,
     "video_post_process_when": DENOISE_WHEN,
+    "patch_blend_mode": PATCH_BLEND_MODES,
     "output_format": VIDEO_FORMATS,
     "resize_mode": tuple(RESIZE_MODES),
 }

@@ -132,7 +132,10 @@ class LoopEnd:
             from lib_videoloop.denoise.loop_pass import run_denoise_pass
 
             self.store.flush()  # the pass reads the loop's files
-            folder = run_denoise_pass(self.store, folder, s, seed=self.state.seed + loop, places=self.places)
+            folder = run_denoise_pass(
+                self.store, folder, s, seed=self.state.seed + loop, places=self.places,
+                guide_folder=self.state.references[0] if self.state.references else INPUT,
+            )  # fmt: skip
             self.store.flush()
         if s.save_every_loop and loop < s.loop_n:
             kept = kept_loop_video(self.store, loop, s.output_format) if resumed else None

@@ -175,6 +175,37 @@ def test_smooth_along_the_motion_of_a_clean_source(tmp_path: Path, bikes: Path) 
     assert main(args) == 2  # a reference shorter than the clip is refused before any work
 
 
+def test_smooth_with_patch_blending_along_the_clean_source(tmp_path: Path, bikes: Path) -> None:
+    """A copy of a clip with a new smooth blotch pattern per frame, patch-blended along the clean
+    clip (no temporal superimpose first), comes closer to it; a reference shorter than the clip
+    is refused."""
+    clean = [cv2.resize(f.image, (160, 68), interpolation=cv2.INTER_AREA) for f in open_source(bikes, max_frames=8)]
+    rng = np.random.default_rng(1)
+    source, noisy = tmp_path / "clean", tmp_path / "noisy"
+    for folder in (source, noisy):
+        folder.mkdir()
+    for i, f in enumerate(clean):
+        pattern = cv2.GaussianBlur(rng.standard_normal(f.shape).astype(np.float32), (0, 0), 4)
+        blotched = np.clip(f + 0.06 * pattern / pattern.std(), 0, 1)
+        Image.fromarray((f * 255 + 0.5).astype(np.uint8)).save(source / f"{i:03d}.png")
+        Image.fromarray((blotched * 255 + 0.5).astype(np.uint8)).save(noisy / f"{i:03d}.png")
+    out = tmp_path / "blended"
+    args = ["smooth", str(noisy), "-o", str(out), "--temporal_superimpose_alpha_list", "1", "--denoise", "patch-blend",
+            "--video_post_process_alpha", "1", "--patch_blend_window", "5", "--reference_frames_directory", str(source)]  # fmt: skip
+    assert main(args) == 0
+    read_back = [f.image for f in open_source(source)]
+    error = lambda seq: float(np.mean([np.abs(a - b).mean() for a, b in zip(seq, read_back)]))  # noqa: E731
+    blended = [f.image for f in open_source(out)]
+    assert len(blended) == 8
+    assert error(blended) < 0.7 * error([f.image for f in open_source(noisy)])
+    short = tmp_path / "short"
+    short.mkdir()
+    Image.fromarray((clean[0] * 255).astype(np.uint8)).save(short / "000.png")
+    args[args.index(str(source))] = str(short)
+    args[args.index(str(out))] = str(tmp_path / "other")
+    assert main(args) == 2
+
+
 def test_smooth_to_a_frame_folder_reduces_frame_to_frame_change(tmp_path: Path, bikes: Path) -> None:
     out = tmp_path / "frames"
     assert (

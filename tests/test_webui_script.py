@@ -313,6 +313,35 @@ def test_colour_correction_is_applied_once_per_image_towards_its_frames_input(
     assert all(np.array_equal(from_pil(img), f) for img, f in zip(generated, [x for f in frames for x in f]))
 
 
+def test_colour_correction_asked_for_by_an_api_request_is_still_towards_the_input(
+    webui, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """override_settings (an API request's, the X/Y/Z plot's) take effect inside process_images:
+    the correction is decided as they say, not as the settings page does."""
+    _, unit_cls, _ = webui
+    from modules import processing_color
+
+    from lib_videoloop.backends import GenerationRequest
+    from lib_videoloop.webui.backend import WebUIBackend
+
+    applied: list[np.ndarray] = []
+    real_apply = processing_color.apply_color_correction
+    monkeypatch.setattr(
+        processing_color, "apply_color_correction", lambda c, img: applied.append(c) or real_apply(c, img)
+    )
+    rng = np.random.default_rng(6)
+    source = rng.random((48, 64, 3), dtype=np.float32)
+    request = GenerationRequest(
+        init_image=rng.random((48, 64, 3), dtype=np.float32), mask=None, prompt="x", negative_prompt="", seed=1,
+        subseed=2, subseed_strength=0, denoising_strength=0.5, steps=4, cfg_scale=7, width=64, height=48,
+        batch_size=1, n_iter=1, input_image=source,
+    )  # fmt: skip
+    p = make_p(unit_cls, None, override_settings={"img2img_color_correction": True})
+    WebUIBackend(p).generate(request)
+    assert len(applied) == 1 and np.array_equal(applied[0], processing.setup_color_correction(to_pil(source)))
+    assert shared.opts.img2img_color_correction is False  # the override held for the call only
+
+
 def test_the_variation_strength_and_its_schedule_reach_every_generation(webui, tmp_path: Path, bikes: Path) -> None:
     _, unit_cls, calls = webui
     p = make_p(unit_cls, np.zeros((48, 64, 3), np.uint8), subseed_strength=0.3)

@@ -1,12 +1,13 @@
-"""The temporal denoise pass after a loop: add seeded noise, let FastDVDNet remove it, blend back.
+"""The temporal pass after a loop: FastDVDNet, or patch blending (patch_blend.py), blended back.
 
-As in the original script: each frame gets Gaussian noise of fastdvdnet_noise_sigma (of 255),
+FastDVDNet, as in the original script: each frame gets Gaussian noise of fastdvdnet_noise_sigma (of 255),
 FastDVDNet denoises the clip, and video_post_process_alpha of the result is blended into the
 frame. The noise is seeded per frame, so a resumed or repeated run gets the same frames.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -14,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from lib_videoloop.blend import superimpose
-from lib_videoloop.config import Settings
+from lib_videoloop.config import PATCH_BLEND, Settings
 from lib_videoloop.denoise.weights import NOWHERE_ELSE, WeightPlaces, find_weights
-from lib_videoloop.media.store import FrameStore
+from lib_videoloop.media.store import INPUT, FrameStore
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +64,44 @@ def denoise_pass_stream(
             torch.cuda.empty_cache()
 
 
+def patch_blend_stream(store: FrameStore, folder: str, settings: Settings, guide_folder: str) -> Iterator[np.ndarray]:
+    """Yields frame + alpha * (patch blend(frame) - frame) for each frame of `folder`, guided by
+    `guide_folder`'s frames along the run's own flows (flows/ holds that folder's), only inside
+    the masks when the run uses them."""
+    from lib_videoloop.media.flows import FLOWS, FlowFolder
+    from lib_videoloop.patch_blend import patch_blend
+
+    guide = functools.partial(store.read_frame, guide_folder)
+    style = functools.partial(store.read_frame, folder)
+    chain = FlowFolder(store.root / FLOWS, guide, store.frame_count).chain()
+    blended = patch_blend(
+        style, guide, store.frame_count, chain, window=settings.patch_blend_window, mode=settings.patch_blend_mode
+    )
+    for i, frame in enumerate(blended):
+        mask = store.read_mask(i) if settings.use_mask else None
+        yield superimpose(style(i), frame, settings.video_post_process_alpha, mask)
+
+
 def run_denoise_pass(
-    store: FrameStore, folder: str, settings: Settings, *, seed: int, places: WeightPlaces = NOWHERE_ELSE
+    store: FrameStore,
+    folder: str,
+    settings: Settings,
+    *,
+    seed: int,
+    places: WeightPlaces = NOWHERE_ELSE,
+    guide_folder: str = INPUT,
 ) -> str:
-    """Denoises the frames of `folder` into `<folder>_denoised` (inside the masks only)."""
+    """Runs the loop's temporal pass (FastDVDNet or patch blend) over the frames of `folder` into
+    `<folder>_denoised` (inside the masks only). guide_folder: the frames the run's flows are of."""
 
     target = f"{folder}_denoised"
     if store.folder_complete(target):
+        return target
+    if settings.video_post_process_method == PATCH_BLEND:
+        log.info("patch blend over %s (window %d, %s)", folder, settings.patch_blend_window, settings.patch_blend_mode)
+        for i, frame in enumerate(patch_blend_stream(store, folder, settings, guide_folder)):
+            if not store.is_complete(target, i):
+                store.write_frame(target, i, frame)
         return target
     weights = find_weights(settings.fastdvdnet_weights, places)
     log.info(

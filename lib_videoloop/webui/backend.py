@@ -66,7 +66,7 @@ class WebUIBackend:
         q.do_not_save_grid = True
         q.do_not_save_samples = True  # the run folder keeps every frame
         apply_frame(q, first.control_images)
-        q.color_corrections = _color_corrections(requests)
+        q.color_corrections = _color_corrections(requests, q)
         seeds, subseeds = _seeds(requests, iteration)
         if len(requests) == 1:  # one frame: the call as the img2img tab makes it
             q.init_images = [to_pil(first.init_image)]
@@ -162,14 +162,19 @@ class WebUIBackend:
         return [[from_pil(img) for img in generated[n * size : (n + 1) * size]] for n in range(len(requests))]
 
 
-def _color_corrections(requests: list[GenerationRequest]) -> list[Any] | None:
+def _color_corrections(requests: list[GenerationRequest], q: Any) -> list[Any] | None:
     """With the WebUI's img2img colour correction on, each image is corrected towards its frame's
     own input, so colours cannot drift over loops. Set on p before the call, as the WebUI's own
     loopback script does: init() builds corrections (from the blended init image) only while
-    p.color_corrections is None, and process_images applies them once, before the inpaint overlay."""
+    p.color_corrections is None, and process_images applies them once, before the inpaint overlay.
+
+    The option is read as process_images will see it: an API request's override_settings are
+    applied inside process_images, after a script's run() has begun."""
     from modules import processing, shared
 
-    if not getattr(shared.opts, "img2img_color_correction", False) or requests[0].input_image is None:
+    overrides = getattr(q, "override_settings", None) or {}
+    enabled = overrides.get("img2img_color_correction", getattr(shared.opts, "img2img_color_correction", False))
+    if not enabled or requests[0].input_image is None:
         return None
     size = requests[0].batch_size
     targets = [processing.setup_color_correction(to_pil(r.input_image)) for r in requests]

@@ -17,7 +17,9 @@ from lib_videoloop.config import (
     DENOISE_WHEN,
     KEYFRAME_MODES,
     MAX_FILTER_STRENGTH,
+    MAX_PATCH_BLEND_WINDOW,
     METHOD_HELP,
+    PATCH_BLEND_MODES,
     SCHEDULE_FIELDS,
     TEMPORAL_METHODS,
     VIDEO_FORMATS,
@@ -31,7 +33,12 @@ RESUME_HELP = "a run folder to finish (everything else is then read from its set
 # older argument lists (without them) still mean what they meant; run() accepts each length.
 KEYFRAME_FIELDS = ("keyframe_mode", "keyframe_interval", "keyframe_motion", "keyframe_frames", "keyframe_repair",
                    "repair_min_share", "repair_denoising_strength")  # fmt: skip
-ADDED_GROUPS = (("temporal_filter_strength", "temporal_filter_schedule"), KEYFRAME_FIELDS, ("frames_per_call",))
+ADDED_GROUPS = (
+    ("temporal_filter_strength", "temporal_filter_schedule"),
+    KEYFRAME_FIELDS,
+    ("frames_per_call",),
+    ("patch_blend_window", "patch_blend_mode"),
+)
 ADDED_LATER = tuple(name for group in ADDED_GROUPS for name in group)
 
 # run()'s positional arguments, in order. Documented in the README for the HTTP API.
@@ -57,6 +64,7 @@ _CHOICES = {
     "video_post_process_when": DENOISE_WHEN,
     "output_format": VIDEO_FORMATS,
     "keyframe_mode": KEYFRAME_MODES,
+    "patch_blend_mode": PATCH_BLEND_MODES,
 }
 _UNIT = ("superimpose_alpha", "video_post_process_alpha", "keyframe_motion", "repair_min_share",
          "repair_denoising_strength")  # fmt: skip
@@ -86,6 +94,8 @@ def component_for(gr: Any, name: str, elem_id: Callable[[str], str], defaults: d
         common["info"] = "how neighbours are mixed (each method in one line below)"
     if name == "temporal_filter_strength":
         return _make(gr.Slider, minimum=0, maximum=MAX_FILTER_STRENGTH, step=0.05, value=value, **common)
+    if name == "patch_blend_window":  # odd sizes only: the frame and as many on each side
+        return _make(gr.Slider, minimum=3, maximum=MAX_PATCH_BLEND_WINDOW, step=2, value=value, **common)
     if name in _CHOICES:
         return _make(gr.Dropdown, choices=list(_CHOICES[name]), value=value, **common)
     if name in _UNIT:
@@ -165,11 +175,14 @@ def build_panel(elem_id: Callable[[str], str], defaults: dict[str, Any] | None =
             visible=False,
             elem_id=elem_id("schedule_plot"),
         )
-    with gr.Accordion("Temporal denoise pass (FastDVDNet)", open=False, elem_id=elem_id("denoise")):
+    with gr.Accordion("Temporal pass after a loop (FastDVDNet, patch blend)", open=False, elem_id=elem_id("denoise")):
         add("video_post_process_method")
         visible = defaults.get("video_post_process_method", "None") != "None"
         with _make(gr.Group, visible=visible, elem_id=elem_id("denoise_settings")) as denoise_group:
-            add("video_post_process_alpha", "fastdvdnet_noise_sigma", "video_post_process_when", "fastdvdnet_weights")
+            add("video_post_process_alpha", "video_post_process_when")
+            with gr.Row():
+                add("patch_blend_window", "patch_blend_mode")
+            add("fastdvdnet_noise_sigma", "fastdvdnet_weights")
 
     with gr.Accordion("Keyframes (generate some frames, carry them along the motion)", open=False,
                       elem_id=elem_id("keyframes")):  # fmt: skip

@@ -1,21 +1,21 @@
 """Run by the WebUI's own Python from its folder: the stand-in's colour correction
 (tests/webui/modules/processing_color.py) against modules.processing's, on random images.
-Prints one JSON line: how many of the compared images came out identical."""
+Prints one JSON line: how many of the compared images came out identical. Its arguments are the
+WebUI's own (the rig's CPU flags), which the WebUI's modules read from sys.argv."""
 
 import importlib.util
 import json
-import sys
+from pathlib import Path
 
 import numpy as np
+from modules import shared_init
 from PIL import Image
-
-sys.argv = sys.argv[:1]
-from modules import shared_init  # noqa: E402
 
 shared_init.initialize()
 from modules.processing import apply_color_correction, setup_color_correction  # noqa: E402
 
-spec = importlib.util.spec_from_file_location("stand_in", sys.path[0] + "/../webui/modules/processing_color.py")
+STAND_IN = Path(__file__).resolve().parents[1] / "webui" / "modules" / "processing_color.py"
+spec = importlib.util.spec_from_file_location("stand_in", STAND_IN)
 stand_in = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(stand_in)
 rng = np.random.default_rng(0)

@@ -402,7 +402,8 @@ def test_the_stand_ins_colour_correction_is_the_webuis(webui) -> None:
     webui_dir = webui["dest"] / "webui"
     script = Path(__file__).with_name("color_check.py")
     done = subprocess.run(
-        [str(webui_dir / "venv" / "bin" / "python"), str(script)], cwd=webui_dir, capture_output=True, text=True,
+        [str(webui_dir / "venv" / "bin" / "python"), str(script), *rig.ARGS[webui["kind"]]], cwd=webui_dir,
+        capture_output=True, text=True,
         env={**rig.server_env(webui["dest"]), "PYTHONPATH": str(webui_dir)}, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
@@ -460,3 +461,15 @@ def test_variation_strength_changes_the_frames_and_follows_the_subseed(webui, cl
 
     assert gap("a", "a-again") == 0, "the same seeds give the same frames"
     assert gap("none", "a") > 0 and gap("a", "b") > 0, "the variation seed and its strength change the frames"
+
+
+def test_the_patch_blend_pass_makes_the_final_frames(webui, clip: Path, tmp_path: Path) -> None:
+    panel = {"input_directory": str(clip), "max_frames": 6, "loop_n": 1, "video_post_process_method": "patch blend",
+             "video_post_process_alpha": 1.0, "patch_blend_window": 5, "output_directory": str(tmp_path)}  # fmt: skip
+    status, response = job(webui["url"], **panel)
+    assert status == 200, response
+    root = run_folder(response)
+    blended, made = frames(root / "loop_001_denoised"), frames(root / "loop_001")
+    assert len(blended) == len(made) == 6
+    assert any(not np.array_equal(a, b) for a, b in zip(blended, made))
+    assert (root / f"{root.name}.mp4").is_file()

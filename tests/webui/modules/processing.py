@@ -41,6 +41,8 @@ class StableDiffusionProcessing:
         self.outpath_samples = outpath_samples
         self.do_not_save_samples, self.do_not_save_grid = do_not_save_samples, do_not_save_grid
         self.extra_generation_params: dict[str, Any] = {}
+        self.override_settings: dict[str, Any] = dict(kwargs.pop("override_settings", None) or {})
+        self.override_settings_restore_afterwards = True
         self.scripts: Any = None
         self.script_args: tuple = ()
         self.sd_model_name: str | None = None
@@ -159,6 +161,18 @@ def _controlnet_units(p: Any) -> list:
 
 
 def process_images(p: StableDiffusionProcessingImg2Img) -> Processed:
+    """As the real one: p.override_settings hold for this call only (an API request's, say)."""
+    stored = {k: shared.opts.data[k] for k in p.override_settings if k in shared.opts.data}
+    try:
+        for key, value in p.override_settings.items():
+            shared.opts.data[key] = value
+        return _process_images_inner(p)
+    finally:
+        if p.override_settings_restore_afterwards:
+            shared.opts.data.update(stored)
+
+
+def _process_images_inner(p: StableDiffusionProcessingImg2Img) -> Processed:
     from lib_videoloop.backends import GenerationRequest
     from lib_videoloop.media.images import from_pil, to_pil
     from lib_videoloop.media.resize import resize_frame

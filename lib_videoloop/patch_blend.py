@@ -1,0 +1,221 @@
+"""Patch blending over time: each frame becomes the mean of its neighbours' frames, each rebuilt on
+it through the nearest-neighbour field of the guide frames (patchmatch.py), the video deflicker
+of DiffSynth and FastBlend.
+
+The guides are the clean frames (a run's input, or --reference_frames_directory): what is
+matched is their content, what is rebuilt is the styled, flickering frames'. A neighbour counts
+at a pixel by how well its patch matched there (weight exp(-error / MATCH_SCALE)), the frame's
+own pixel with weight 1, and nothing crosses a scene cut.
+
+Two modes, over a window of `window` frames (odd: the frame and (window-1)/2 on each side):
+- exact: every neighbour of the window is matched to the frame and rebuilt on it;
+- fast: the sums over the window's halves are built by doubling, as FastBlend's fast mode does:
+  the sum over the 2^m frames ending at frame i is the sum over the 2^(m-1) ending there plus
+  the sum over the 2^(m-1) ending 2^(m-1) frames earlier, rebuilt on frame i through one match.
+  A frame then costs 2 log2(window + 1) - 2 matches instead of window - 1. Each half covers
+  2^m - 1 neighbours for the smallest 2^m - 1 >= (window - 1) / 2, so its window can be wider
+  than exact mode's (window 15: the same 7 a side).
+
+The starting field of every match is the reference frames' DIS flow, composed along the clip
+(motion.FlowChain), refined by PatchMatch; memory stays flat in the clip's length (the fast
+mode's sums wait in a temporary folder between its two passes).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from lib_videoloop.errors import VideoLoopError
+from lib_videoloop.media.resize import resize_frame
+from lib_videoloop.motion import FlowChain
+
+MATCH_SCALE = 0.002  # a mean squared patch difference (0-1 levels) that lowers a neighbour's weight by e
+MODES = ("fast", "exact")
+
+
+class _Cached:
+    """Frames by index through a reader, the last few kept (a window's neighbours are read again)."""
+
+    def __init__(self, read: Callable[[int], np.ndarray], keep: int) -> None:
+        self.read = read
+        self.keep = max(keep, 2)
+        self.cache: dict[int, np.ndarray] = {}
+
+    def __call__(self, j: int) -> np.ndarray:
+        if j not in self.cache:
+            if len(self.cache) >= self.keep:
+                del self.cache[next(iter(self.cache))]
+            self.cache[j] = self.read(j)
+        return self.cache[j]
+
+
+class PatchBlender:
+    """Matches guide frames and rebuilds style frames through the matches, on one torch device."""
+
+    def __init__(
+        self, chain: FlowChain, guide: Callable[[int], np.ndarray], device: str | None = None, patch_size: int = 5,
+        iterations: int = 1,
+    ) -> None:  # fmt: skip
+        import torch
+
+        self.torch = torch
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.chain = chain
+        self.guide = guide
+        self.patch_size = patch_size
+        self.iterations = iterations
+
+    def tensor(self, image: np.ndarray):
+        return self.torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].to(self.device)
+
+    def premultiplied(self, frame: np.ndarray):
+        """The frame as (C+1) channels: its colour times weight 1, and the weight."""
+        t = self.tensor(frame)
+        return self.torch.cat([t, self.torch.ones_like(t[:, :1])], dim=1)
+
+    def rebuild(self, premultiplied, source: int, target: int):
+        """Premultiplied colour and weight of frame `source` rebuilt on frame `target`, the weight
+        scaled by how well each pixel's patch matched."""
+        from lib_videoloop.patchmatch import flow_start, nearest_field, remap
+
+        flow, _valid = self.chain.to(target, source)
+        start = flow_start(self.torch.from_numpy(flow).permute(2, 0, 1)[None].to(self.device))
+        field, error = nearest_field(
+            self.tensor(self.guide(source)), self.tensor(self.guide(target)), patch_size=self.patch_size,
+            iterations=self.iterations, start=start, seed=source * 7919 + target,
+        )  # fmt: skip
+        moved = remap(premultiplied, field, self.patch_size)
+        return moved * self.torch.exp(-error / MATCH_SCALE).unsqueeze(1)
+
+    @staticmethod
+    def result(total) -> np.ndarray:
+        out = total[:, :-1] / total[:, -1:].clamp_min(1e-6)
+        return out[0].permute(1, 2, 0).clamp(0, 1).cpu().numpy().astype(np.float32)
+
+
+def exact_blend(
+    style: Callable[[int], np.ndarray], count: int, window: int, blender: PatchBlender
+) -> Iterator[np.ndarray]:
+    half = window // 2
+    for i in range(count):
+        total = blender.premultiplied(style(i))
+        for j in range(max(0, i - half), min(count, i + half + 1)):
+            if j != i and not blender.chain.cut_between(i, j):
+                total += blender.rebuild(blender.premultiplied(style(j)), j, i)
+        blender.chain.keep_only(i - half, i + half + 1)
+        yield blender.result(total)
+
+
+def _sweep(style: Callable[[int], np.ndarray], order: range, levels: int, blender: PatchBlender) -> Iterator[tuple]:
+    """(frame, own, sum over the 2^levels frames ending at it along `order`). The sum over the
+    2^m frames ending at i is the one over the 2^(m-1) ending at i plus the one over the
+    2^(m-1) ending 2^(m-1) frames earlier, rebuilt on frame i (nothing is added across a cut)."""
+    step = order.step
+    sums: list[dict[int, object]] = [{} for _ in range(levels)]
+    for i in order:
+        own = blender.premultiplied(style(i))
+        current = own
+        sums[0][i] = own
+        for m in range(1, levels + 1):
+            j = i - step * (1 << (m - 1))
+            if j in sums[m - 1] and not blender.chain.cut_between(i, j):
+                current = current + blender.rebuild(sums[m - 1][j], j, i)
+            if m < levels:  # the whole side's sum is only this frame's
+                sums[m][i] = current
+        for m in range(levels):  # keep what a later frame of the sweep still reaches
+            for k in [k for k in sums[m] if abs(i - k) >= (1 << m)]:
+                del sums[m][k]
+        blender.chain.keep_only(min(i, i - step * (1 << levels)), max(i, i - step * (1 << levels)) + 1)
+        yield i, own, current
+
+
+def fast_blend(
+    style: Callable[[int], np.ndarray], count: int, window: int, blender: PatchBlender, scratch: Path
+) -> Iterator[np.ndarray]:
+    """The backward sweep first (its sums wait in `scratch`), then the forward one, which yields
+    each frame: forward sum + backward sum - the frame itself (in both)."""
+    levels = max(1, math.ceil(math.log2(window // 2 + 1)))
+    torch = blender.torch
+    for i, _own, total in _sweep(style, range(count - 1, -1, -1), levels, blender):
+        torch.save(total.cpu(), scratch / f"{i}.pt")
+    for i, own, total in _sweep(style, range(count), levels, blender):
+        backward = torch.load(scratch / f"{i}.pt", weights_only=True).to(blender.device)
+        (scratch / f"{i}.pt").unlink()
+        yield blender.result(total + backward - own)
+
+
+def patch_blend(
+    style: Callable[[int], np.ndarray],
+    guide: Callable[[int], np.ndarray],
+    count: int,
+    chain: FlowChain,
+    *,
+    window: int = 15,
+    mode: str = "fast",
+    device: str | None = None,
+) -> Iterator[np.ndarray]:
+    """The clip's frames blended, in order. style(i), guide(i): frame i of the clip to blend and
+    of its clean guide; chain: the guides' flows (e.g. the run's flows/ folder)."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    blender = PatchBlender(chain, _Cached(guide, window + 2), device)
+    frames = _Cached(style, window + 2)
+    if mode == "exact":
+        yield from exact_blend(frames, count, window, blender)
+        return
+    with tempfile.TemporaryDirectory(prefix="videoloop-patch-blend-") as scratch:
+        yield from fast_blend(frames, count, window, blender, Path(scratch))
+
+
+class _Spilled:
+    """A stream's frames in raw float32 files of a folder, read back by index: random access to
+    a clip of any length in flat memory."""
+
+    def __init__(self, frames: Iterable[np.ndarray], folder: Path, shape: tuple[int, ...] | None = None) -> None:
+        folder.mkdir()
+        self.folder = folder
+        self.count = 0
+        self.shape = shape
+        for frame in frames:
+            if self.shape is None:
+                self.shape = frame.shape
+            elif frame.shape != self.shape:  # a guide of another size: matched at the clip's
+                frame = resize_frame(frame, self.shape[1], self.shape[0])
+            frame.astype(np.float32).tofile(folder / f"{self.count:06d}.raw")
+            self.count += 1
+
+    def __call__(self, i: int) -> np.ndarray:
+        assert self.shape is not None
+        return np.fromfile(self.folder / f"{i:06d}.raw", dtype=np.float32).reshape(self.shape)
+
+
+def patch_blend_clip(
+    frames: Iterable[np.ndarray],
+    guides: Iterable[np.ndarray],
+    *,
+    window: int = 15,
+    mode: str = "fast",
+    alpha: float = 1.0,
+) -> Iterator[np.ndarray]:
+    """A clip patch-blended along its guides (its clean source, or the clip itself), blended back
+    with `alpha`: the `smooth` command's pass. Both streams go through a temporary folder first."""
+    from lib_videoloop.blend import superimpose
+    from lib_videoloop.media.flows import FlowFolder
+
+    with tempfile.TemporaryDirectory(prefix="videoloop-patch-blend-clip-") as tmp:
+        style = _Spilled(frames, Path(tmp) / "clip")
+        guide = _Spilled(itertools.islice(guides, style.count), Path(tmp) / "guide", style.shape)
+        if guide.count < style.count:
+            raise VideoLoopError(
+                "reference_frames_directory", guide.count, f"has fewer frames than the clip's {style.count}",
+                "Give the clip's source, with at least as many frames",
+            )  # fmt: skip
+        chain = FlowFolder(Path(tmp) / "flows", guide, style.count).chain()
+        for i, blended in enumerate(patch_blend(style, guide, style.count, chain, window=window, mode=mode)):
+            yield superimpose(style(i), blended, alpha)

@@ -1,0 +1,220 @@
+"""Patch matching between frames, in torch (one code path on the CPU and on CUDA).
+
+nearest_field() computes PatchMatch's nearest-neighbour field (Barnes et al. 2009): for every
+pixel of a target guide frame, the position in a source guide frame whose patch (patch_size
+square, odd) looks most alike, by the sum of squared differences over the patch. It works coarse
+to fine over a pyramid, and at each level alternates propagation (a neighbour's match, shifted
+by one pixel, and the same from 2, 4, ... pixels away: jump flooding) with random search around
+the current match, all pixels at once and all frame pairs of a batch at once. A starting field
+(e.g. the optical flow between the frames) replaces the coarse levels.
+
+remap() rebuilds a style frame through such a field the way patch-based synthesis does: every
+target pixel is covered by patch_size^2 patches, each of which votes for the source pixel at
+the same place inside its match; the pixel is the mean of those votes.
+
+Fields are float tensors (N, 2, H, W) holding, for each target pixel, the (x, y) position in the
+source frame; errors are the mean squared difference per patch pixel and channel.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+PATCH_SIZE = 5
+DIMENSIONS = 12  # patch descriptor length (see _basis)
+JUMP = 4  # propagation from 4, 2 and 1 pixels away; the pyramid's coarser levels bring larger moves
+SEARCH_RADIUS = 16  # random search around a match at a level with a coarser one (or a start) above it
+# Rows of the target matched at once: bounds the memory of a candidate's patch gathers
+# (about 4 * channels * patch_size^2 bytes per pixel of a tile) at any frame size.
+TILE_PIXELS = 1 << 18
+
+
+def _sample_patches(images: torch.Tensor, patch_size: int, count: int, generator: torch.Generator) -> torch.Tensor:
+    """(count, C*p*p) patches at random pixels of the batch, edges repeated."""
+    n, c, h, w = images.shape
+    r = patch_size // 2
+    padded = F.pad(images, (r, r, r, r), mode="replicate")
+    which = torch.randint(0, n, (count,), generator=generator).to(images.device)
+    ys = torch.randint(0, h, (count,), generator=generator).to(images.device)
+    xs = torch.randint(0, w, (count,), generator=generator).to(images.device)
+    parts = [padded[which, :, ys + dy, xs + dx] for dy in range(patch_size) for dx in range(patch_size)]
+    return torch.stack(parts, dim=2).reshape(count, c * patch_size * patch_size)
+
+
+def _basis(
+    source: torch.Tensor, target: torch.Tensor, patch_size: int, dims: int, generator: torch.Generator
+) -> torch.Tensor:
+    """The patches' principal directions as convolution filters (D, C, p, p).
+
+    Patch distances are taken between the patches' projections on these: with D well below
+    C*p*p the gathers that dominate the cost shrink as much, while the dropped directions hold
+    little of natural images' patch variance (the distance is exact when D = C*p*p)."""
+    c = source.shape[1]
+    samples = torch.cat([_sample_patches(x, patch_size, 4096, generator) for x in (source, target)])
+    samples = samples - samples.mean(dim=0)
+    _values, vectors = torch.linalg.eigh(samples.T @ samples)
+    top = vectors[:, -min(dims, vectors.shape[1]) :].T  # (D, C*p*p), largest last
+    return top.reshape(-1, c, patch_size, patch_size).contiguous()
+
+
+def _describe(image: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+    """(N, D, H, W): each pixel's patch projected on the basis, edges repeated."""
+    r = basis.shape[-1] // 2
+    return F.conv2d(F.pad(image, (r, r, r, r), mode="replicate"), basis)
+
+
+def _identity(n: int, h: int, w: int, device: torch.device) -> torch.Tensor:
+    ys, xs = torch.meshgrid(
+        torch.arange(h, device=device, dtype=torch.float32),
+        torch.arange(w, device=device, dtype=torch.float32),
+        indexing="ij",
+    )
+    return torch.stack([xs, ys]).expand(n, 2, h, w).clone()
+
+
+def _clamp(field: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    field[:, 0].clamp_(0, w - 1)
+    field[:, 1].clamp_(0, h - 1)
+    return field
+
+
+class _Matcher:
+    """Patch errors of candidate fields for one batch of (source, target) guide pairs."""
+
+    def __init__(self, source: torch.Tensor, target: torch.Tensor, basis: torch.Tensor) -> None:
+        self.n, _, self.h, self.w = target.shape
+        self.sh, self.sw = source.shape[-2:]
+        self.k = basis.shape[0]
+        self.source = _describe(source, basis).flatten(2).transpose(1, 2).contiguous()  # (N, Hs*Ws, D)
+        self.target = _describe(target, basis).flatten(2)  # (N, D, H*W)
+        self.scale = 1.0 / (source.shape[1] * basis.shape[-1] ** 2)  # per patch pixel and channel
+
+    def error(self, field: torch.Tensor) -> torch.Tensor:
+        """(N, H, W) mean squared patch difference of each pixel's match (rounded to whole pixels)."""
+        index = (field[:, 1].round() * self.sw + field[:, 0].round()).long().view(self.n, -1)
+        out = torch.empty(self.n, self.h * self.w, device=field.device)
+        rows = max(1, TILE_PIXELS // self.w)
+        for start in range(0, self.h * self.w, rows * self.w):
+            stop = min(start + rows * self.w, self.h * self.w)
+            part = index[:, start:stop]
+            picked = torch.gather(self.source, 1, part.unsqueeze(-1).expand(-1, -1, self.k))  # (N, P, K)
+            diff = picked.transpose(1, 2) - self.target[:, :, start:stop]
+            out[:, start:stop] = diff.square().sum(dim=1) * self.scale
+        return out.view(self.n, self.h, self.w)
+
+
+def _improve(
+    matcher: _Matcher,
+    field: torch.Tensor,
+    error: torch.Tensor,
+    candidate: torch.Tensor,
+) -> None:
+    """Keeps the candidate's match wherever it is better (in place)."""
+    candidate = _clamp(candidate.round_(), matcher.sh, matcher.sw)
+    err = matcher.error(candidate)
+    better = err < error
+    error[better] = err[better]
+    field.copy_(torch.where(better.unsqueeze(1), candidate, field))
+
+
+def _shifted(field: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
+    """The field of the pixel (x - dx, y - dy), moved by (dx, dy): a neighbour's match, propagated."""
+    moved = torch.roll(field, shifts=(dy, dx), dims=(2, 3)).clone()
+    moved[:, 0] += dx
+    moved[:, 1] += dy
+    return moved
+
+
+def _refine(
+    matcher: _Matcher, field: torch.Tensor, iterations: int, generator: torch.Generator | None, coarse: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    error = matcher.error(_clamp(field, matcher.sh, matcher.sw))
+    radius0 = max(matcher.sh, matcher.sw) if coarse else SEARCH_RADIUS
+    for _ in range(iterations):
+        step = JUMP
+        while step >= 1:  # a few jumps, then the plain one-pixel propagation
+            for dx, dy in ((step, 0), (-step, 0), (0, step), (0, -step)):
+                _improve(matcher, field, error, _shifted(field, dx, dy))
+            step //= 2
+        radius = radius0 / 2
+        while radius >= 1:
+            noise = torch.rand(field.shape, generator=generator, device="cpu").to(field.device) * 2 - 1
+            _improve(matcher, field, error, field + noise * radius)
+            radius /= 4
+    return field, error
+
+
+def nearest_field(
+    source: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    patch_size: int = PATCH_SIZE,
+    iterations: int = 2,
+    start: torch.Tensor | None = None,
+    seed: int = 0,
+    dimensions: int = DIMENSIONS,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The nearest-neighbour field from target to source guides, (N, C, H, W) each in [0, 1],
+    and each pixel's patch error. start: a first guess (e.g. target position + optical flow);
+    without it the field is built coarse to fine from a pyramid."""
+    if patch_size % 2 == 0 or patch_size < 1:
+        raise ValueError(f"patch_size must be odd, got {patch_size}")
+    generator = torch.Generator("cpu").manual_seed(seed)
+    basis = _basis(source, target, patch_size, dimensions, generator)
+    n, _, h, w = target.shape
+    if start is None:
+        levels = max(1, int(math.log2(min(h, w) / 16)) + 1)
+        field = None
+        for level in reversed(range(levels)):
+            scale = 1 / (1 << level)
+            src = F.interpolate(source, scale_factor=scale, mode="area") if level else source
+            tgt = F.interpolate(target, scale_factor=scale, mode="area") if level else target
+            th, tw = tgt.shape[-2:]
+            if field is None:
+                field = torch.stack(
+                    [
+                        torch.rand((n, th, tw), generator=generator) * (src.shape[-1] - 1),
+                        torch.rand((n, th, tw), generator=generator) * (src.shape[-2] - 1),
+                    ],
+                    dim=1,
+                ).to(target.device)
+            else:
+                field = F.interpolate(field, size=(th, tw), mode="nearest") * 2
+            field, error = _refine(_Matcher(src, tgt, basis), field, iterations, generator, coarse=level == levels - 1)
+        assert field is not None
+        return field, error
+    return _refine(_Matcher(source, target, basis), start.clone().float(), iterations, generator)
+
+
+def flow_start(flow: torch.Tensor) -> torch.Tensor:
+    """A starting field from an optical flow (N, 2, H, W): each target pixel's position plus its flow."""
+    n, _, h, w = flow.shape
+    return _identity(n, h, w, flow.device) + flow
+
+
+def remap(style: torch.Tensor, field: torch.Tensor, patch_size: int = PATCH_SIZE) -> torch.Tensor:
+    """The source style frames (N, C, Hs, Ws) rebuilt on the target's grid through `field` by
+    patch voting: each target pixel is the mean of the source pixels its covering patches' matches
+    put there."""
+    n, c, sh, sw = style.shape
+    _, _, h, w = field.shape
+    r = patch_size // 2
+    index = (field[:, 1].round() * sw + field[:, 0].round()).long()  # (N, H, W)
+    flat = style.reshape(n, c, sh * sw)
+    total = torch.zeros(n, c, h, w, device=style.device)
+    count = torch.zeros(1, 1, h, w, device=style.device)
+    for dy in range(-r, r + 1):
+        for dx in range(-r, r + 1):
+            # the patch centred at q = p - d matched m(q); its pixel at offset d lies at m(q) + d
+            ys0, ys1 = max(0, -dy), min(h, h - dy)
+            xs0, xs1 = max(0, -dx), min(w, w - dx)
+            q = index[:, ys0:ys1, xs0:xs1]
+            qy, qx = torch.div(q, sw, rounding_mode="floor"), q % sw
+            ty, tx = (qy + dy).clamp(0, sh - 1), (qx + dx).clamp(0, sw - 1)
+            picked = torch.gather(flat, 2, (ty * sw + tx).view(n, 1, -1).expand(-1, c, -1))
+            total[:, :, ys0 + dy : ys1 + dy, xs0 + dx : xs1 + dx] += picked.view(n, c, ys1 - ys0, xs1 - xs0)
+            count[:, :, ys0 + dy : ys1 + dy, xs0 + dx : xs1 + dx] += 1
+    return total / count
