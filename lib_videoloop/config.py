@@ -37,6 +37,7 @@ FOLDER_SEPARATOR = "!!!"  # between several reference folders, as in the origina
 PATCH_BLEND = "patch blend"
 DENOISE_METHODS = ("None", "FastDVDNet", PATCH_BLEND)
 PATCH_BLEND_MODES = ("fast", "exact")
+KEYFRAME_PROPAGATION = ("optical flow", "patch match")
 DENOISE_WHEN = ("every loop", "last loop")
 VIDEO_FORMATS = ("mp4", "webm", "gif")
 RESIZE_MODES = {0: "just resize", 1: "crop and resize", 2: "resize and fill"}
@@ -142,6 +143,11 @@ class Settings:
     )
     keyframe_frames: str = _f(
         "", "'listed frames': frame numbers counted from 0 (image_i), e.g. 0, 12, 30", "keyframes"
+    )
+    keyframe_propagation: str = _f(
+        "optical flow",
+        "keyframes reach in-between frames warped along the flow, or rebuilt by patch match",
+        "keyframes",
     )
     keyframe_repair: bool = _f(
         True, "inpaint where no keyframe's warp reaches (new content); off: propagate only", "keyframes"
@@ -369,6 +375,7 @@ _CHOICES: dict[str, tuple[Any, ...]] = {
     "video_post_process_method": DENOISE_METHODS,
     "video_post_process_when": DENOISE_WHEN,
     "patch_blend_mode": PATCH_BLEND_MODES,
+    "keyframe_propagation": KEYFRAME_PROPAGATION,
     "output_format": VIDEO_FORMATS,
     "resize_mode": tuple(RESIZE_MODES),
 }

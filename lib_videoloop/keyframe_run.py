@@ -90,7 +90,13 @@ class InBetweens:
         self.folder = loop_dir_name(loop)
         self.base_folder = base_folder  # the previous loop's frames (the input for loop 1)
         self.plan = plan
-        self.propagation = Propagation(plan, chain, reference, functools.partial(store.read_frame, self.folder))
+        patches = None
+        if settings.keyframe_propagation == "patch match":
+            from lib_videoloop.patch_blend import PatchBlender
+
+            patches = PatchBlender(chain, reference)
+        keyframe = functools.partial(store.read_frame, self.folder)
+        self.propagation = Propagation(plan, chain, reference, keyframe, patches)
         self._last: tuple[int, np.ndarray, np.ndarray] | None = None
 
     def make(

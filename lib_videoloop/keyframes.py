@@ -21,7 +21,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -30,11 +30,17 @@ from PIL import Image, ImageDraw
 from lib_videoloop.config import Settings, keyframe_numbers
 from lib_videoloop.motion import FRAME_WARP, LOOKS_ALIKE, FlowChain, FlowEstimator, PairFlow, sample, targets
 
+if TYPE_CHECKING:
+    from lib_videoloop.patch_blend import PatchBlender
+
 MEASURE_SIDE = 256  # pixels, longest side, where keyframes are chosen
 # Repair: unexplained patches narrower than this (pixels at 512 px wide, scaled with the frame)
 # are the flow's noise, or a moving object's outline where DIS smooths the flow across the edge;
 # new content that thin stays guessed, and is repaired once it has grown wider.
 SPECK = 13
+# Patch match propagation: a keyframe's pixel counts where its patch matched with a weight above
+# this (patch_blend's exp(-error / MATCH_SCALE): an error of three MATCH_SCALEs at most).
+PATCH_TRUST = float(np.exp(-3.0))
 
 
 @dataclass
@@ -148,11 +154,13 @@ class Propagation:
         chain: FlowChain,
         reference: Callable[[int], np.ndarray],
         keyframe: Callable[[int], np.ndarray],
+        patches: PatchBlender | None = None,
     ) -> None:
         self.plan = plan
         self.chain = chain
         self.reference = reference
         self.keyframe = keyframe
+        self.patches = patches  # keyframe_propagation 'patch match': keyframes rebuilt patch by patch
         self._references: dict[int, np.ndarray] = {}
         self._keyframes: dict[int, np.ndarray] = {}
 
@@ -179,9 +187,13 @@ class Propagation:
         weight = np.zeros(guess.shape[:2], np.float32)
         refs = self._references
         for k, w in sides:
-            flow, valid = self.chain.to(i, k)
-            warped = sample(self._keyframes[k], flow, interpolation=FRAME_WARP)
-            counts = (~unexplained(flow, valid, refs[i], refs[k])).astype(np.float32) * np.float32(w / total)
+            if self.patches is None:
+                flow, valid = self.chain.to(i, k)
+                warped = sample(self._keyframes[k], flow, interpolation=FRAME_WARP)
+                explained = ~unexplained(flow, valid, refs[i], refs[k])
+            else:
+                warped, explained = self._rebuilt(k, i)
+            counts = explained.astype(np.float32) * np.float32(w / total)
             cv2.scaleAdd(warped, float(w / total), guess, dst=guess)
             mixed += warped * counts[..., None]
             weight += counts
@@ -198,6 +210,15 @@ class Propagation:
             out[carried] = sample(made, flow, interpolation=FRAME_WARP)[carried]
             unknown &= ~carried
         return np.clip(out, 0.0, 1.0).astype(np.float32), unknown
+
+    def _rebuilt(self, k: int, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Keyframe k rebuilt on frame i through the reference frames' patch matches (started
+        from the composed flow), and where its patches matched well enough to count."""
+        assert self.patches is not None
+        moved = self.patches.rebuild(self.patches.premultiplied(self._keyframes[k]), k, i)[0]
+        moved = moved.permute(1, 2, 0).cpu().numpy()
+        weight = moved[..., 3]
+        return moved[..., :3] / np.maximum(weight, 1e-6)[..., None], weight > PATCH_TRUST
 
 
 def _kept(cache: dict[int, np.ndarray], needed: set[int], read: Callable[[int], np.ndarray]) -> dict[int, np.ndarray]:

@@ -141,12 +141,16 @@ def fast_blend(
     """The backward sweep first (its sums wait in `scratch`), then the forward one, which yields
     each frame: forward sum + backward sum - the frame itself (in both)."""
     levels = max(1, math.ceil(math.log2(window // 2 + 1)))
-    torch = blender.torch
+    # Raw float32 files, not torch.save: AUTOMATIC1111 replaces torch.load with a restricted
+    # loader of its own, under which a plain tensor file loads as None.
+    shape = None
     for i, _own, total in _sweep(style, range(count - 1, -1, -1), levels, blender):
-        torch.save(total.cpu(), scratch / f"{i}.pt")
+        shape = tuple(total.shape)
+        total.cpu().numpy().astype(np.float32).tofile(scratch / f"{i}.raw")
     for i, own, total in _sweep(style, range(count), levels, blender):
-        backward = torch.load(scratch / f"{i}.pt", weights_only=True).to(blender.device)
-        (scratch / f"{i}.pt").unlink()
+        path = scratch / f"{i}.raw"
+        backward = blender.torch.from_numpy(np.fromfile(path, dtype=np.float32).reshape(shape)).to(blender.device)
+        path.unlink()
         yield blender.result(total + backward - own)
 
 

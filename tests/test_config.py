@@ -81,18 +81,22 @@ def test_an_older_api_argument_list_still_means_what_it_meant() -> None:
                   video_post_process_when="last loop", temporal_filter_strength=0.4, keyframe_mode="off",
                   keyframe_interval=8, keyframe_motion=0.1, keyframe_repair=True, repair_min_share=0.02,
                   repair_denoising_strength=0.6, frames_per_call=4, patch_blend_window=9,
-                  patch_blend_mode="exact")  # fmt: skip
+                  patch_blend_mode="exact", keyframe_propagation="patch match")  # fmt: skip
     full = [values[name] for name in PANEL_ORDER]
     older = full[: -len(ADDED_LATER)]
-    before_patch_blend = full[:-2]
-    before_frames_per_call = full[:-3]
-    before_keyframes = full[: -len(KEYFRAME_FIELDS) - 3]
+    before_patch_blend = full[:-3]
+    before_frames_per_call = full[:-4]
+    before_keyframes = full[: -len(KEYFRAME_FIELDS) - 4]
     assert (settings_from_panel(full)[0].patch_blend_window, settings_from_panel(full)[0].patch_blend_mode) == (
         9,
         "exact",
     )
     blended = settings_from_panel(before_patch_blend)[0]
     assert (blended.patch_blend_window, blended.patch_blend_mode, blended.frames_per_call) == (15, "fast", 4)
+    assert (
+        blended.keyframe_propagation == "optical flow"
+        and settings_from_panel(full)[0].keyframe_propagation == "patch match"
+    )
     assert settings_from_panel(full)[0].frames_per_call == 4
     assert settings_from_panel(before_frames_per_call)[0].frames_per_call == 0  # the backend chooses
     assert settings_from_panel(before_frames_per_call)[0].repair_min_share == 0.02
@@ -103,7 +107,7 @@ def test_an_older_api_argument_list_still_means_what_it_meant() -> None:
     assert settings.temporal_filter_strength == Settings().temporal_filter_strength
     assert settings_from_panel(full)[0].temporal_filter_strength == 0.4
     with pytest.raises(VideoLoopError, match="script arguments"):
-        settings_from_panel(full[:-4])
+        settings_from_panel(full[:-5])
 
 
 def test_a_range_error_gives_advice_for_the_side_it_is_on() -> None:

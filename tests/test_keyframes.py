@@ -50,10 +50,15 @@ def styled(frame: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(frame[..., ::-1] * 0.8 + 0.1)
 
 
-def test_a_propagated_frame_is_the_keyframe_moved_along_a_known_pan() -> None:
+@pytest.mark.parametrize("propagation_kind", ["optical flow", "patch match"])
+def test_a_propagated_frame_is_the_keyframe_moved_along_a_known_pan(propagation_kind: str) -> None:
+    from lib_videoloop.patch_blend import PatchBlender
+
     frames = pan(9)
     plan = KeyframePlan(9, [0, 8])
-    propagation = Propagation(plan, chain_of(frames), frames.__getitem__, lambda k: styled(frames[k]))
+    chain = chain_of(frames)
+    patches = PatchBlender(chain, frames.__getitem__) if propagation_kind == "patch match" else None
+    propagation = Propagation(plan, chain, frames.__getitem__, lambda k: styled(frames[k]), patches)
     margin = 20  # what the pan brings in from outside the keyframes stays out of the comparison
     for i in (1, 4, 7):
         made = propagation.frame(i)
@@ -132,6 +137,19 @@ def test_keyframe_mode_generates_keyframes_and_repairs_only(tmp_path: Path, bike
         assert any(r.mask.shape == saved.shape and np.abs(r.mask - saved).max() <= 1 / 255 for r in inpainted)
     frames = frames_of(result.run_dir, "loop_002")
     assert all(f.shape == (48, 64, 3) for f in frames)
+
+
+def test_patch_match_propagation_makes_the_in_betweens_of_a_run(tmp_path: Path, bikes: Path, tiny_backend) -> None:
+    """keyframe_propagation reaches the run: the same keyframes, in-betweens made another way."""
+    runs = {}
+    for kind in ("optical flow", "patch match"):
+        settings = small(bikes, tmp_path / kind, max_frames=6, loop_n=1, keyframe_mode="every n frames",
+                         keyframe_interval=5, keyframe_repair=False, keyframe_propagation=kind)  # fmt: skip
+        result = Engine(settings, tiny_backend).run()
+        runs[kind] = frames_of(result.run_dir, "loop_001")
+    flow, patches = runs["optical flow"], runs["patch match"]
+    assert np.array_equal(flow[0], patches[0]) and np.array_equal(flow[5], patches[5])  # keyframes 0 and 5
+    assert all(not np.array_equal(a, b) for a, b in zip(flow[1:5], patches[1:5]))
 
 
 def test_the_temporal_filter_leaves_no_scratch_when_the_last_frame_is_no_keyframe(

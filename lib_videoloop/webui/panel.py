@@ -16,6 +16,7 @@ from lib_videoloop.config import (
     DENOISE_METHODS,
     DENOISE_WHEN,
     KEYFRAME_MODES,
+    KEYFRAME_PROPAGATION,
     MAX_FILTER_STRENGTH,
     MAX_PATCH_BLEND_WINDOW,
     METHOD_HELP,
@@ -37,7 +38,7 @@ ADDED_GROUPS = (
     ("temporal_filter_strength", "temporal_filter_schedule"),
     KEYFRAME_FIELDS,
     ("frames_per_call",),
-    ("patch_blend_window", "patch_blend_mode"),
+    ("patch_blend_window", "patch_blend_mode", "keyframe_propagation"),
 )
 ADDED_LATER = tuple(name for group in ADDED_GROUPS for name in group)
 
@@ -65,6 +66,7 @@ _CHOICES = {
     "output_format": VIDEO_FORMATS,
     "keyframe_mode": KEYFRAME_MODES,
     "patch_blend_mode": PATCH_BLEND_MODES,
+    "keyframe_propagation": KEYFRAME_PROPAGATION,
 }
 _UNIT = ("superimpose_alpha", "video_post_process_alpha", "keyframe_motion", "repair_min_share",
          "repair_denoising_strength")  # fmt: skip
@@ -191,7 +193,7 @@ def build_panel(elem_id: Callable[[str], str], defaults: dict[str, Any] | None =
                    elem_id=elem_id("keyframe_settings")) as keyframe_group:  # fmt: skip
             with gr.Row():
                 add("keyframe_interval", "keyframe_motion")
-            add("keyframe_frames")
+            add("keyframe_frames", "keyframe_propagation")
             with gr.Row():
                 add("keyframe_repair", "repair_min_share", "repair_denoising_strength")
             preview = _make(gr.Button, value="Preview keyframes", elem_id=elem_id("preview_keyframes"))
