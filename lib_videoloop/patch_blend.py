@@ -60,7 +60,7 @@ class PatchBlender:
 
     def __init__(
         self, chain: FlowChain, guide: Callable[[int], np.ndarray], device: str | None = None, patch_size: int = 5,
-        iterations: int = 1,
+        iterations: int = 2,
     ) -> None:  # fmt: skip
         import torch
 
