@@ -84,18 +84,21 @@ def test_kill_9_mid_frame_leaves_only_whole_files(tmp_path: Path) -> None:
         """
     )
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=Path(__file__).parents[1])
+
+    def named_frames(root: Path) -> list[Path]:
+        # pathlib's glob matches dot-names too: the .partial-* temporaries are not named frames
+        return sorted(p for p in root.glob("loop_001/*.png") if not p.name.startswith("."))
+
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if root_file.exists():
-            done = list(Path(root_file.read_text()).glob("loop_001/*.png"))
-            if len(done) >= 3:
-                break
+        if root_file.exists() and len(named_frames(Path(root_file.read_text()))) >= 3:
+            break
         time.sleep(0.05)
     time.sleep(0.13)  # land somewhere inside the next frame's write
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     root = Path(root_file.read_text())
-    named = sorted(root.glob("loop_001/*.png"))
+    named = named_frames(root)
     assert len(named) >= 3
     for path in named:
         with Image.open(path) as img:
