@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from lib_videoloop.blend import inside_mask
-from lib_videoloop.config import Settings
+from lib_videoloop.config import PATCH_MATCH, Settings
 from lib_videoloop.keyframes import KeyframePlan, Propagation, choose, repair_mask
 from lib_videoloop.media.images import write_atomic
 from lib_videoloop.media.store import INPUT, FrameStore, as_stored, frame_file_name, loop_dir_name
@@ -91,7 +91,7 @@ class InBetweens:
         self.base_folder = base_folder  # the previous loop's frames (the input for loop 1)
         self.plan = plan
         patches = None
-        if settings.keyframe_propagation == "patch match":
+        if settings.keyframe_propagation == PATCH_MATCH:
             from lib_videoloop.patch_blend import PatchBlender
 
             patches = PatchBlender(chain, reference)

@@ -31,12 +31,12 @@ from pathlib import Path
 
 import numpy as np
 
+from lib_videoloop.config import PATCH_BLEND_MODES
 from lib_videoloop.errors import VideoLoopError
 from lib_videoloop.media.resize import resize_frame
 from lib_videoloop.motion import FlowChain
 
 MATCH_SCALE = 0.002  # a mean squared patch difference (0-1 levels) that lowers a neighbour's weight by e
-MODES = ("fast", "exact")
 
 
 class _Cached:
@@ -166,8 +166,8 @@ def patch_blend(
 ) -> Iterator[np.ndarray]:
     """The clip's frames blended, in order. style(i), guide(i): frame i of the clip to blend and
     of its clean guide; chain: the guides' flows (e.g. the run's flows/ folder)."""
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if mode not in PATCH_BLEND_MODES:
+        raise ValueError(f"mode must be one of {PATCH_BLEND_MODES}, got {mode!r}")
     blender = PatchBlender(chain, _Cached(guide, window + 2), device)
     frames = _Cached(style, window + 2)
     if mode == "exact":
