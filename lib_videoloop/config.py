@@ -179,6 +179,12 @@ class Settings:
         " 1 on a CPU); the same seeds per frame as one by one",
         "generation",
     )
+    latent_deflicker_steps: str = _f(
+        "",
+        "sampling steps at which the frames of one call are patch-blended into each other (needs"
+        " frames_per_call 2 or more; 1 = the first step, -1 = the last; empty: off), e.g. -1",
+        "generation",
+    )
     # schedules: expressions of image_i and loop_i, empty = use the setting above
     subseed_strength_schedule: str = _f("", "e.g. (sin(pi*image_i/90)+1)/2*0.07", "schedule")
     denoising_schedule: str = _f("", "e.g. 0.4 if loop_i<3 else 0.3", "schedule")
@@ -304,6 +310,7 @@ class Settings:
                 raise VideoLoopError(name, getattr(self, name), "contains a NUL character", "Retype the path")
         self._validate_output()
         self._validate_patch_blend()
+        self._validate_latent_deflicker()
         temporal_weights(self.temporal_superimpose_alpha_list)
         listed = keyframe_numbers(self.keyframe_frames)
         if self.keyframe_mode == "listed frames" and not listed:
@@ -320,6 +327,15 @@ class Settings:
             raise VideoLoopError(
                 "patch_blend_window", self.patch_blend_window, "must be odd (the frame and as many on each side)",
                 f"Use {self.patch_blend_window + 1}",
+            )  # fmt: skip
+
+    def _validate_latent_deflicker(self) -> None:
+        if not deflicker_steps(self.latent_deflicker_steps):
+            return
+        if self.frames_per_call == 1 or self.frames_per_call == 0:
+            raise VideoLoopError(
+                "frames_per_call", self.frames_per_call, "must be 2 or more with latent_deflicker_steps: it blends the frames"
+                " that share a call", "Set frames_per_call to 4 (or clear latent_deflicker_steps)",
             )  # fmt: skip
 
     def _validate_output(self) -> None:
@@ -402,6 +418,28 @@ def keyframe_numbers(text: str) -> list[int]:
             )
         numbers.add(int(part))
     return sorted(numbers)
+
+
+def deflicker_steps(text: str) -> tuple[int, ...]:
+    """latent_deflicker_steps '1, -1' as (1, -1): steps a call samples, from 1 (and from -1 at the
+    end); empty is off."""
+    example = "e.g. -1 (the last step) or 1, -1"
+    steps = []
+    for part in str(text or "").replace(";", ",").replace(" ", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            number = int(part)
+        except ValueError:
+            raise VideoLoopError("latent_deflicker_steps", text, f"{part!r} is not a step number", example) from None
+        if number == 0 or abs(number) > MAX_STEPS:
+            raise VideoLoopError(
+                "latent_deflicker_steps", text, f"has {number}: steps count from 1 (and from -1 at the end) up to"
+                f" {MAX_STEPS}", example,
+            )  # fmt: skip
+        steps.append(number)
+    return tuple(dict.fromkeys(steps))
 
 
 def temporal_weights(

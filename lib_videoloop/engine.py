@@ -32,7 +32,7 @@ import numpy as np
 
 from lib_videoloop.backends import Backend, GenerationRequest, frames_per_call, generate_frames
 from lib_videoloop.blend import batch_blend, inside_mask, superimpose
-from lib_videoloop.config import Settings
+from lib_videoloop.config import Settings, deflicker_steps
 from lib_videoloop.denoise.weights import NOWHERE_ELSE, WeightPlaces
 from lib_videoloop.errors import InterruptedRun
 from lib_videoloop.keyframe_run import InBetweens, keyframe_plan
@@ -252,6 +252,12 @@ class Engine:
             )
             state.frames_per_call = frames_per_call(self.backend, like, self.settings.frames_per_call)
             write_record(self.store, self.settings, state)
+            if state.frames_per_call < 2 and deflicker_steps(self.settings.latent_deflicker_steps):
+                log.warning(
+                    "latent_deflicker_steps has no effect in this run: %s generates its frames one by one"
+                    " (in the WebUI a frame with its own mask or ControlNet image goes alone)",
+                    self.backend.name,
+                )
         return state.frames_per_call
 
     def _prepare_call(
@@ -369,6 +375,7 @@ class Engine:
             height=h,
             control_images=control,
             input_image=input_image,
+            deflicker_steps=deflicker_steps(self.settings.latent_deflicker_steps),
             **(sampling or plan.sampling()),
         )
 

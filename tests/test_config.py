@@ -69,45 +69,78 @@ def test_newer_settings_version_is_refused() -> None:
         Settings.from_dict({"settings_version": 99})
 
 
+# The HTTP API's positional order as clients have it, copied here by hand (not derived from the
+# code), so a test fails when any two positions trade places. Every value differs from its
+# setting's default, so a value that lands nowhere is caught too.
+API_ORDER = (
+    ("input_directory", "clip.mp4"), ("output_directory", "runs"), ("resume_run_folder", ""),
+    ("start_frame", 2), ("extract_nth_frame", 3), ("max_frames", 40), ("read_prompt_from_txt", True),
+    ("loop_n", 4), ("superimpose_alpha", 0.31), ("fix_seed", False), ("fix_subseed", True),
+    ("temporal_superimpose_method", "along optical flow of reference"), ("temporal_superimpose_alpha_list", "1,3,1"),
+    ("difference_threshold", 25), ("reference_frames_directory", "refs"), ("use_mask", True),
+    ("mask_directory", "masks"), ("mask_threshold", 126), ("output_frame_rate", 12.5), ("output_format", "webm"),
+    ("crf", 19), ("lossless", True), ("keep_audio", False), ("save_every_loop", False),
+    ("subseed_strength_schedule", "0.01"), ("denoising_schedule", "0.32"), ("step_schedule", "11"),
+    ("seed_schedule", "5"), ("subseed_schedule", "6"), ("cfg_schedule", "6.5"), ("superimpose_alpha_schedule", "0.2"),
+    ("temporal_superimpose_schedule", "[1, 2, 1]"), ("prompt_schedule", "'a'"), ("negative_prompt_schedule", "'b'"),
+    ("batch_count_schedule", "2"), ("image_post_processing_schedule", "lambda img: img"),
+    ("video_post_process_method", "FastDVDNet"), ("video_post_process_alpha", 0.29), ("fastdvdnet_noise_sigma", 61),
+    ("video_post_process_when", "last loop"), ("fastdvdnet_weights", "w.pth"),
+    ("temporal_filter_strength", 0.41), ("temporal_filter_schedule", "0.42"),
+    ("keyframe_mode", "listed frames"), ("keyframe_interval", 7), ("keyframe_motion", 0.11), ("keyframe_frames", "0, 9"),
+    ("keyframe_repair", False), ("repair_min_share", 0.03), ("repair_denoising_strength", 0.59),
+    ("frames_per_call", 5), ("patch_blend_window", 9), ("patch_blend_mode", "exact"),
+    ("keyframe_propagation", "patch match"), ("latent_deflicker_steps", "-1"),
+)  # fmt: skip
+# The list's length before each group of settings was added (newest first).
+OLDER_LENGTHS = (54, 51, 50, 43, 41)
+
+
+def _check_values(settings: Settings, resume: str, pairs) -> None:
+    for name, value in pairs:
+        got = resume if name == "resume_run_folder" else getattr(settings, name)
+        assert got == value, f"{name}: {got!r} != {value!r}"
+
+
+def test_the_api_argument_order_is_the_one_clients_have() -> None:
+    from lib_videoloop.webui.panel import PANEL_ORDER, settings_from_panel
+
+    assert PANEL_ORDER == tuple(name for name, _ in API_ORDER)
+    defaults = Settings()
+    for name, value in API_ORDER:
+        if name != "resume_run_folder":
+            assert getattr(defaults, name) != value, f"{name}'s test value is its default"
+    _check_values(*settings_from_panel([value for _, value in API_ORDER]), API_ORDER)
+
+
 def test_an_older_api_argument_list_still_means_what_it_meant() -> None:
     """API callers written before a setting was added send the arguments without it."""
-    from lib_videoloop.webui.panel import ADDED_LATER, KEYFRAME_FIELDS, PANEL_ORDER, settings_from_panel
+    from lib_videoloop.webui.panel import settings_from_panel
 
-    values = {name: "" for name in PANEL_ORDER}
-    values.update(input_directory="clip.mp4", start_frame=0, extract_nth_frame=1, max_frames=0, loop_n=3,
-                  superimpose_alpha=0.3, temporal_superimpose_method="simple", temporal_superimpose_alpha_list="1,2,1",
-                  difference_threshold=24, mask_threshold=127, output_frame_rate=0, output_format="mp4", crf=18,
-                  video_post_process_method="None", video_post_process_alpha=0.3, fastdvdnet_noise_sigma=60,
-                  video_post_process_when="last loop", temporal_filter_strength=0.4, keyframe_mode="off",
-                  keyframe_interval=8, keyframe_motion=0.1, keyframe_repair=True, repair_min_share=0.02,
-                  repair_denoising_strength=0.6, frames_per_call=4, patch_blend_window=9,
-                  patch_blend_mode="exact", keyframe_propagation="patch match")  # fmt: skip
-    full = [values[name] for name in PANEL_ORDER]
-    older = full[: -len(ADDED_LATER)]
-    before_patch_blend = full[:-3]
-    before_frames_per_call = full[:-4]
-    before_keyframes = full[: -len(KEYFRAME_FIELDS) - 4]
-    assert (settings_from_panel(full)[0].patch_blend_window, settings_from_panel(full)[0].patch_blend_mode) == (
-        9,
-        "exact",
-    )
-    blended = settings_from_panel(before_patch_blend)[0]
-    assert (blended.patch_blend_window, blended.patch_blend_mode, blended.frames_per_call) == (15, "fast", 4)
-    assert (
-        blended.keyframe_propagation == "optical flow"
-        and settings_from_panel(full)[0].keyframe_propagation == "patch match"
-    )
-    assert settings_from_panel(full)[0].frames_per_call == 4
-    assert settings_from_panel(before_frames_per_call)[0].frames_per_call == 0  # the backend chooses
-    assert settings_from_panel(before_frames_per_call)[0].repair_min_share == 0.02
-    assert settings_from_panel(before_keyframes)[0].temporal_filter_strength == 0.4
-    assert settings_from_panel(before_keyframes)[0].keyframe_mode == "off"
-    settings, _ = settings_from_panel(older)
-    assert settings.video_post_process_when == "last loop" and settings.loop_n == 3
-    assert settings.temporal_filter_strength == Settings().temporal_filter_strength
-    assert settings_from_panel(full)[0].temporal_filter_strength == 0.4
+    defaults = Settings()
+    for length in OLDER_LENGTHS:
+        settings, resume = settings_from_panel([value for _, value in API_ORDER[:length]])
+        _check_values(settings, resume, API_ORDER[:length])
+        _check_values(settings, resume, [(name, getattr(defaults, name)) for name, _ in API_ORDER[length:]])
     with pytest.raises(VideoLoopError, match="script arguments"):
-        settings_from_panel(full[:-5])
+        settings_from_panel([value for _, value in API_ORDER[:-2]])
+
+
+def test_named_api_arguments_are_taken_by_name_and_checked() -> None:
+    from lib_videoloop.webui.panel import settings_from_panel
+
+    reverse = dict(reversed(API_ORDER))
+    # Only the dict counts: what follows it is the next scripts' values, which a short list brings.
+    _check_values(*settings_from_panel([reverse, "other script", 3]), API_ORDER)
+    settings, _ = settings_from_panel([{"input_directory": "clip.mp4", "loop_n": 2}])
+    assert (settings.loop_n, settings.superimpose_alpha) == (2, Settings().superimpose_alpha)
+    assert settings_from_panel([{"input_directory": "x", "max_frames": 0}])[0].max_frames is None
+    with pytest.raises(VideoLoopError, match=r"loop_m.*did you mean loop_n"):
+        settings_from_panel([{"loop_m": 2}])
+    with pytest.raises(VideoLoopError, match=r"prompt.*in the request itself"):
+        settings_from_panel([{"prompt": "a cat"}])
+    with pytest.raises(VideoLoopError, match=r"use_mask.*must be true or false"):
+        settings_from_panel([{"use_mask": "false"}])
 
 
 def test_a_range_error_gives_advice_for_the_side_it_is_on() -> None:

@@ -447,3 +447,46 @@ def test_frames_share_a_call_unless_a_mask_or_controlnet_takes_each_frame(webui,
     assert len(calls) == 4
     run("mask", 2, use_mask=True, mask_directory=str(masks_for(tmp_path / "masks", 4)))
     assert len(calls) == 4
+
+
+def test_the_latent_deflicker_works_in_the_run_s_calls_only(webui, tmp_path: Path, bikes: Path) -> None:
+    """With latent_deflicker_steps the sampler's callbacks blend the x0 estimates of each call's
+    frames; they are registered for the run's calls alone, so a plain img2img job afterwards
+    gives what it gave before the run."""
+    from modules import script_callbacks
+
+    _, unit_cls, calls = webui
+    own = np.full((48, 64, 3), 7, np.uint8)
+    seen: list[int] = []
+
+    def plain_job() -> np.ndarray:
+        p = make_p(unit_cls, own)
+        p.init_images = [to_pil(np.full((48, 64, 3), 0.4, np.float32))]
+        p.script_args = (unit_cls(enabled=False), unit_cls(enabled=False))
+        return from_pil(processing.process_images(p).images[0])
+
+    def run(name: str, steps: str) -> list[np.ndarray]:
+        p = make_p(unit_cls, own)
+        p.steps = 8
+        p.script_args = (unit_cls(enabled=False), unit_cls(enabled=False))
+        values = panel_values(input_directory=str(bikes), output_directory=str(tmp_path / name), max_frames=4,
+                              loop_n=1, frames_per_call=2, latent_deflicker_steps=steps)  # fmt: skip
+        processed = load_webui_script().run(p, *values)
+        store = FrameStore.open(Path(processed.info.splitlines()[0].split(": ", 1)[1]))
+        return [store.read_frame("loop_001", i) for i in range(4)]
+
+    before = plain_job()
+    script_callbacks.on_cfg_after_cfg(lambda params: seen.append(params.sampling_step))  # another extension's
+    plain = run("plain", "")
+    counted = len(seen)
+    deflickered = run("deflickered", "1, -1")
+    assert (
+        len(calls) == 5 and len(seen) == 2 * counted
+    )  # the plain job, then two calls a run; both runs' steps reached the other extension's callback
+    assert all(len(c["processed"].all_prompts) == 4 for c in calls[1:])  # two frames of two images a call
+    # The tiny model's random VAE carries little of the blend back (about one level in 255 here):
+    # what is checked is that the blend took place, and only inside the run.
+    assert all(np.abs(a - b).max() > 1e-3 for a, b in zip(plain, deflickered))
+    assert script_callbacks.callback_map["callbacks_cfg_denoiser"] == []
+    script_callbacks.callback_map["callbacks_cfg_after_cfg"].clear()
+    assert np.array_equal(plain_job(), before)

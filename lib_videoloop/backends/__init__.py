@@ -18,6 +18,8 @@ class GenerationRequest(Sampling):
     height: int
     control_images: list[np.ndarray] = field(default_factory=list)  # per reference folder (or the input)
     input_image: np.ndarray | None = None  # the frame as it came in (loop 0), for colour correction
+    # latent_deflicker_steps: the sampling steps at which a call's frames are blended (latent_deflicker.py)
+    deflicker_steps: tuple[int, ...] = ()
 
 
 class Backend(Protocol):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,7 @@ class DiffusersBackend:
         _check_model_path(model)
         self._img2img = None
         self._inpaint = None
+        self.last_deflicker = None  # the last call's latent deflicker (its steps applied), if any
 
     @property
     def img2img(self):
@@ -153,6 +155,7 @@ class DiffusersBackend:
         inits = each(lambda r: to_pil(resize_frame(r.init_image, gen_w, gen_h)))
         masks = each(lambda r: to_pil(resize_frame(r.mask, gen_w, gen_h))) if first.mask is not None else None
         images: list[list[np.ndarray]] = [[] for _ in requests]
+        pipe = self.inpaint if masks is not None else self.img2img
         for batch in range(first.n_iter):
             generators = [
                 torch.Generator("cpu").manual_seed(r.seed + batch * size + k) for r in requests for k in range(size)
@@ -167,15 +170,38 @@ class DiffusersBackend:
                 output_type="np",
             )
             if masks is not None:
-                out = self.inpaint(image=inits, mask_image=masks, width=gen_w, height=gen_h, **common)
-            else:
-                out = self.img2img(image=inits, **common)
+                common.update(mask_image=masks, width=gen_w, height=gen_h)
+            with self._deflicker(pipe, requests):
+                out = pipe(image=inits, **common)
             for n, arr in enumerate(out.images):
                 arr = np.asarray(arr, dtype=np.float32)
                 if arr.shape[:2] != (h, w):
                     arr = resize_frame(arr, w, h)
                 images[n // size].append(np.clip(arr, 0.0, 1.0))
         return images
+
+    def _deflicker(self, pipe: Any, requests: list[GenerationRequest]) -> contextlib.AbstractContextManager:
+        """The call's x0 estimates blended across its frames at the chosen steps (latent_deflicker.py)."""
+        first = requests[0]
+        if not first.deflicker_steps or len(requests) < 2:
+            return contextlib.nullcontext()
+        from lib_videoloop.backends.x0_hook import x0_transform
+        from lib_videoloop.latent_deflicker import CallDeflicker
+
+        vae = pipe.vae
+        scale = vae.config.scaling_factor
+
+        def decode(latents: Any) -> Any:
+            return (vae.decode(latents.to(vae.dtype) / scale).sample.float() / 2 + 0.5).clamp(0, 1)
+
+        def encode(images: Any) -> Any:
+            return vae.encode((images * 2 - 1).to(vae.dtype)).latent_dist.mean * scale
+
+        deflicker = CallDeflicker(
+            first.deflicker_steps, [r.init_image for r in requests], first.batch_size, decode, encode
+        )
+        self.last_deflicker = deflicker
+        return x0_transform(pipe, deflicker, len(requests) * first.batch_size, first.cfg_scale)
 
 
 def _check_model_path(model: str) -> None:

@@ -39,6 +39,7 @@ ADDED_GROUPS = (
     KEYFRAME_FIELDS,
     ("frames_per_call",),
     ("patch_blend_window", "patch_blend_mode", "keyframe_propagation"),
+    ("latent_deflicker_steps",),
 )
 ADDED_LATER = tuple(name for group in ADDED_GROUPS for name in group)
 
@@ -164,7 +165,8 @@ def build_panel(elem_id: Callable[[str], str], defaults: dict[str, Any] | None =
             add("output_frame_rate", "output_format", "crf")
         with gr.Row():
             add("lossless", "keep_audio", "save_every_loop")
-        add("frames_per_call")
+        with gr.Row():
+            add("frames_per_call", "latent_deflicker_steps")
     with gr.Accordion("Schedules (expressions of image_i and loop_i)", open=False, elem_id=elem_id("schedules")):
         add(*SCHEDULE_FIELDS)
         check = _make(gr.Button, value="Check schedules", elem_id=elem_id("check_schedules"))
@@ -233,7 +235,44 @@ def build_panel(elem_id: Callable[[str], str], defaults: dict[str, Any] | None =
 
 
 def settings_from_panel(values: Sequence[Any], base: dict[str, Any] | None = None) -> tuple[Settings, str]:
-    """(settings, resume folder) from run()'s positional values; `base` adds the img2img values."""
+    """(settings, resume folder) from run()'s values: the panel's positional values, or one dict
+    of setting name -> value (the API's named form); `base` adds the img2img values.
+
+    In the named form only the dict counts. The WebUI cuts a selectable script's values out of
+    the request's script_args by the panel's length, so a shorter list brings along the values
+    of the scripts after it."""
+    if values and isinstance(values[0], dict):
+        named = _named(values[0])
+    else:
+        named = _positional(values)
+    data = dict(base or {})
+    resume = str(named.pop(RESUME, "") or "").strip()
+    data.update(named)
+    return Settings.from_dict(data), resume
+
+
+def _named(values: dict[Any, Any]) -> dict[str, Any]:
+    """The named form's values, as they are (Settings.from_dict checks each type); 0 or None in
+    max_frames and output_frame_rate mean "not set", as in the panel."""
+    import difflib
+
+    from lib_videoloop.errors import VideoLoopError
+
+    named = {}
+    for name, value in values.items():
+        if name not in PANEL_ORDER:
+            close = difflib.get_close_matches(str(name), PANEL_ORDER, n=1)
+            raise VideoLoopError(
+                "script_args", str(name), "is not a Video Loopback setting" + (f" (did you mean {close[0]}?)" if close
+                else ""), "The README's API section lists them; prompt, steps and the other img2img values go in"
+                " the request itself",
+            )  # fmt: skip
+        named[name] = None if name in _EMPTY_IS_ZERO and value in (None, 0) else value
+    return named
+
+
+def _positional(values: Sequence[Any]) -> dict[str, Any]:
+    """The panel's values by name, each converted as gradio delivers it (a Number may be a float)."""
     lengths = [len(PANEL_ORDER) - sum(len(g) for g in ADDED_GROUPS[k:]) for k in range(len(ADDED_GROUPS) + 1)]
     if len(values) not in lengths:
         from lib_videoloop.errors import VideoLoopError
@@ -243,13 +282,13 @@ def settings_from_panel(values: Sequence[Any], base: dict[str, Any] | None = Non
             len(values),
             f"Video Loopback takes {len(PANEL_ORDER)} script arguments (older lists of "
             f"{' or '.join(map(str, lengths[:-1]))} leave the settings added later at their defaults)",
-            "See the README's API section for their order",
+            "Send one dict of setting names and values instead (the README's API section)",
         )
-    data = dict(base or {})
     named = dict(zip(PANEL_ORDER, values))  # an older, shorter list leaves the later settings at their defaults
-    resume = str(named.pop(RESUME) or "").strip()
     fields = _fields()
     for name, value in named.items():
+        if name == RESUME:
+            continue
         default = fields[name].default
         if name in _EMPTY_IS_ZERO:
             value = None if value in (None, "", 0) else value
@@ -261,8 +300,8 @@ def settings_from_panel(values: Sequence[Any], base: dict[str, Any] | None = Non
             value = int(value)
         elif isinstance(default, str):
             value = "" if value is None else str(value)
-        data[name] = value
-    return Settings.from_dict(data), resume
+        named[name] = value
+    return named
 
 
 def preview_keyframes(values: Sequence[Any]) -> tuple[str, Any]:

@@ -473,3 +473,34 @@ def test_the_patch_blend_pass_makes_the_final_frames(webui, clip: Path, tmp_path
     assert len(blended) == len(made) == 6
     assert any(not np.array_equal(a, b) for a, b in zip(blended, made))
     assert (root / f"{root.name}.mp4").is_file()
+
+
+def test_the_latent_deflicker_changes_the_runs_frames_and_no_other_job(webui, clip: Path, tmp_path: Path) -> None:
+    """latent_deflicker_steps through the sampler's after-CFG callback, with the settings sent by
+    name (the named script_args form): the run's frames change, the WebUI reports no callback
+    error, and a plain job after the runs gives the images it gave before them (txt2img: AUTOMATIC1111's
+    img2img encodes its init image with the global random generator, so it repeats only roughly). With
+    Euler a (a k-diffusion sampler: the callback sees x0) and DDIM (a timestep sampler: in
+    AUTOMATIC1111 the callback sees the noise prediction)."""
+    url = webui["url"]
+    plain = {"prompt": "a watercolour street", "steps": 6, "cfg_scale": 5, "width": 64, "height": 48, "seed": 77,
+             "sampler_name": "Euler a", "batch_size": 2, "n_iter": 1, "save_images": False}  # fmt: skip
+    status, before = call(url, "/sdapi/v1/txt2img", plain)
+    assert status == 200, before
+    offset = (webui["dest"] / "webui.log").stat().st_size
+    for sampler in ("Euler a", "DDIM"):
+        made = {}
+        for steps in ("", "1, -1"):
+            named = {"input_directory": str(clip), "output_directory": str(tmp_path / f"{sampler}{steps}"),
+                     "max_frames": 4, "loop_n": 1, "superimpose_alpha": 1.0, "frames_per_call": 4,
+                     "latent_deflicker_steps": steps}  # fmt: skip
+            body = {"script_args": [named], "sampler_name": sampler, "steps": 8, "batch_size": 1}
+            status, response = job(url, body_extra=body)
+            assert status == 200, response
+            made[steps] = frames(run_folder(response) / "loop_001")
+        assert len(made[""]) == len(made["1, -1"]) == 4
+        assert all(not np.array_equal(a, b) for a, b in zip(made[""], made["1, -1"])), sampler
+    log = log_since(webui["dest"], offset)
+    assert "Error executing callback" not in log and "Traceback" not in log, log[-3000:]
+    status, after = call(url, "/sdapi/v1/txt2img", plain)
+    assert status == 200 and after["images"] == before["images"]

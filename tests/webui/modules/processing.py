@@ -172,6 +172,46 @@ def process_images(p: StableDiffusionProcessingImg2Img) -> Processed:
             shared.opts.data.update(stored)
 
 
+class _Denoiser:
+    """p.sampler.model_wrap_cfg of a k-diffusion sampler: its step count, and x0 from each step."""
+
+    def __init__(self) -> None:
+        self.step = 0
+        self.total_steps = 0
+
+
+class _Sampler:
+    def __init__(self) -> None:
+        self.model_wrap_cfg = _Denoiser()
+
+
+def _sample(p: Any, requests: list) -> list:
+    """The batch's images. One by one as the tiny pipeline makes them; while sampler callbacks
+    are registered, the batch in one call whose every step goes through them as the real
+    sampler's does: cfg_denoiser with the step's latent, cfg_after_cfg with its x0 estimate."""
+    from modules import script_callbacks
+
+    backend = _backend()
+    if not script_callbacks.callback_map["callbacks_cfg_after_cfg"]:
+        return [backend.generate(r)[0] for r in requests]
+    from lib_videoloop.backends.x0_hook import x0_transform
+
+    p.sampler = _Sampler()
+    denoiser = p.sampler.model_wrap_cfg
+
+    def through_callbacks(x0: Any, step: int, total: int) -> Any:
+        denoiser.step, denoiser.total_steps = step, total
+        script_callbacks.cfg_denoiser_callback(
+            script_callbacks.CFGDenoiserParams(None, None, None, step, total, None, None, denoiser)
+        )
+        params = script_callbacks.AfterCFGCallbackParams(x0, step, total)
+        script_callbacks.cfg_after_cfg_callback(params)
+        return params.x
+
+    with x0_transform(backend.img2img, through_callbacks, len(requests), p.cfg_scale):
+        return [images[0] for images in backend.generate_frames(requests)]
+
+
 def _process_images_inner(p: StableDiffusionProcessingImg2Img) -> Processed:
     from lib_videoloop.backends import GenerationRequest
     from lib_videoloop.media.images import from_pil, to_pil
@@ -210,15 +250,17 @@ def _process_images_inner(p: StableDiffusionProcessingImg2Img) -> Processed:
         if shared.state.interrupted or shared.state.stopping_generation:
             break
         shared.state.job = f"Batch {n + 1} out of {p.n_iter}"
-        for k in range(p.batch_size):
-            index = n * p.batch_size + k
-            request = GenerationRequest(
-                init_image=inits[min(k, len(inits) - 1)], mask=mask, prompt=all_prompts[index],
-                negative_prompt=all_negative[index], seed=all_seeds[index], subseed=all_subseeds[index],
-                subseed_strength=0.0, denoising_strength=p.denoising_strength, steps=p.steps, cfg_scale=p.cfg_scale,
-                width=p.width, height=p.height, batch_size=1, n_iter=1,
-            )  # fmt: skip
-            image = to_pil(_backend().generate(request)[0])
+        requests = [
+            GenerationRequest(
+                init_image=inits[min(k, len(inits) - 1)], mask=mask, prompt=all_prompts[n * p.batch_size + k],
+                negative_prompt=all_negative[n * p.batch_size + k], seed=all_seeds[n * p.batch_size + k],
+                subseed=all_subseeds[n * p.batch_size + k], subseed_strength=0.0, denoising_strength=p.denoising_strength,
+                steps=p.steps, cfg_scale=p.cfg_scale, width=p.width, height=p.height, batch_size=1, n_iter=1,
+            )
+            for k in range(p.batch_size)
+        ]  # fmt: skip
+        for k, generated in enumerate(_sample(p, requests)):
+            image = to_pil(generated)
             if p.color_corrections is not None:
                 from modules.processing_color import apply_color_correction
 
