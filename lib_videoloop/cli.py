@@ -64,6 +64,7 @@ def _add_setting_flags(parser: argparse.ArgumentParser, only: Sequence[str] | No
                 dest=f.name,
                 type=kind,
                 default=argparse.SUPPRESS,
+                choices=f.metadata.get("choices"),  # the settings' own (config._f), listed by --help
                 metavar=f.name.upper() if kind is str else kind.__name__.upper(),
                 help=help_text,
             )

@@ -82,8 +82,34 @@ SCHEDULE_FIELDS = (
 )
 
 
-def _f(default: Any, help: str, group: str = "", **extra: Any) -> Any:
-    return field(default=default, metadata={"help": help, "group": group, **extra})
+def _f(
+    default: Any,
+    help: str,
+    group: str = "",
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    advice: str = "",
+    too_large: str = "",
+    choices: tuple[Any, ...] | None = None,
+    slider_step: float | None = None,
+    empty_is_zero: bool = False,
+) -> Any:
+    """A setting: its default, its one-line help and --help group, and everything that checks or
+    shows it: the range [low, high] (high None: no top) with advice for a value outside it (and
+    too_large for one above it, where that differs), the choices, and the panel's widget (a
+    slider of slider_step over the range; empty_is_zero: a number where 0 means "not set")."""
+    metadata: dict[str, Any] = {"help": help, "group": group}
+    if low is not None:
+        metadata["range"] = (low, high, advice)
+        metadata["too_large"] = too_large or advice
+    if choices is not None:
+        metadata["choices"] = tuple(choices)
+    if slider_step is not None:
+        metadata["slider_step"] = slider_step
+    if empty_is_zero:
+        metadata["empty_is_zero"] = True
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
@@ -91,14 +117,39 @@ class Settings:
     # input and output
     input_directory: str = _f("", "a video file, a folder of frames, or one image", "input")
     output_directory: str = _f("", "where run folders are created (never inside the input)", "input")
-    start_frame: int = _f(0, "first frame to use, counted from 0 in the source", "input")
-    extract_nth_frame: int = _f(1, "keep every nth frame of the input (1 keeps all)", "input")
-    max_frames: int | None = _f(None, "stop after this many frames (empty: all)", "input")
+    start_frame: int = _f(0, "first frame to use, counted from 0 in the source", "input", low=0)
+    extract_nth_frame: int = _f(
+        1,
+        "keep every nth frame of the input (1 keeps all)",
+        "input",
+        low=1,
+        advice="1 keeps every frame, 2 every second frame",
+    )
+    max_frames: int | None = _f(
+        None,
+        "stop after this many frames (empty: all)",
+        "input",
+        low=1,
+        high=MAX_FRAMES,
+        advice="Leave it empty for all frames",
+        too_large="Split the clip into runs (start_frame and max_frames)",
+        empty_is_zero=True,
+    )
     width: int = _f(0, "frame width in pixels (0: the input's width)", "input")
     height: int = _f(0, "frame height in pixels (0: the input's height)", "input")
-    resize_mode: int = _f(0, "0 just resize, 1 crop and resize, 2 resize and fill", "input")
-    output_frame_rate: float | None = _f(None, "fps of the video (empty: input fps / extract_nth_frame)", "output")
-    output_format: str = _f("mp4", "video format: mp4 (H.264), webm (VP9) or gif", "output")
+    resize_mode: int = _f(
+        0, "0 just resize, 1 crop and resize, 2 resize and fill", "input", choices=tuple(RESIZE_MODES)
+    )
+    output_frame_rate: float | None = _f(
+        None,
+        "fps of the video (empty: input fps / extract_nth_frame)",
+        "output",
+        low=0.001,
+        high=1000,
+        advice="Leave it empty to use the input's rate",
+        empty_is_zero=True,
+    )
+    output_format: str = _f("mp4", "video format: mp4 (H.264), webm (VP9) or gif", "output", choices=VIDEO_FORMATS)
     crf: int = _f(18, "video quality, lower is better (0-51 for mp4, 0-63 for webm)", "output")
     lossless: bool = _f(False, "encode the video losslessly (large files)", "output")
     keep_audio: bool = _f(True, "copy the input video's sound into the output, every channel as it is", "output")
@@ -109,19 +160,37 @@ class Settings:
         False, "use <frame>.txt beside each input frame as its prompt (' --neg ' splits off a negative)", "prompt"
     )
     # loopback
-    loop_n: int = _f(10, "number of loops; each loop img2imgs every frame of the previous loop", "loop")
-    superimpose_alpha: float = _f(0.25, "how much of the generated image replaces the frame (0-1)", "loop")
+    loop_n: int = _f(
+        10,
+        "number of loops; each loop img2imgs every frame of the previous loop",
+        "loop",
+        low=1,
+        high=MAX_LOOPS,
+        advice="6-10 loops at denoising 0.3-0.4 is a good start",
+        too_large="Split a longer job into runs (--config RUN/settings.json)",
+    )
+    superimpose_alpha: float = _f(
+        0.25, "how much of the generated image replaces the frame (0-1)", "loop", low=0, high=1, slider_step=0.01
+    )
     fix_seed: bool = _f(True, "use one seed for every frame", "loop")
     fix_subseed: bool = _f(False, "use one variation seed for every frame", "loop")
     # temporal superimpose
     temporal_superimpose_method: str = _f(
-        "simple", "how neighbours are mixed: " + "; ".join(f"'{k}' {v}" for k, v in METHOD_HELP.items()), "temporal"
+        "simple",
+        "how neighbours are mixed: " + "; ".join(f"'{k}' {v}" for k, v in METHOD_HELP.items()),
+        "temporal",
+        choices=TEMPORAL_METHODS,
     )
     temporal_superimpose_alpha_list: str = _f(
         "1", "odd-length weights of frames i-h..i+h mixed into the init image, e.g. 1,2,1", "temporal"
     )
     difference_threshold: int = _f(
-        24, "difference mask: neighbours count only where references differ by at most this (0-255)", "temporal"
+        24,
+        "difference mask: neighbours count only where references differ by at most this (0-255)",
+        "temporal",
+        low=0,
+        high=255,
+        slider_step=1,
     )
     reference_frames_directory: str = _f(
         "", "reference frames (default: the input); several folders separated by !!!", "temporal"
@@ -130,6 +199,10 @@ class Settings:
         0.7,
         f"temporal filter: how much of the motion-compensated previous frame each frame keeps (0-{MAX_FILTER_STRENGTH})",
         "temporal",
+        low=0,
+        high=MAX_FILTER_STRENGTH,
+        advice="0.7 smooths strongly; 0 turns the filter off",
+        slider_step=0.05,
     )
     # keyframes: generate some frames, carry them along the motion to the others (keyframes.py)
     keyframe_mode: str = _f(
@@ -137,10 +210,24 @@ class Settings:
         "generate only keyframes and propagate them along the motion: 'off' (every frame), 'every n frames',"
         " 'by motion' (a new keyframe where the warp from the last one fails), 'listed frames'",
         "keyframes",
+        choices=KEYFRAME_MODES,
     )
-    keyframe_interval: int = _f(8, "frames from one keyframe to the next ('by motion': at most)", "keyframes")
+    keyframe_interval: int = _f(
+        8,
+        "frames from one keyframe to the next ('by motion': at most)",
+        "keyframes",
+        low=1,
+        high=MAX_FRAMES,
+        advice="8 generates one frame in eight",
+    )
     keyframe_motion: float = _f(
-        0.1, "'by motion': share of the frame (0-1) the last keyframe's warp may fail on before a new one", "keyframes"
+        0.1,
+        "'by motion': share of the frame (0-1) the last keyframe's warp may fail on before a new one",
+        "keyframes",
+        low=0,
+        high=1,
+        advice="0.1 starts a new keyframe when a tenth of the frame is new",
+        slider_step=0.01,
     )
     keyframe_frames: str = _f(
         "", "'listed frames': frame numbers counted from 0 (image_i), e.g. 0, 12, 30", "keyframes"
@@ -149,35 +236,62 @@ class Settings:
         "optical flow",
         "keyframes reach in-between frames warped along the flow, or rebuilt by patch match",
         "keyframes",
+        choices=KEYFRAME_PROPAGATION,
     )
     keyframe_repair: bool = _f(
         True, "inpaint where no keyframe's warp reaches (new content); off: propagate only", "keyframes"
     )
     repair_min_share: float = _f(
-        0.02, "repair a frame only when at least this share of it (0-1) is new; less keeps the warps", "keyframes"
+        0.02,
+        "repair a frame only when at least this share of it (0-1) is new; less keeps the warps",
+        "keyframes",
+        low=0,
+        high=1,
+        advice="0.02 repairs frames that are at least 2% new",
+        slider_step=0.01,
     )
-    repair_denoising_strength: float = _f(0.6, "denoising strength of the repair inpainting (0-1)", "keyframes")
+    repair_denoising_strength: float = _f(
+        0.6, "denoising strength of the repair inpainting (0-1)", "keyframes", low=0, high=1, slider_step=0.01
+    )
     # masks
     use_mask: bool = _f(False, "inpaint: only change frames inside a mask", "mask")
     mask_directory: str = _f("", "a folder of masks, one mask file, or empty for each frame's alpha channel", "mask")
-    mask_threshold: int = _f(127, "mask pixels brighter than this are repainted (0-255)", "mask")
+    mask_threshold: int = _f(
+        127, "mask pixels brighter than this are repainted (0-255)", "mask", low=0, high=255, slider_step=1
+    )
     # generation
     prompt: str = _f("", "prompt", "generation")
     negative_prompt: str = _f("", "negative prompt", "generation")
-    seed: int = _f(-1, "seed (-1: random, chosen once and recorded)", "generation")
-    subseed: int = _f(-1, "variation seed (-1: random, chosen once and recorded)", "generation")
-    subseed_strength: float = _f(0.0, "variation strength (0-1)", "generation")
-    denoising_strength: float = _f(0.35, "how far each img2img moves away from its init image (0-1)", "generation")
-    steps: int = _f(20, "sampling steps", "generation")
-    cfg_scale: float = _f(7.0, "classifier-free guidance scale", "generation")
+    seed: int = _f(
+        -1, "seed (-1: random, chosen once and recorded)", "generation", low=-1, high=MAX_SEED, advice="-1 draws one"
+    )
+    subseed: int = _f(
+        -1,
+        "variation seed (-1: random, chosen once and recorded)",
+        "generation",
+        low=-1,
+        high=MAX_SEED,
+        advice="-1 draws one",
+    )
+    subseed_strength: float = _f(0.0, "variation strength (0-1)", "generation", low=0, high=1)
+    denoising_strength: float = _f(
+        0.35, "how far each img2img moves away from its init image (0-1)", "generation", low=0, high=1
+    )
+    steps: int = _f(20, "sampling steps", "generation", low=1, high=MAX_STEPS)
+    cfg_scale: float = _f(7.0, "classifier-free guidance scale", "generation", low=CFG_RANGE[0], high=CFG_RANGE[1])
     sampler_name: str = _f("", "sampler (backend default when empty)", "generation")
-    batch_size: int = _f(1, "images per batch; every image is averaged into the frame (batch blend)", "generation")
-    n_iter: int = _f(1, "batches per frame (batch count)", "generation")
+    batch_size: int = _f(
+        1, "images per batch; every image is averaged into the frame (batch blend)", "generation", low=1, high=MAX_BATCH
+    )
+    n_iter: int = _f(1, "batches per frame (batch count)", "generation", low=1, high=MAX_BATCH)
     frames_per_call: int = _f(
         0,
         "frames generated together in one call when nothing per frame forbids it (0: by free GPU memory,"
         " 1 on a CPU); the same seeds per frame as one by one",
         "generation",
+        low=0,
+        high=MAX_BATCH,
+        advice="0 lets the backend choose by free GPU memory",
     )
     latent_deflicker_steps: str = _f(
         "",
@@ -208,18 +322,32 @@ class Settings:
         "None",
         "temporal pass after a loop: None, FastDVDNet, or patch blend (neighbours matched patch by patch)",
         "denoise",
+        choices=DENOISE_METHODS,
     )
-    video_post_process_alpha: float = _f(0.3, "how much of the denoised clip is blended back (0-1)", "denoise")
-    fastdvdnet_noise_sigma: float = _f(60.0, "noise added before FastDVDNet denoises (0-255)", "denoise")
+    video_post_process_alpha: float = _f(
+        0.3, "how much of the denoised clip is blended back (0-1)", "denoise", low=0, high=1, slider_step=0.01
+    )
+    fastdvdnet_noise_sigma: float = _f(
+        60.0, "noise added before FastDVDNet denoises (0-255)", "denoise", low=0, high=255, slider_step=1
+    )
     video_post_process_when: str = _f(
-        "every loop", "apply the pass after 'every loop' or only the 'last loop'", "denoise"
+        "every loop", "apply the pass after 'every loop' or only the 'last loop'", "denoise", choices=DENOISE_WHEN
     )
     fastdvdnet_weights: str = _f("", "path of FastDVDNet's model.pth (default: models/ folders)", "denoise")
     patch_blend_window: int = _f(
-        15, "patch blend: frames blended into each (odd: the frame and as many on each side)", "denoise"
+        15,
+        "patch blend: frames blended into each (odd: the frame and as many on each side)",
+        "denoise",
+        low=3,
+        high=MAX_PATCH_BLEND_WINDOW,
+        advice="15 blends 7 frames on each side",
+        slider_step=2,
     )
     patch_blend_mode: str = _f(
-        "fast", "patch blend: 'fast' (sums built by doubling) or 'exact' (every pair)", "denoise"
+        "fast",
+        "patch blend: 'fast' (sums built by doubling) or 'exact' (every pair)",
+        "denoise",
+        choices=PATCH_BLEND_MODES,
     )
     # recorded, not chosen: filled in by the run
     model_name: str = _f("", "model used (recorded by the run)", "recorded")
@@ -289,14 +417,13 @@ class Settings:
         """Checks every value that can be checked without opening files."""
         for f in fields(self):
             _typed(f.name, getattr(self, f.name))
-        for name, (low, high, fix) in _RANGES.items():
+        meta = {f.name: f.metadata for f in fields(self)}
+        for name, (low, high, fix) in RANGES.items():
             value = getattr(self, name)
             if value is not None and not (low <= value and (high is None or value <= high)):
                 within = f"from {low:,} to {high:,}" if high is not None else f"{low:,} or more"
-                raise VideoLoopError(
-                    name, value, f"must be {within}", _TOO_LARGE.get(name, fix) if value > low else fix
-                )
-        for name, choices in _CHOICES.items():
+                raise VideoLoopError(name, value, f"must be {within}", meta[name]["too_large"] if value > low else fix)
+        for name, choices in CHOICES.items():
             if getattr(self, name) not in choices:
                 raise VideoLoopError(name, getattr(self, name), f"must be one of {', '.join(map(repr, choices))}", "")
         for name in ("width", "height"):
@@ -353,49 +480,16 @@ class Settings:
             )
 
 
+# Read from the fields' metadata (_f): the one place each bound and choice is written.
 # setting: (lowest, highest or None, what to do). Types are checked first (_typed).
-_RANGES: dict[str, tuple[float, float | None, str]] = {
-    "start_frame": (0, None, ""),
-    "extract_nth_frame": (1, None, "1 keeps every frame, 2 every second frame"),
-    "max_frames": (1, MAX_FRAMES, "Leave it empty for all frames"),
-    "loop_n": (1, MAX_LOOPS, "6-10 loops at denoising 0.3-0.4 is a good start"),
-    "steps": (1, MAX_STEPS, ""),
-    "batch_size": (1, MAX_BATCH, ""),
-    "n_iter": (1, MAX_BATCH, ""),
-    "frames_per_call": (0, MAX_BATCH, "0 lets the backend choose by free GPU memory"),
-    "seed": (-1, MAX_SEED, "-1 draws one"),
-    "subseed": (-1, MAX_SEED, "-1 draws one"),
-    "cfg_scale": (*CFG_RANGE, ""),
-    "superimpose_alpha": (0, 1, ""),
-    "denoising_strength": (0, 1, ""),
-    "subseed_strength": (0, 1, ""),
-    "video_post_process_alpha": (0, 1, ""),
-    "patch_blend_window": (3, MAX_PATCH_BLEND_WINDOW, "15 blends 7 frames on each side"),
-    "mask_threshold": (0, 255, ""),
-    "difference_threshold": (0, 255, ""),
-    "temporal_filter_strength": (0, MAX_FILTER_STRENGTH, "0.7 smooths strongly; 0 turns the filter off"),
-    "fastdvdnet_noise_sigma": (0, 255, ""),
-    "keyframe_interval": (1, MAX_FRAMES, "8 generates one frame in eight"),
-    "keyframe_motion": (0, 1, "0.1 starts a new keyframe when a tenth of the frame is new"),
-    "repair_denoising_strength": (0, 1, ""),
-    "repair_min_share": (0, 1, "0.02 repairs frames that are at least 2% new"),
-    "output_frame_rate": (0.001, 1000, "Leave it empty to use the input's rate"),
+RANGES: dict[str, tuple[float, float | None, str]] = {
+    f.name: f.metadata["range"] for f in fields(Settings) if "range" in f.metadata
 }
-# What to do about a value above its range, where that differs from the range's own advice.
-_TOO_LARGE = {
-    "max_frames": "Split the clip into runs (start_frame and max_frames)",
-    "loop_n": "Split a longer job into runs (--config RUN/settings.json)",
+CHOICES: dict[str, tuple[Any, ...]] = {
+    f.name: f.metadata["choices"] for f in fields(Settings) if "choices" in f.metadata
 }
-_CHOICES: dict[str, tuple[Any, ...]] = {
-    "temporal_superimpose_method": TEMPORAL_METHODS,
-    "keyframe_mode": KEYFRAME_MODES,
-    "video_post_process_method": DENOISE_METHODS,
-    "video_post_process_when": DENOISE_WHEN,
-    "patch_blend_mode": PATCH_BLEND_MODES,
-    "keyframe_propagation": KEYFRAME_PROPAGATION,
-    "output_format": VIDEO_FORMATS,
-    "resize_mode": tuple(RESIZE_MODES),
-}
+# 0 (or empty) in the panel and the API's named form means "not set".
+EMPTY_IS_ZERO = tuple(f.name for f in fields(Settings) if f.metadata.get("empty_is_zero"))
 
 
 def reference_folders(text: str) -> list[str]:

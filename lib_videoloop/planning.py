@@ -14,11 +14,8 @@ from typing import Any
 from PIL import Image
 
 from lib_videoloop.config import (
-    CFG_RANGE,
     MAX_BATCH,
-    MAX_FILTER_STRENGTH,
-    MAX_SEED,
-    MAX_STEPS,
+    RANGES,
     SCHEDULE_FIELDS,
     Settings,
     temporal_weights,
@@ -48,41 +45,33 @@ def _whole(value: Any) -> bool:
     return _number(value) and float(value).is_integer()
 
 
-def _fraction(value: Any) -> bool:
-    return _number(value) and 0 <= value <= 1
+class _Check:
+    """A number schedule's check, from the range of the setting it replaces (config.RANGES). A
+    scheduled seed is drawn, never -1, so its range starts at 0."""
+
+    def __init__(self, setting: str, kind: type) -> None:
+        low, high, _fix = RANGES[setting]
+        self.low, self.high, self.kind = max(low, 0) if setting in ("seed", "subseed") else low, high, kind
+        self.expected = f"a {'whole ' if kind is int else ''}number from {self.low:g} to {self.high:g} ({setting})"
+
+    def __call__(self, value: Any) -> bool:
+        ok = _whole(value) if self.kind is int else _number(value)
+        return ok and self.low <= value <= self.high
 
 
-def _seed(value: Any) -> bool:
-    return _whole(value) and 0 <= value <= MAX_SEED
-
-
-# schedule: (the value it replaces, its check, what the check expects, the value's type).
-# Unscheduled seeds follow fix_seed, through frames and loops (plans()).
-_NUMBER_SCHEDULES: dict[str, tuple[str, Callable[[Any], bool], str, type]] = {
-    "subseed_strength_schedule": ("subseed_strength", _fraction, "a number from 0 to 1", float),
-    "denoising_schedule": ("denoising_strength", _fraction, "a number from 0 to 1", float),
-    "step_schedule": (
-        "steps",
-        lambda x: _whole(x) and 1 <= x <= MAX_STEPS,
-        f"a whole number of steps from 1 to {MAX_STEPS}",
-        int,
-    ),
-    "cfg_schedule": (
-        "cfg_scale",
-        lambda x: _number(x) and CFG_RANGE[0] <= x <= CFG_RANGE[1],
-        f"a number from {CFG_RANGE[0]:g} to {CFG_RANGE[1]:g} (the CFG scale)",
-        float,
-    ),
-    "superimpose_alpha_schedule": ("superimpose_alpha", _fraction, "a number from 0 to 1", float),
-    "temporal_filter_schedule": (
-        "temporal_filter_strength",
-        lambda x: _number(x) and 0 <= x <= MAX_FILTER_STRENGTH,
-        f"a number from 0 to {MAX_FILTER_STRENGTH}",
-        float,
-    ),
-    "seed_schedule": ("seed", _seed, f"a whole number from 0 to {MAX_SEED}", int),
-    "subseed_schedule": ("subseed", _seed, f"a whole number from 0 to {MAX_SEED}", int),
+# schedule: the setting it replaces and the value's type. Unscheduled seeds follow fix_seed,
+# through frames and loops (plans()).
+_NUMBER_SCHEDULES: dict[str, tuple[str, type]] = {
+    "subseed_strength_schedule": ("subseed_strength", float),
+    "denoising_schedule": ("denoising_strength", float),
+    "step_schedule": ("steps", int),
+    "cfg_schedule": ("cfg_scale", float),
+    "superimpose_alpha_schedule": ("superimpose_alpha", float),
+    "temporal_filter_schedule": ("temporal_filter_strength", float),
+    "seed_schedule": ("seed", int),
+    "subseed_schedule": ("subseed", int),
 }
+_CHECKS = {schedule: _Check(setting, kind) for schedule, (setting, kind) in _NUMBER_SCHEDULES.items()}
 
 
 class Planner:
@@ -132,9 +121,9 @@ class Planner:
 
     def filter_strength(self, frame: int, loop: int) -> float:
         """temporal_filter_strength of one frame: the filter needs a whole loop's before its first frame."""
-        _key, check, expected, _kind = _NUMBER_SCHEDULES["temporal_filter_schedule"]
+        check = _CHECKS["temporal_filter_schedule"]
         value = self._scheduled(
-            "temporal_filter_schedule", self.s.temporal_filter_strength, frame + 1, loop, check, expected
+            "temporal_filter_schedule", self.s.temporal_filter_strength, frame + 1, loop, check, check.expected
         )
         return float(value)
 
@@ -143,9 +132,10 @@ class Planner:
         s = self.s
         i, k = frame + 1, loop
         v: dict[str, Any] = {}
-        for schedule, (key, check, expected, kind) in _NUMBER_SCHEDULES.items():
+        for schedule, (key, kind) in _NUMBER_SCHEDULES.items():
             default = None if key in ("seed", "subseed") else getattr(s, key)
-            value = self._scheduled(schedule, default, i, k, check, expected)
+            check = _CHECKS[schedule]
+            value = self._scheduled(schedule, default, i, k, check, check.expected)
             v[key] = None if value is None else kind(value)
         if "temporal_superimpose_schedule" in self.expressions:
             raw = self._eval("temporal_superimpose_schedule", i, k)

@@ -244,8 +244,8 @@ def reference_sources(s: Settings, frame_count: int) -> list[FrameSource]:
     return sources
 
 
-def _check_job(s: Settings, frame_count: int, width: int, height: int, info: SourceInfo) -> None:
-    """Bounds of the whole job, known once the input is opened."""
+def check_generations(s: Settings, frame_count: int) -> None:
+    """frames x loops within what one run may hold (the run and the panel's schedule check)."""
     if frame_count * s.loop_n > MAX_FRAME_LOOPS:
         raise VideoLoopError(
             "loop_n",
@@ -254,6 +254,11 @@ def _check_job(s: Settings, frame_count: int, width: int, height: int, info: Sou
             f"{MAX_FRAME_LOOPS:,} one run may hold",
             "Use fewer loops, or split the clip with start_frame and max_frames",
         )
+
+
+def _check_job(s: Settings, frame_count: int, width: int, height: int, info: SourceInfo) -> None:
+    """Bounds of the whole job, known once the input is opened."""
+    check_generations(s, frame_count)
     for name, value in (("width", width), ("height", height)):
         if not MIN_SIDE <= value <= MAX_SIDE:
             raise VideoLoopError(

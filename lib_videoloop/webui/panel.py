@@ -12,20 +12,7 @@ import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from lib_videoloop.config import (
-    DENOISE_METHODS,
-    DENOISE_WHEN,
-    KEYFRAME_MODES,
-    KEYFRAME_PROPAGATION,
-    MAX_FILTER_STRENGTH,
-    MAX_PATCH_BLEND_WINDOW,
-    METHOD_HELP,
-    PATCH_BLEND_MODES,
-    SCHEDULE_FIELDS,
-    TEMPORAL_METHODS,
-    VIDEO_FORMATS,
-    Settings,
-)
+from lib_videoloop.config import EMPTY_IS_ZERO, METHOD_HELP, SCHEDULE_FIELDS, Settings
 
 RESUME = "resume_run_folder"
 RESUME_HELP = "a run folder to finish (everything else is then read from its settings.json)"
@@ -60,20 +47,6 @@ PANEL_ORDER: tuple[str, ...] = (
 FROM_P = ("prompt", "negative_prompt", "seed", "subseed", "subseed_strength", "denoising_strength", "steps", "cfg_scale",
           "sampler_name", "batch_size", "n_iter", "width", "height", "resize_mode")  # fmt: skip
 
-_CHOICES = {
-    "temporal_superimpose_method": TEMPORAL_METHODS,
-    "video_post_process_method": DENOISE_METHODS,
-    "video_post_process_when": DENOISE_WHEN,
-    "output_format": VIDEO_FORMATS,
-    "keyframe_mode": KEYFRAME_MODES,
-    "patch_blend_mode": PATCH_BLEND_MODES,
-    "keyframe_propagation": KEYFRAME_PROPAGATION,
-}
-_UNIT = ("superimpose_alpha", "video_post_process_alpha", "keyframe_motion", "repair_min_share",
-         "repair_denoising_strength")  # fmt: skip
-_BYTE = ("difference_threshold", "mask_threshold", "fastdvdnet_noise_sigma")
-_EMPTY_IS_ZERO = ("max_frames", "output_frame_rate")  # 0 in the panel means "not set"
-
 
 def _fields() -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(Settings)}
@@ -95,19 +68,15 @@ def component_for(gr: Any, name: str, elem_id: Callable[[str], str], defaults: d
     common = {"label": name, "info": f.metadata["help"], "elem_id": elem_id(name)}
     if name == "temporal_superimpose_method":
         common["info"] = "how neighbours are mixed (each method in one line below)"
-    if name == "temporal_filter_strength":
-        return _make(gr.Slider, minimum=0, maximum=MAX_FILTER_STRENGTH, step=0.05, value=value, **common)
-    if name == "patch_blend_window":  # odd sizes only: the frame and as many on each side
-        return _make(gr.Slider, minimum=3, maximum=MAX_PATCH_BLEND_WINDOW, step=2, value=value, **common)
-    if name in _CHOICES:
-        return _make(gr.Dropdown, choices=list(_CHOICES[name]), value=value, **common)
-    if name in _UNIT:
-        return _make(gr.Slider, minimum=0, maximum=1, step=0.01, value=value, **common)
-    if name in _BYTE:
-        return _make(gr.Slider, minimum=0, maximum=255, step=1, value=value, **common)
+    meta = f.metadata
+    if "choices" in meta:
+        return _make(gr.Dropdown, choices=list(meta["choices"]), value=value, **common)
+    if "slider_step" in meta:  # over the setting's range
+        low, high, _advice = meta["range"]
+        return _make(gr.Slider, minimum=low, maximum=high, step=meta["slider_step"], value=value, **common)
     if isinstance(f.default, bool):
         return _make(gr.Checkbox, value=value, **common)
-    if name in _EMPTY_IS_ZERO:
+    if meta.get("empty_is_zero"):
         return _make(gr.Number, value=value or 0, precision=0 if name == "max_frames" else None, **common)
     if isinstance(f.default, int):
         return _make(gr.Number, value=value, precision=0, **common)
@@ -267,7 +236,7 @@ def _named(values: dict[Any, Any]) -> dict[str, Any]:
                 else ""), "The README's API section lists them; prompt, steps and the other img2img values go in"
                 " the request itself",
             )  # fmt: skip
-        named[name] = None if name in _EMPTY_IS_ZERO and value in (None, 0) else value
+        named[name] = None if name in EMPTY_IS_ZERO and value in (None, 0) else value
     return named
 
 
@@ -290,7 +259,7 @@ def _positional(values: Sequence[Any]) -> dict[str, Any]:
         if name == RESUME:
             continue
         default = fields[name].default
-        if name in _EMPTY_IS_ZERO:
+        if name in EMPTY_IS_ZERO:
             value = None if value in (None, "", 0) else value
             if value is not None and name == "max_frames":
                 value = int(value)
@@ -330,7 +299,6 @@ def preview_keyframes(values: Sequence[Any]) -> tuple[str, Any]:
 
 def check_schedules(values: Sequence[Any]) -> tuple[str, Any]:
     """Evaluates every schedule over the clip without generating: (message, plot image or None)."""
-    from lib_videoloop.config import MAX_FRAME_LOOPS
     from lib_videoloop.errors import VideoLoopError
     from lib_videoloop.planning import Planner
     from lib_videoloop.report import render_series
@@ -339,19 +307,11 @@ def check_schedules(values: Sequence[Any]) -> tuple[str, Any]:
     try:
         settings, _ = settings_from_panel(values)
         frame_count, note = 10, " (no input given: 10 frames assumed)"
-        if settings.input_directory.strip():
-            from lib_videoloop.media.sources import open_source
+        from lib_videoloop.run_setup import check_generations, open_input
 
-            frame_count = open_source(
-                settings.input_directory, start_frame=settings.start_frame,
-                extract_nth_frame=settings.extract_nth_frame, max_frames=settings.max_frames,
-            ).info.frame_count  # fmt: skip
-            note = ""
-        if frame_count * settings.loop_n > MAX_FRAME_LOOPS:
-            raise VideoLoopError(
-                "loop_n", settings.loop_n, f"with {frame_count} frames is more than {MAX_FRAME_LOOPS:,} generations",
-                "Use fewer loops or frames",
-            )  # fmt: skip
+        if settings.input_directory.strip():
+            frame_count, note = open_input(settings).info.frame_count, ""
+        check_generations(settings, frame_count)
         check_plan_isolated(settings, frame_count, None, settings.width * settings.height)  # a runaway ends there
         planner = Planner(settings, frame_count)
         numeric = {
