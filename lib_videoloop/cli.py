@@ -17,11 +17,11 @@ import signal
 import sys
 import types
 import typing
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lib_videoloop.config import Settings, reference_folders, temporal_weights
+from lib_videoloop.config import Settings
 from lib_videoloop.errors import InterruptedRun, VideoLoopError
 
 log = logging.getLogger("lib_videoloop")
@@ -266,115 +266,14 @@ def _refuse_flags_with_resume(args: argparse.Namespace) -> None:
 
 
 def cmd_smooth(args: argparse.Namespace) -> int:
-    from lib_videoloop.media.images import write_atomic
-    from lib_videoloop.media.sources import open_source
-    from lib_videoloop.media.store import encode_png16
-    from lib_videoloop.media.writer import AudioSpan, output_fps, write_video
-    from lib_videoloop.smooth import smooth_frames
+    from lib_videoloop.smooth import smooth_clip
 
     s = _settings_from_args(args)
     s.validate()
-    source = open_source(
-        s.input_directory, start_frame=s.start_frame, extract_nth_frame=s.extract_nth_frame, max_frames=s.max_frames
-    )
-    info = source.info
-    weights = temporal_weights(s.temporal_superimpose_alpha_list)
-    references = None
-    if s.reference_frames_directory.strip():
-        folders = reference_folders(s.reference_frames_directory)
-        if len(folders) > 1:
-            raise VideoLoopError(
-                "reference_frames_directory", s.reference_frames_directory, "names several clips",
-                "smooth follows one reference clip: give one video or folder",
-            )  # fmt: skip
-        ref_source = open_source(folders[0], setting="reference_frames_directory", max_frames=info.frame_count)
-        if ref_source.info.frame_count < info.frame_count:
-            raise VideoLoopError(
-                "reference_frames_directory", folders[0],
-                f"has {ref_source.info.frame_count} frames, fewer than the clip's {info.frame_count}",
-                "Give the clip's source, with at least as many frames",
-            )  # fmt: skip
-        references = (f.image for f in ref_source)
-    frames = smooth_frames(
-        (f.image for f in source),
-        info.frame_count,
-        weights,
-        method=s.temporal_superimpose_method,
-        references=references,
-        difference_threshold=s.difference_threshold,
-        filter_strength=s.temporal_filter_strength,
-    )
-    if args.denoise == "fastdvdnet":
-        from lib_videoloop.denoise import denoise_pass_stream
-        from lib_videoloop.denoise.weights import find_weights
-
-        frames = denoise_pass_stream(
-            frames,
-            info.frame_count,
-            find_weights(s.fastdvdnet_weights),
-            s.fastdvdnet_noise_sigma / 255.0,
-            s.video_post_process_alpha,
-            seed=0,
-        )
-    elif args.denoise == "patch-blend":
-        from lib_videoloop.patch_blend import patch_blend_clip
-
-        frames = patch_blend_clip(
-            frames, _guide_frames(s, info.frame_count), window=s.patch_blend_window, mode=s.patch_blend_mode,
-            alpha=s.video_post_process_alpha,
-        )  # fmt: skip
     out = Path(args.output)
-    _refuse_output_in_input(out, Path(s.input_directory))
-    suffix = out.suffix.lower().lstrip(".")
-    if suffix in ("mp4", "webm", "gif"):
-        if out.exists():
-            raise VideoLoopError(
-                "--output", str(out), "already exists", "Give a new file name; earlier results are never overwritten"
-            )
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fps = output_fps(info.fps, s.extract_nth_frame, s.output_frame_rate)
-        audio = None
-        if (
-            s.keep_audio
-            and info.has_audio
-            and suffix != "gif"
-            and fps == output_fps(info.fps, s.extract_nth_frame, None)
-        ):
-            audio = AudioSpan(
-                info.path, info.time_origin + info.start_time, info.frame_count * s.extract_nth_frame / float(info.fps)
-            )
-        write_video(frames, out, fps, video_format=suffix, crf=s.crf, lossless=s.lossless, audio=audio)
-    else:
-        if out.exists() and any(out.iterdir()):
-            raise VideoLoopError("--output", str(out), "is a folder that is not empty", "Give a new or empty folder")
-        out.mkdir(parents=True, exist_ok=True)
-        for i, frame in enumerate(frames):
-            write_atomic(out / f"{i + 1:06d}.png", encode_png16(frame))
-    print(f"Wrote {out} ({info.frame_count} frames)")
+    count = smooth_clip(s, out, denoise=args.denoise)
+    print(f"Wrote {out} ({count} frames)")
     return 0
-
-
-def _guide_frames(s: Settings, frame_count: int) -> Iterator[Any]:
-    """The patch blend's guides: the reference clip, else the input itself (read once more)."""
-    from lib_videoloop.media.sources import open_source
-
-    if s.reference_frames_directory.strip():
-        path = reference_folders(s.reference_frames_directory)[0]
-        source = open_source(path, setting="reference_frames_directory", max_frames=frame_count)
-    else:
-        source = open_source(
-            s.input_directory, start_frame=s.start_frame, extract_nth_frame=s.extract_nth_frame, max_frames=s.max_frames
-        )
-    return (f.image for f in source)
-
-
-def _refuse_output_in_input(out: Path, inp: Path) -> None:
-    """smooth never writes into (or over) what it reads."""
-    out_resolved, inp_resolved = out.expanduser().resolve(), inp.expanduser().resolve()
-    if out_resolved == inp_resolved or (inp_resolved.is_dir() and inp_resolved in out_resolved.parents):
-        raise VideoLoopError(
-            "--output", str(out), f"is inside the input {inp}", "Give a file or folder outside the input"
-        )
 
 
 def _json_safe(value: Any) -> Any:

@@ -24,7 +24,7 @@ from lib_videoloop.keyframe_run import loop_stats
 from lib_videoloop.keyframes import KeyframePlan
 from lib_videoloop.media.flows import FLOWS, FlowFolder
 from lib_videoloop.media.store import INPUT, FrameStore, as_stored, loop_dir_name
-from lib_videoloop.media.writer import AudioSpan, output_fps, write_video
+from lib_videoloop.media.writer import output_fps, source_audio, write_video
 from lib_videoloop.metrics import FlickerMeter
 from lib_videoloop.report import RunReport, report_meter
 from lib_videoloop.resume import kept_loop_video, loop_reported
@@ -198,19 +198,12 @@ class LoopEnd:
         """The video of `folder`'s frames (or of `frames`), with the source's sound."""
         s, src = self.settings, self.state.source
         fps = output_fps(src.rate, s.extract_nth_frame, s.output_frame_rate)
-        natural = output_fps(src.rate, s.extract_nth_frame, None)
         audio = None
-        if s.keep_audio and src.has_audio and src.kind == "video" and s.output_format != "gif":
-            if fps != natural:
-                log.info(
-                    "sound left out: output_frame_rate %s changes the clip's speed (natural rate %s)", fps, natural
-                )
-            else:
-                audio = AudioSpan(
-                    Path(src.path),
-                    src.time_origin + src.start_time,
-                    self.state.frame_count * s.extract_nth_frame / float(src.rate),  # type: ignore[arg-type]
-                )
+        if s.keep_audio and src.has_audio and src.kind == "video":
+            audio = source_audio(
+                src.path, src.time_origin + src.start_time, src.rate, self.state.frame_count, s.extract_nth_frame,
+                fps, s.output_format,
+            )  # fmt: skip
         return write_video(
             self.store.frames(folder) if frames is None else frames,
             self.store.video_path(name, s.output_format),

@@ -2,9 +2,9 @@
 
 Streams the clip through a sliding window with any temporal_superimpose_method of the engine,
 optionally along the motion of another clip (its clean source, --reference_frames_directory),
-then optionally through the FastDVDNet pass, into a video or a folder of PNG frames. The
-temporal filter runs backwards first, so its frames and backward pass go through a temporary
-folder (float files, removed at the end) rather than memory.
+then optionally through the FastDVDNet pass or patch blending, into a video (with the clip's
+sound) or a folder of PNG frames. The temporal filter runs backwards first, so its frames and
+backward pass go through a temporary folder (float files, removed at the end) rather than memory.
 """
 
 from __future__ import annotations
@@ -16,10 +16,22 @@ from pathlib import Path
 import numpy as np
 
 from lib_videoloop.blend import difference_superimpose, temporal_superimpose, window_weights
-from lib_videoloop.config import DIFFERENCE_METHOD, FILTER_METHOD, FLOW_METHOD
+from lib_videoloop.config import (
+    DIFFERENCE_METHOD,
+    FILTER_METHOD,
+    FLOW_METHOD,
+    VIDEO_FORMATS,
+    Settings,
+    reference_folders,
+    temporal_weights,
+)
 from lib_videoloop.errors import VideoLoopError
 from lib_videoloop.media.flows import FlowFolder
+from lib_videoloop.media.images import write_atomic
 from lib_videoloop.media.resize import resize_frame
+from lib_videoloop.media.sources import FrameSource, open_source
+from lib_videoloop.media.store import encode_png16
+from lib_videoloop.media.writer import output_fps, source_audio, write_video
 from lib_videoloop.motion import FlowChain, FlowEstimator, PairFlow, flow_superimpose
 from lib_videoloop.temporal import filter_in_order
 
@@ -105,3 +117,89 @@ def _filtered(clip: _Lookahead, refs: _Lookahead, frame_count: int, strength: fl
 
         for _, _x, out in filter_in_order(frame_count, read, flows.chain(), lambda _i: strength, folder / "filter"):
             yield out
+
+
+def smooth_clip(s: Settings, output: Path, *, denoise: str = "none") -> int:
+    """The `smooth` command: the input clip smoothed by s's temporal method, then `denoise`, into
+    `output` (a video by its suffix, else a folder of PNG frames). Returns the frame count."""
+    from lib_videoloop.run_setup import open_input
+
+    _check_output(output, Path(s.input_directory))
+    source = open_input(s)
+    info = source.info
+    reference = _reference(s, info.frame_count)
+    frames = smooth_frames(
+        (f.image for f in source), info.frame_count, temporal_weights(s.temporal_superimpose_alpha_list),
+        method=s.temporal_superimpose_method, references=None if reference is None else (f.image for f in reference),
+        difference_threshold=s.difference_threshold, filter_strength=s.temporal_filter_strength,
+    )  # fmt: skip
+    if denoise == "fastdvdnet":
+        from lib_videoloop.denoise import denoise_pass_stream
+        from lib_videoloop.denoise.weights import find_weights
+
+        frames = denoise_pass_stream(
+            frames, info.frame_count, find_weights(s.fastdvdnet_weights), s.fastdvdnet_noise_sigma / 255.0,
+            s.video_post_process_alpha, seed=0,
+        )  # fmt: skip
+    elif denoise == "patch-blend":
+        from lib_videoloop.patch_blend import patch_blend_clip
+
+        # The guides: the reference clip, else the input itself (read once more).
+        guides = _reference(s, info.frame_count) or open_input(s)
+        frames = patch_blend_clip(
+            frames, (f.image for f in guides), window=s.patch_blend_window, mode=s.patch_blend_mode,
+            alpha=s.video_post_process_alpha,
+        )  # fmt: skip
+    suffix = output.suffix.lower().lstrip(".")
+    if suffix in VIDEO_FORMATS:
+        fps = output_fps(info.fps, s.extract_nth_frame, s.output_frame_rate)
+        audio = None
+        if s.keep_audio and info.has_audio:
+            audio = source_audio(
+                info.path, info.time_origin + info.start_time, info.fps, info.frame_count, s.extract_nth_frame, fps,
+                suffix,
+            )  # fmt: skip
+        output.parent.mkdir(parents=True, exist_ok=True)
+        write_video(frames, output, fps, video_format=suffix, crf=s.crf, lossless=s.lossless, audio=audio)
+    else:
+        output.mkdir(parents=True, exist_ok=True)
+        for i, frame in enumerate(frames):
+            write_atomic(output / f"{i + 1:06d}.png", encode_png16(frame))
+    return info.frame_count
+
+
+def _reference(s: Settings, frame_count: int) -> FrameSource | None:
+    """The one reference clip smooth follows, read from its start (the clip smoothed is usually a
+    run's video, already cut to the frames of its source that the run used)."""
+    if not s.reference_frames_directory.strip():
+        return None
+    folders = reference_folders(s.reference_frames_directory)
+    if len(folders) > 1:
+        raise VideoLoopError(
+            "reference_frames_directory", s.reference_frames_directory, "names several clips",
+            "smooth follows one reference clip: give one video or folder",
+        )  # fmt: skip
+    reference = open_source(folders[0], setting="reference_frames_directory", max_frames=frame_count)
+    if reference.info.frame_count < frame_count:
+        raise VideoLoopError(
+            "reference_frames_directory", folders[0],
+            f"has {reference.info.frame_count} frames, fewer than the clip's {frame_count}",
+            "Give the clip's source, with at least as many frames",
+        )  # fmt: skip
+    return reference
+
+
+def _check_output(out: Path, inp: Path) -> None:
+    """smooth never writes into (or over) what it reads, nor over earlier results."""
+    out_resolved, inp_resolved = out.expanduser().resolve(), inp.expanduser().resolve()
+    if out_resolved == inp_resolved or (inp_resolved.is_dir() and inp_resolved in out_resolved.parents):
+        raise VideoLoopError(
+            "--output", str(out), f"is inside the input {inp}", "Give a file or folder outside the input"
+        )
+    if out.suffix.lower().lstrip(".") in VIDEO_FORMATS:
+        if out.exists():
+            raise VideoLoopError(
+                "--output", str(out), "already exists", "Give a new file name; earlier results are never overwritten"
+            )
+    elif out.exists() and any(out.iterdir()):
+        raise VideoLoopError("--output", str(out), "is a folder that is not empty", "Give a new or empty folder")

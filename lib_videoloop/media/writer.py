@@ -43,6 +43,22 @@ def output_fps(source_fps: Fraction | None, extract_nth_frame: int, override: fl
     return Fraction(30)
 
 
+def source_audio(
+    path: str | Path, start: float, rate: Fraction | None, frame_count: int, extract_nth_frame: int, fps: Fraction,
+    video_format: str,
+) -> AudioSpan | None:  # fmt: skip
+    """The source's sound under a video of `frame_count` of its frames (every extract_nth_frame-th,
+    from `start` on the source's clock): none in a GIF, and none when `fps` is not the frames'
+    natural rate, where the sound would drift from the picture (logged)."""
+    if video_format == "gif" or not rate:
+        return None
+    natural = output_fps(rate, extract_nth_frame, None)
+    if fps != natural:
+        log.info("sound left out: output_frame_rate %s changes the clip's speed (natural rate %s)", fps, natural)
+        return None
+    return AudioSpan(Path(path), start, frame_count * extract_nth_frame / float(rate))
+
+
 def write_video(
     frames: Iterable[np.ndarray],
     path: str | Path,
