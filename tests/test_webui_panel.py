@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from test_config import API_ORDER
 
 from conftest import load_webui_script, panel_values
-from lib_videoloop.webui.panel import PANEL_ORDER, check_schedules
+from lib_videoloop.webui.panel import check_schedules
 
 gr = pytest.importorskip("gradio")
 
@@ -20,14 +21,21 @@ def build():
 
 
 def test_panel_builds_with_every_setting_in_order() -> None:
+    """In the API's order as clients have it (test_config.API_ORDER, written out by hand)."""
     demo, components = build()
-    assert len(components) == len(PANEL_ORDER)
-    for name, component in zip(PANEL_ORDER, components):
+    order = [name for name, _ in API_ORDER]
+    assert len(components) == len(order)
+    for name, component in zip(order, components):
         assert component.elem_id == f"script_video_loopback_{name}"
         assert component.label == name
-    by_name = dict(zip(PANEL_ORDER, components))
+    by_name = dict(zip(order, components))
     assert by_name["loop_n"].value == 10 and by_name["superimpose_alpha"].value == 0.25
     assert by_name["temporal_superimpose_method"].value == "simple"
+    window = by_name["patch_blend_window"]  # odd sizes only, 3 to 63
+    assert isinstance(window, gr.Slider) and (window.minimum, window.maximum, window.step) == (3, 63, 2)
+    alpha = by_name["superimpose_alpha"]
+    assert isinstance(alpha, gr.Slider) and (alpha.minimum, alpha.maximum) == (0, 1)
+    assert isinstance(by_name["output_format"], gr.Dropdown) and isinstance(by_name["max_frames"], gr.Number)
     assert demo.config["components"], "the page configuration can be generated"
 
 
