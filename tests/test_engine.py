@@ -385,15 +385,17 @@ def test_the_next_frames_init_image_is_made_while_a_frame_generates(
     generations."""
     import threading
 
-    prepared: dict[tuple[int, int], threading.Event] = {}
-    real_prepare = Engine._prepare
+    from lib_videoloop.temporal import LoopBlend
 
-    def prepare(self, plan, *args, **kwargs):
-        out = real_prepare(self, plan, *args, **kwargs)
+    prepared: dict[tuple[int, int], threading.Event] = {}
+    real_frame = LoopBlend.frame
+
+    def frame(self, plan, *args, **kwargs):  # the init image of a frame, blended from the previous loop
+        out = real_frame(self, plan, *args, **kwargs)
         prepared.setdefault((plan.loop, plan.frame), threading.Event()).set()
         return out
 
-    monkeypatch.setattr(Engine, "_prepare", prepare)
+    monkeypatch.setattr(LoopBlend, "frame", frame)
     seen: list[tuple[int, bool]] = []
 
     class WaitsForTheNext:

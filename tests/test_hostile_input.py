@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from hostile_cases import CASES, Case, argv_for, make_inputs
-from lib_videoloop.backends.diffusers_backend import DiffusersBackend
+from lib_videoloop.backends import diffusers_backend
 from lib_videoloop.cli import main
 from lib_videoloop.media.store import FrameStore
 
@@ -35,7 +35,7 @@ def test_each_case_is_refused_before_any_work(
     def no_model(*_args: object) -> None:
         raise AssertionError("the model was loaded before the input was refused")
 
-    monkeypatch.setattr(DiffusersBackend, "_load", staticmethod(no_model))
+    monkeypatch.setattr(diffusers_backend, "build_tiny_pipeline", no_model)  # every case asks for tiny-random
     monkeypatch.chdir(tmp_path)
     here = dict(inputs, out=str(tmp_path / "out"))
     root = Path(inputs["image"]).parent
