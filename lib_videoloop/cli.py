@@ -26,7 +26,7 @@ from lib_videoloop.errors import InterruptedRun, VideoLoopError
 
 log = logging.getLogger("lib_videoloop")
 
-_SKIP_FLAGS = {"input_directory", "output_directory", "model_name"}
+_SKIP_FLAGS = {"input_directory", "output_directory"}
 
 
 def _field_type(f: dataclasses.Field) -> type:

@@ -112,7 +112,7 @@ def _f(
     return field(default=default, metadata=metadata)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Settings:
     # input and output
     input_directory: str = _f("", "a video file, a folder of frames, or one image", "input")
@@ -349,8 +349,6 @@ class Settings:
         "denoise",
         choices=PATCH_BLEND_MODES,
     )
-    # recorded, not chosen: filled in by the run
-    model_name: str = _f("", "model used (recorded by the run)", "recorded")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -366,6 +364,7 @@ class Settings:
         data = dict(data)
         version = data.pop("settings_version", SETTINGS_VERSION)
         data.pop("run", None)  # a run folder's own record, read by the engine on resume
+        data.pop("model_name", None)  # recorded here by earlier versions; now in the run's record
         if not isinstance(version, int) or isinstance(version, bool):
             raise VideoLoopError(
                 "settings_version", version, "must be a whole number", f"This version writes {SETTINGS_VERSION}"

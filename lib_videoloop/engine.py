@@ -24,7 +24,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -403,7 +403,6 @@ class Engine:
             if models:
                 log.warning("this run's frames so far were made with %s; it goes on with %s", models[-1], name)
             models.append(name)
-            self.settings = replace(self.settings, model_name=name)
             write_record(self.store, self.settings, self.state)
 
 

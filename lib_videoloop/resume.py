@@ -50,7 +50,8 @@ def recorded_model(run_dir: str | Path, requested: str | None) -> tuple[str, dic
 
     Without --model, the one the run recorded; another one is allowed, with a warning."""
     recorded = read_run_settings(run_dir)
-    model = str(recorded.get("model_name", ""))
+    models = (recorded.get("run") or {}).get("models") or [recorded.get("model_name", "")]  # older runs: model_name
+    model = str(models[-1])
     if not requested:
         if not model.startswith("diffusers:"):
             raise VideoLoopError(

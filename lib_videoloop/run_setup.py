@@ -104,10 +104,11 @@ def prepare_run(settings: Settings, backend: Backend, places: WeightPlaces) -> P
         source=SourceRecord.of(info),
         txt_prompts=txt_prompts,
         references=[f"reference_{k + 1}" for k in range(len(references))],
+        # A model known before any generation (diffusers); the WebUI's is read after its first.
+        models=[model] if (model := getattr(backend, "model_name", None)) else [],
     )
     # Seeds recorded as used, so that `--config settings.json` repeats the run exactly.
-    model = getattr(backend, "model_name", None) or backend.name
-    settings = replace(s, seed=state.seed, subseed=state.subseed, model_name=model)
+    settings = replace(s, seed=state.seed, subseed=state.subseed)
     # Copied while generating: a frame damaged past its header is found here instead.
     source.verify()
     if mask_source is not None:

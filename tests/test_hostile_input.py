@@ -174,4 +174,3 @@ def test_resume_with_another_model_warns_and_keeps_the_first_on_record(
     assert "will not match" in caplog.text
     recorded = json.loads((root / "settings.json").read_text())
     assert recorded["run"]["models"] == ["diffusers:tiny-random", f"diffusers:{other}"]
-    assert recorded["model_name"] == f"diffusers:{other}"

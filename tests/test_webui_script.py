@@ -111,7 +111,7 @@ def test_run_drives_the_engine_through_process_images(webui, tmp_path: Path, bik
     assert len(processed.images) == 4
     assert "Video: " in processed.info and str(run_dir) in processed.info and "E_warp" in processed.info
     assert "Video Loopback" in p.extra_generation_params
-    assert store.read_settings()["model_name"] == "tiny-random-sd"  # read from p after a generation (Forge too)
+    assert store.read_settings()["run"]["models"] == ["tiny-random-sd"]  # read from p after a generation (Forge too)
     if shape == "forge":
         assert p.latents_after_sampling == [], "Forge's lists grow on copies, not on the user's p"
 

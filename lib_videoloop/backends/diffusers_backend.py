@@ -38,7 +38,7 @@ class DiffusersBackend:
     def __init__(self, model: str, sampler_name: str = "", device: str | None = None) -> None:
         # Only what is cheap to check happens here; the model is loaded by the first generation,
         # so a run's settings and input are all checked before seconds (or minutes) of loading.
-        self.name = f"diffusers:{model}"
+        self.name = self.model_name = f"diffusers:{model}"
         self.model = model
         self.sampler_name = sampler_name
         self.requested_device = device

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ def run_in_webui(p: Any, values: tuple[Any, ...]) -> Any:
     base["resize_mode"] = base.get("resize_mode", 0) if base.get("resize_mode", 0) in (0, 1, 2) else 0
     settings, resume = settings_from_panel(values, base)
     if not settings.output_directory.strip():
-        settings.output_directory = default_output_directory(shared.opts, paths.data_path)
+        settings = replace(settings, output_directory=default_output_directory(shared.opts, paths.data_path))
     if is_exposed(shared.cmd_opts):
         check_paths(
             {"input_directory": settings.input_directory, "output_directory": settings.output_directory,

@@ -158,7 +158,7 @@ def test_first_job_after_a_cold_start_and_again_warm(webui, clip: Path, tmp_path
         for loop in ("loop_001", "loop_002"):
             assert len(frames(root / loop)) == 4, loop
         settings = json.loads((root / "settings.json").read_text())
-        assert settings["model_name"] and settings["model_name"] != "webui"
+        assert settings["run"]["models"][-1] not in ("", "webui"), settings["run"]["models"]
         assert settings["temporal_superimpose_method"] == method
         assert len(list((root / "flows").glob("*.flow"))) == 3, "one flow file per pair of neighbours"
         report = json.loads((root / "report.json").read_text())
@@ -174,7 +174,7 @@ def test_first_job_after_a_cold_start_and_again_warm(webui, clip: Path, tmp_path
         assert len(images) >= 3 and images[0].size == (64, 48)
         info = json.loads(response["info"])
         recorded = json.loads(info["extra_generation_params"]["Video Loopback"])
-        assert recorded["model_name"] == settings["model_name"]
+        assert recorded["temporal_superimpose_method"] == method and "run" not in recorded
         assert "Video: " in info["infotexts"][0]
 
 
