@@ -157,7 +157,6 @@ class Engine:
                 result.report = loop_end.last_report()
                 result.loop_videos = loop_end.loop_videos
                 result.frames_folder = previous
-                result.settings = self.settings  # as they stand now: the model name is known only after a generation
                 result.video = loop_end.final_video(previous)
         return result
 
