@@ -98,33 +98,52 @@ class Engine:
         self.should_stop = should_stop or (lambda: False)
         self.should_skip = should_skip or (lambda: False)
         self.weight_places = weight_places  # where the host keeps model weights (FastDVDNet)
-        self.store: FrameStore | None = None  # the run folder, once prepared or reopened
-        self.state: RunState | None = None
+        self._reopened: tuple[FrameStore, RunState] | None = None  # resume(): the run folder, held
+        self.run_dir: Path | None = None  # the run folder, once prepared or reopened
 
     @classmethod
     def resume(cls, run_dir: str | Path, backend: Backend, **kwargs: Any) -> Engine:
         """An engine that continues the run in run_dir (see resume.py)."""
         store, settings, state = reopen(run_dir)
         engine = cls(settings, backend, **kwargs)
-        engine.store, engine.state = store, state
+        engine._reopened = (store, state)
+        engine.run_dir = store.root
         return engine
 
     # -- the whole run ---------------------------------------------------------------------
     def run(self) -> RunResult:
-        resumed = self.store is not None  # reopen() holds the folder already
         prepared = None
-        if not resumed:
+        if self._reopened is not None:  # reopen() holds the folder already
+            store, state = self._reopened
+            settings = self.settings
+        else:
             prepared = prepare_run(self.settings, self.backend, self.weight_places)  # checks the backend too
-            self.store, self.settings, self.state = prepared.store, prepared.settings, prepared.state
+            store, settings, state = prepared.store, prepared.settings, prepared.state
+        self.run_dir = store.root
         try:
-            if resumed:
-                self.backend.check(uses_subseed(self.settings), uses_mask(self.settings))
-            return self._run(self.store, self.state, prepared)
+            if prepared is None:
+                self.backend.check(uses_subseed(settings), uses_mask(settings))
+            return _Session(self, store, settings, state).run(prepared)
         finally:
-            self.store.unlock()
+            store.unlock()
 
-    def _run(self, store: FrameStore, state: RunState, prepared: PreparedRun | None) -> RunResult:
-        s = self.settings
+
+class _Session:
+    """One session of a run: its folder, settings and record, all known, and the loops."""
+
+    def __init__(self, engine: Engine, store: FrameStore, settings: Settings, state: RunState) -> None:
+        self.backend = engine.backend
+        self.on_progress, self.should_stop, self.should_skip = (
+            engine.on_progress,
+            engine.should_stop,
+            engine.should_skip,
+        )
+        self.weight_places = engine.weight_places
+        self.store, self.settings, self.state = store, settings, state
+        self.calls = _Calls(self)
+
+    def run(self, prepared: PreparedRun | None) -> RunResult:
+        store, state, s = self.store, self.state, self.settings
         planner = Planner(s, state.frame_count, state.txt_prompts, frame_pixels=state.frame_pixels)
         total = state.frame_count * s.loop_n
         result = RunResult(store.root, s, state.frame_count)
@@ -171,9 +190,7 @@ class Engine:
         keyplan: KeyframePlan | None,
     ) -> str:
         """Generates every missing frame, loop by loop; returns the folder of the final frames."""
-        store, state = self.store, self.state
-        assert store is not None and state is not None
-        s = self.settings
+        store, state, s = self.store, self.state, self.settings
         previous = INPUT
         started = time.monotonic()
         keys = set(keyplan.keyframes) if keyplan is not None else set()
@@ -189,7 +206,7 @@ class Engine:
             made = not all(store.is_complete(folder, plan.frame) for plan in plans)
             # Frames are grouped into calls the same way in every session (the same plans, the
             # limit recorded): a resumed run makes a call again whole, keeping the frames it has.
-            limit = self._frames_per_call(plans[0], len(references)) if made else 1
+            limit = self.calls.frames_per_call(plans[0], len(references)) if made else 1
             calls = list(
                 _calls(_in_order(plans, keyplan) if made else [], limit, keys if keyplan is not None else None)
             )
@@ -232,33 +249,6 @@ class Engine:
             log.info("loop %d/%d done (%.1f s so far)", loop, s.loop_n, time.monotonic() - started)
         return previous
 
-    # -- frames and batches ----------------------------------------------------------------
-    def _frames_per_call(self, plan: FramePlan, references: int) -> int:
-        """The run's frames per generation call: chosen once (the setting, or the backend's pick
-        for a frame like the run's), then kept in the run record."""
-        assert self.store is not None and self.state is not None
-        state = self.state
-        if not state.frames_per_call:
-            h, w = state.height, state.width
-            wants = getattr(self.backend, "wants_input_frames", False)
-            like = GenerationRequest(
-                init_image=np.zeros((h, w, 3), np.float32),
-                mask=np.zeros((h, w), np.float32) if self.settings.use_mask else None,
-                width=w,
-                height=h,
-                control_images=[np.zeros((h, w, 3), np.float32)] * references if wants else [],
-                **plan.sampling(),
-            )
-            state.frames_per_call = frames_per_call(self.backend, like, self.settings.frames_per_call)
-            write_record(self.store, self.settings, state)
-            if state.frames_per_call < 2 and deflicker_steps(self.settings.latent_deflicker_steps):
-                log.warning(
-                    "latent_deflicker_steps has no effect in this run: %s generates its frames one by one"
-                    " (in the WebUI a frame with its own mask or ControlNet image goes alone)",
-                    self.backend.name,
-                )
-        return state.frames_per_call
-
     def _prepare_call(
         self,
         blend: LoopBlend | None,
@@ -285,12 +275,12 @@ class Engine:
         base, init = blend.frame(plan, frame_count)
         mask = masks.get([i])[i] if masks is not None else None  # the next one is read ahead
         init = inside_mask(base, init, mask)
-        return _Pending(plan, base, mask, self._request(plan, init, mask, references), keep)
+        return _Pending(plan, base, mask, self.calls.request(plan, init, mask, references), keep)
 
     def _finish(self, batch: list[_Pending], tally: _Tally) -> None:
         """Generates the batch's frames in one call, superimposes and writes each that is not
         kept from an earlier session (a call is made only when one of its frames is missing)."""
-        for pending, generated in zip(batch, self._generate([p.request for p in batch])):
+        for pending, generated in zip(batch, self.calls.generate([p.request for p in batch])):
             if not pending.keep:
                 self._write(pending, generated, tally)
 
@@ -305,14 +295,12 @@ class Engine:
                 processed = plan.post_process(pil)
                 if processed is not pil:  # an identity lambda leaves the float frame untouched
                     out = inside_mask(base, from_pil(processed.convert("RGB")), mask)
-        assert self.store is not None
         self.store.write_frame(loop_dir_name(plan.loop), plan.frame, out)
-        self._record_model_name()
+        self.calls.record_model_name()
         self._done(plan, out, True, tally)
 
     def _done(self, plan: FramePlan, latest: np.ndarray, generated: bool, tally: _Tally) -> None:
         """Progress after a frame is written; stops the run here when asked to."""
-        assert self.store is not None and self.state is not None
         if generated:
             tally.result.seeds.append(plan.seed)
         tally.done += 1
@@ -329,14 +317,13 @@ class Engine:
     ) -> tuple[np.ndarray | None, bool]:
         """An in-between frame of keyframe mode (keyframe_run.InBetweens), None when it must be
         generated like a keyframe; and whether it was repaired (a generation)."""
-        assert self.store is not None
         mask = masks.get([plan.frame])[plan.frame] if masks is not None else None
         repaired = []
 
         def repaint(init: np.ndarray, repair: np.ndarray) -> np.ndarray | None:
             repaired.append(plan.frame)
             sampling = dict(plan.sampling(), denoising_strength=self.settings.repair_denoising_strength)
-            generated = self._generate([self._request(plan, init, repair, references, sampling)])[0]
+            generated = self.calls.generate([self.calls.request(plan, init, repair, references, sampling)])[0]
             # Superimposed on what it started from, as every generation of the loop is: taken
             # whole, a repair brought a full-strength new texture among frames that hold only
             # superimpose_alpha of theirs (bikes 60-119: Farneback E_warp 3.65e-3 against 3.44e-3).
@@ -345,10 +332,44 @@ class Engine:
         out = inbetweens.make(plan.frame, mask, repaint)
         if out is not None:
             self.store.write_frame(loop_dir_name(plan.loop), plan.frame, out)
-            self._record_model_name()
+            self.calls.record_model_name()
         return out, bool(repaired)
 
-    def _request(
+
+class _Calls:
+    """The backend's side of a session: how many frames go in one call, each frame's request,
+    the call itself with its batch blend, and which models made the frames."""
+
+    def __init__(self, session: _Session) -> None:
+        self.backend, self.should_skip = session.backend, session.should_skip
+        self.store, self.settings, self.state = session.store, session.settings, session.state
+
+    def frames_per_call(self, plan: FramePlan, references: int) -> int:
+        """The run's frames per generation call: chosen once (the setting, or the backend's pick
+        for a frame like the run's), then kept in the run record."""
+        state = self.state
+        if not state.frames_per_call:
+            h, w = state.height, state.width
+            wants = getattr(self.backend, "wants_input_frames", False)
+            like = GenerationRequest(
+                init_image=np.zeros((h, w, 3), np.float32),
+                mask=np.zeros((h, w), np.float32) if self.settings.use_mask else None,
+                width=w,
+                height=h,
+                control_images=[np.zeros((h, w, 3), np.float32)] * references if wants else [],
+                **plan.sampling(),
+            )
+            state.frames_per_call = frames_per_call(self.backend, like, self.settings.frames_per_call)
+            write_record(self.store, self.settings, state)
+            if state.frames_per_call < 2 and deflicker_steps(self.settings.latent_deflicker_steps):
+                log.warning(
+                    "latent_deflicker_steps has no effect in this run: %s generates its frames one by one"
+                    " (in the WebUI a frame with its own mask or ControlNet image goes alone)",
+                    self.backend.name,
+                )
+        return state.frames_per_call
+
+    def request(
         self,
         plan: FramePlan,
         init: np.ndarray,
@@ -364,7 +385,6 @@ class Engine:
         control = [ref.get([i], keep_from)[i] for ref in references] if wants else []
         input_image = None
         if wants:
-            assert self.store is not None
             input_image = control[0] if references[0].folder == INPUT else self.store.read_frame(INPUT, i)
         h, w = init.shape[:2]
         return GenerationRequest(
@@ -378,7 +398,7 @@ class Engine:
             **(sampling or plan.sampling()),
         )
 
-    def _generate(self, requests: list[GenerationRequest]) -> list[np.ndarray | None]:
+    def generate(self, requests: list[GenerationRequest]) -> list[np.ndarray | None]:
         """Each request's batch blend of the backend's images, from one call; None for every
         frame of a call the user skipped."""
         per_frame = generate_frames(self.backend, requests)
@@ -392,10 +412,9 @@ class Engine:
             blended.append(batch_blend([img if img.shape[:2] == (h, w) else resize_frame(img, w, h) for img in images]))
         return blended
 
-    def _record_model_name(self) -> None:
+    def record_model_name(self) -> None:
         # The WebUI (Forge) knows the real model only after the first generation. Every model
         # that made frames is kept in order: a resume with another model does not erase the first.
-        assert self.store is not None and self.state is not None
         name = getattr(self.backend, "model_name", None) or self.backend.name
         models = self.state.models
         if name and (not models or models[-1] != name):

@@ -70,11 +70,11 @@ def run_in_webui(p: Any, values: tuple[Any, ...]) -> Any:
         with backend.watching_skip():
             result = engine.run()
     except InterruptedRun:
-        root = engine.store.root if engine.store is not None else None
+        root = engine.run_dir
         text = f"Stopped. To finish the run, put this folder in {RESUME}: {root}"
         log.info(text)
         return processing.Processed(p, [], p.seed, text, p.subseed, infotexts=[text])
-    return _processed(p, result, engine)
+    return _processed(p, result)
 
 
 def weight_places() -> WeightPlaces:
@@ -89,12 +89,13 @@ def weight_places() -> WeightPlaces:
     return WeightPlaces(Path(paths.models_path) / "FastDVDNet", download)
 
 
-def _processed(p: Any, result: RunResult, engine: Engine) -> Any:
+def _processed(p: Any, result: RunResult) -> Any:
     from modules import processing
     from PIL import Image
 
-    store = engine.store
-    assert store is not None
+    from lib_videoloop.media.store import FrameStore
+
+    store = FrameStore.open(result.run_dir)
     n = result.frame_count
     picks = sorted({0, n // 2, n - 1})
     images = [to_pil(store.read_frame(result.frames_folder, i)) for i in picks]
