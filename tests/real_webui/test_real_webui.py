@@ -504,3 +504,38 @@ def test_the_latent_deflicker_changes_the_runs_frames_and_no_other_job(webui, cl
     assert "Error executing callback" not in log and "Traceback" not in log, log[-3000:]
     status, after = call(url, "/sdapi/v1/txt2img", plain)
     assert status == 200 and after["images"] == before["images"]
+
+
+def test_named_script_args_make_the_frames_the_positional_list_makes(webui, clip: Path, tmp_path: Path) -> None:
+    """The same job with script_args by position and by name (one object), sent as JSON and
+    through the webuiapi client: the same frames."""
+    url = webui["url"]
+    named = {"input_directory": str(clip), "max_frames": 3, "loop_n": 1, "superimpose_alpha": 0.5,
+             "temporal_superimpose_alpha_list": "1,2,1", "fix_seed": False}  # fmt: skip
+    made = {}
+    status, response = job(url, output_directory=str(tmp_path / "positional"), **named)
+    assert status == 200, response
+    made["positional"] = frames(run_folder(response) / "loop_001")
+    body = {"script_args": [dict(named, output_directory=str(tmp_path / "named"))]}
+    status, response = job(url, body_extra=body)
+    assert status == 200, response
+    made["named"] = frames(run_folder(response) / "loop_001")
+    webuiapi = pytest.importorskip("webuiapi", reason="pip install webuiapi into this venv for the client's part")
+    host, port = url.removeprefix("http://").split(":")
+    api = webuiapi.WebUIApi(host=host, port=int(port))
+    args = script_info(url)
+    positional = [dict({a["label"]: a["value"] for a in args}, **named, output_directory=str(tmp_path / "client-p"))[
+        a["label"]] for a in args]  # fmt: skip
+    for name, script_args in (("client, positional", positional),
+                              ("client, named", [dict(named, output_directory=str(tmp_path / "client-n"))])):  # fmt: skip
+        result = api.img2img(images=[], prompt="a watercolour street", negative_prompt="", steps=6, cfg_scale=5,
+                             denoising_strength=0.5, width=64, height=48, seed=1234, subseed=99, sampler_name="Euler",
+                             script_name="video loopback", script_args=script_args, save_images=False)  # fmt: skip
+        first = result.info["infotexts"][0].splitlines()[0]
+        made[name] = frames(Path(first.split(": ", 1)[1]) / "loop_001")
+    assert made["positional"] and all(len(f) == 3 for f in made.values())
+    for a, b in zip(made["positional"], made["named"]):
+        assert np.array_equal(a, b)
+    for a, b in zip(made["client, positional"], made["client, named"]):
+        assert np.array_equal(a, b)
+    assert not np.array_equal(made["positional"][0], made["positional"][1])  # frames differ: a real comparison
