@@ -15,6 +15,7 @@ time per frame (2 threads). Then the speed at 512x512 (16 frames of bigbuckbunny
 exact at window 15, and the peak memory of fast mode for 24 and 96 frames (flat in the length).
 
     .venv/bin/python bench/patch_blend.py [--frames 40] [--skip-speed]
+    .venv/bin/python bench/patch_blend.py --windows   # fast against exact at windows 15 and 31
 """
 
 from __future__ import annotations
@@ -118,6 +119,24 @@ def speed(count: int = 16, size: int = 512) -> None:
         )
 
 
+def window_speedups(windows: tuple[int, ...] = (15, 31), count: int = 24) -> None:
+    """Fast against exact mode at wider windows (bigbuckbunny.mp4 72-95 at 256x144): the fast
+    mode's matches grow with log(window), the exact mode's with the window."""
+    clean = [cv2.resize(f, (256, 144), interpolation=cv2.INTER_AREA) for f in load("bigbuckbunny.mp4", count, 72)]
+    noisy, motion = img2img_flicker(clean), Motion(clean)
+    for window in windows:
+        seconds, e_warp = {}, {}
+        for mode in ("fast", "exact"):
+            started = time.perf_counter()
+            out = patch_method(mode, window)(noisy, clean)
+            seconds[mode], e_warp[mode] = time.perf_counter() - started, motion.e_warp(out, "farneback")
+        print(
+            f"window {window}: fast {seconds['fast'] / count:.3f} s/frame, exact {seconds['exact'] / count:.3f}:"
+            f" {seconds['exact'] / seconds['fast']:.2f}x; E_warp fast / exact {e_warp['fast'] / e_warp['exact']:.3f}",
+            flush=True,
+        )
+
+
 def peak_memory(count: int) -> float:
     """Peak RSS (MB) of a child that patch-blends `count` frames of 256x256 in fast mode."""
     code = (
@@ -136,9 +155,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--frames", type=int, default=40)
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--windows", action="store_true", help="only fast against exact at windows 15 and 31")
     args = parser.parse_args()
     torch.set_num_threads(2)
     cv2.setNumThreads(2)
+    if args.windows:
+        window_speedups()
+        return
     quality_table(args.frames)
     if not args.skip_speed:
         print()
