@@ -83,6 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    _add_run(sub)
+    _add_smooth(sub)
+    _add_ebsynth(sub)
+    _add_metrics(sub)
+    return parser
+
+
+def _add_run(sub: Any) -> None:
     run = sub.add_parser(
         "run",
         help="loopback img2img over a video or a folder of frames",
@@ -99,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run in its run folder")
     _add_setting_flags(run)
 
+
+def _add_smooth(sub: Any) -> None:
     smooth = sub.add_parser(
         "smooth",
         help="temporal smoothing of an existing clip (no model)",
@@ -138,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
         ],
     )
 
+
+def _add_ebsynth(sub: Any) -> None:
     ebsynth = sub.add_parser(
         "ebsynth",
         help="export a keyframe-mode run for EbSynth",
@@ -147,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     ebsynth.add_argument("run_dir", help="the run folder (made with keyframe_mode on)")
     ebsynth.add_argument("-o", "--output", required=True, help="a new or empty folder for the project")
 
+
+def _add_metrics(sub: Any) -> None:
     metrics = sub.add_parser(
         "metrics",
         help="measure flicker of a clip against its source",
@@ -161,7 +175,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     metrics.add_argument("--json", action="store_true", help="print one JSON object")
     metrics.add_argument("--plot", help="where to write the per-frame warp error plot (PNG)")
-    return parser
 
 
 def _settings_from_args(args: argparse.Namespace) -> Settings:
@@ -243,6 +256,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, previous)
         if bar is not None:
             bar.close()
+    _print_result(result)
+    return 0
+
+
+def _print_result(result: Any) -> None:
     print(f"Run folder: {result.run_dir}")
     print(f"Video: {result.video}")
     if result.report:
@@ -250,7 +268,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         for line in summary_lines(result.report):
             print(line)
-    return 0
 
 
 def _refuse_flags_with_resume(args: argparse.Namespace) -> None:

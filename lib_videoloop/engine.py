@@ -197,20 +197,10 @@ class _Session:
         next_window: FrameWindow | None = None  # the next loop's first frames, read ahead
         for loop, plans in itertools.groupby(planner.plans(state.seed, state.subseed), key=lambda p: p.loop):
             folder = loop_dir_name(loop)
-            references = [FrameWindow(store, name, reader) for name in state.references] or [
-                FrameWindow(store, INPUT, reader)
-            ]
+            references = [FrameWindow(store, name, reader) for name in state.references or [INPUT]]
             masks = FrameWindow(store, MASKS, reader) if s.use_mask else None
             inbetweens: InBetweens | None = None
-            plans = list(plans)
-            made = not all(store.is_complete(folder, plan.frame) for plan in plans)
-            # Frames are grouped into calls the same way in every session (the same plans, the
-            # limit recorded): a resumed run makes a call again whole, keeping the frames it has.
-            limit = self.calls.frames_per_call(plans[0], len(references)) if made else 1
-            calls = list(
-                _calls(_in_order(plans, keyplan) if made else [], limit, keys if keyplan is not None else None)
-            )
-            todo = [call for call in calls if not all(store.is_complete(folder, p.frame) for p in call)]
+            made, todo = self._todo(list(plans), folder, len(references), keyplan)
             blend: LoopBlend | None = None
             if todo:
                 strength = functools.partial(_filter_strength, planner, loop)
@@ -248,6 +238,19 @@ class _Session:
             previous = loop_end.finish(loop, resumed=not made)
             log.info("loop %d/%d done (%.1f s so far)", loop, s.loop_n, time.monotonic() - started)
         return previous
+
+    def _todo(
+        self, plans: list[FramePlan], folder: str, references: int, keyplan: KeyframePlan | None
+    ) -> tuple[bool, list[list[FramePlan]]]:
+        """Whether the loop still makes frames, and its calls that miss a frame. Frames are
+        grouped into calls the same way in every session (the same plans, the limit recorded):
+        a resumed run makes a call again whole, keeping the frames it has."""
+        store = self.store
+        made = not all(store.is_complete(folder, plan.frame) for plan in plans)
+        limit = self.calls.frames_per_call(plans[0], references) if made else 1
+        keys = set(keyplan.keyframes) if keyplan is not None else None
+        calls = _calls(_in_order(plans, keyplan) if made else [], limit, keys)
+        return made, [call for call in calls if not all(store.is_complete(folder, p.frame) for p in call)]
 
     def _prepare_call(
         self,

@@ -159,78 +159,11 @@ class VideoSource(FrameSource):
     """A video file. Variable frame rate clips are mapped onto a constant-rate timeline."""
 
     def __init__(self, path: Path, start: int, nth: int, max_frames: int | None, setting: str) -> None:
-        import av
-
         self.path = path
         self.setting = setting
-        try:
-            container = av.open(str(path))
-        except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
-            raise VideoLoopError(
-                setting,
-                str(path),
-                f"cannot be opened as a video ({exc})",
-                "Check that the file is a complete video, or convert it",
-            ) from None
-        with container:
-            if not container.streams.video:
-                raise VideoLoopError(
-                    setting,
-                    str(path),
-                    "has no video stream",
-                    "Give a video file with pictures, a folder of frames, or an image",
-                )
-            stream = container.streams.video[0]
-            has_audio = bool(container.streams.audio)
-            # Demuxing (without decoding) is cheap and gives the exact frame count and timing,
-            # which containers such as WebM do not store in their headers.
-            pts = []
-            try:
-                for packet in container.demux(stream):
-                    if packet.pts is not None and packet.size:
-                        pts.append(packet.pts)
-            except av.error.FFmpegError as exc:
-                raise VideoLoopError(
-                    setting, str(path), f"is damaged ({exc})", "Re-export or repair the video"
-                ) from None
-            if not pts:
-                raise VideoLoopError(setting, str(path), "contains no video frames", "Re-export the video")
-            pts.sort()
-            time_base = stream.time_base
-            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-            if not rate:
-                rate = Fraction(len(pts) - 1, 1) / (float((pts[-1] - pts[0]) * time_base) or 1)
-            rate = Fraction(rate).limit_denominator(1001000)
-            cc = stream.codec_context
-            width, height = cc.width, cc.height
-            if not 0 < width * height <= MAX_PIXELS:
-                raise VideoLoopError(
-                    setting,
-                    str(path),
-                    f"has frames of {width}x{height} pixels; at most {MAX_PIXELS:,} pixels are read",
-                    "Scale the video down first",
-                )
-        deltas = np.diff(np.asarray(pts, dtype=np.int64))
-        vfr = bool(len(deltas) > 1 and deltas.max() - deltas.min() > max(1, 0.1 * float(np.median(deltas))))
+        pts, time_base, rate, (width, height), has_audio = _demux(path, setting)
         t0 = pts[0]
-        frame_seconds = [float((p - t0) * time_base) for p in pts]
-        if vfr:
-            # Constant-rate timeline: slot j shows the latest frame that started by then.
-            duration = frame_seconds[-1] + 1 / float(rate)
-            slots = round(duration * float(rate))
-            times = np.arange(slots) / float(rate)
-            slot_source = np.searchsorted(np.asarray(frame_seconds) - 1e-6, times, side="right") - 1
-            self.slot_source = np.clip(slot_source, 0, len(pts) - 1)
-            log.info(
-                "%s has a variable frame rate (%d frames); it is read at a constant %s fps (%d frames), "
-                "repeating or dropping frames to keep the timing",
-                path.name,
-                len(pts),
-                _fps_text(rate),
-                slots,
-            )
-        else:
-            self.slot_source = np.arange(len(pts))
+        self.slot_source, vfr = _constant_rate_slots(pts, time_base, rate, path.name)
         self.pts = pts
         self.selected = _selection(len(self.slot_source), start, nth, max_frames)
         if len(self.selected) == 0:
@@ -358,3 +291,65 @@ def open_source(
     if p.suffix.lower() in IMAGE_SUFFIXES:
         return ImageSource(p, max_frames, setting)
     return VideoSource(p, start_frame, extract_nth_frame, max_frames, setting)
+
+
+def _demux(path: Path, setting: str) -> tuple[list[int], Fraction, Fraction, tuple[int, int], bool]:
+    """A video's frame timestamps (sorted), time base, frame rate, size and whether it has sound.
+    Demuxing without decoding is cheap and gives the exact frame count and timing, which
+    containers such as WebM do not store in their headers."""
+    import av
+
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        raise VideoLoopError(
+            setting, str(path), f"cannot be opened as a video ({exc})",
+            "Check that the file is a complete video, or convert it",
+        ) from None  # fmt: skip
+    with container:
+        if not container.streams.video:
+            raise VideoLoopError(
+                setting, str(path), "has no video stream",
+                "Give a video file with pictures, a folder of frames, or an image",
+            )  # fmt: skip
+        stream = container.streams.video[0]
+        pts = []
+        try:
+            for packet in container.demux(stream):
+                if packet.pts is not None and packet.size:
+                    pts.append(packet.pts)
+        except av.error.FFmpegError as exc:
+            raise VideoLoopError(setting, str(path), f"is damaged ({exc})", "Re-export or repair the video") from None
+        if not pts:
+            raise VideoLoopError(setting, str(path), "contains no video frames", "Re-export the video")
+        pts.sort()
+        time_base = stream.time_base
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        if not rate:
+            rate = Fraction(len(pts) - 1, 1) / (float((pts[-1] - pts[0]) * time_base) or 1)
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if not 0 < width * height <= MAX_PIXELS:
+            raise VideoLoopError(
+                setting, str(path), f"has frames of {width}x{height} pixels; at most {MAX_PIXELS:,} pixels are read",
+                "Scale the video down first",
+            )  # fmt: skip
+        return pts, time_base, Fraction(rate).limit_denominator(1001000), (width, height), bool(container.streams.audio)
+
+
+def _constant_rate_slots(pts: list[int], time_base: Fraction, rate: Fraction, name: str) -> tuple[np.ndarray, bool]:
+    """Which frame each slot of a constant-rate timeline shows (the latest that started by
+    then), and whether the clip's frame rate varies; a constant-rate clip maps one to one."""
+    deltas = np.diff(np.asarray(pts, dtype=np.int64))
+    vfr = bool(len(deltas) > 1 and deltas.max() - deltas.min() > max(1, 0.1 * float(np.median(deltas))))
+    if not vfr:
+        return np.arange(len(pts)), False
+    frame_seconds = [float((p - pts[0]) * time_base) for p in pts]
+    duration = frame_seconds[-1] + 1 / float(rate)
+    slots = round(duration * float(rate))
+    times = np.arange(slots) / float(rate)
+    slot_source = np.searchsorted(np.asarray(frame_seconds) - 1e-6, times, side="right") - 1
+    log.info(
+        "%s has a variable frame rate (%d frames); it is read at a constant %s fps (%d frames), "
+        "repeating or dropping frames to keep the timing", name, len(frame_seconds), _fps_text(rate), slots,
+    )  # fmt: skip
+    return np.clip(slot_source, 0, len(frame_seconds) - 1), True

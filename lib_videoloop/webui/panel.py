@@ -90,117 +90,127 @@ def build_panel(elem_id: Callable[[str], str], defaults: dict[str, Any] | None =
     """Lays out the panel (inside the caller's gradio Blocks) and returns the components in PANEL_ORDER."""
     import gradio as gr
 
-    defaults = defaults or {}
-    c: dict[str, Any] = {}
-
-    def add(*names: str) -> None:
-        for name in names:
-            c[name] = component_for(gr, name, elem_id, defaults)
-
-    with gr.Group():
-        gr.Markdown(
-            "**Input and output.** A video file, a folder of frames or one image; the img2img image box can stay empty."
-        )
-        add("input_directory", "output_directory", RESUME)
-        with gr.Row():
-            add("start_frame", "extract_nth_frame", "max_frames")
-        add("read_prompt_from_txt")
-    with gr.Group():
-        gr.Markdown(
-            "**Loop and blending.** Start with 6-10 loops (10 by default), denoising 0.3-0.4 in img2img, superimpose_alpha 0.25."
-        )
-        with gr.Row():
-            add("loop_n", "superimpose_alpha")
-        with gr.Row():
-            add("fix_seed", "fix_subseed")
-    with gr.Group():
-        gr.Markdown("**Temporal superimpose.** Mix each frame with its neighbours before img2img, e.g. 1,2,1.")
-        add("temporal_superimpose_method")
-        gr.Markdown("\n".join(f"- *{name}*: {line}" for name, line in METHOD_HELP.items()))
-        add(
-            "temporal_superimpose_alpha_list",
-            "difference_threshold",
-            "temporal_filter_strength",
-            "reference_frames_directory",
-        )
-    with gr.Group():
-        add("use_mask")
-        with _make(
-            gr.Group, visible=bool(defaults.get("use_mask", False)), elem_id=elem_id("mask_settings")
-        ) as mask_group:
-            add("mask_directory", "mask_threshold")
-    with gr.Group():
-        with gr.Row():
-            add("output_frame_rate", "output_format", "crf")
-        with gr.Row():
-            add("lossless", "keep_audio", "save_every_loop")
-        with gr.Row():
-            add("frames_per_call", "latent_deflicker_steps")
-    with gr.Accordion("Schedules (expressions of image_i and loop_i)", open=False, elem_id=elem_id("schedules")):
-        add(*SCHEDULE_FIELDS)
-        check = _make(gr.Button, value="Check schedules", elem_id=elem_id("check_schedules"))
-        message = _make(gr.Markdown, value="", elem_id=elem_id("schedule_message"))
-        plot = _make(
-            gr.Image,
-            label="schedule values",
-            type="pil",
-            interactive=False,
-            visible=False,
-            elem_id=elem_id("schedule_plot"),
-        )
-    with gr.Accordion("Temporal pass after a loop (FastDVDNet, patch blend)", open=False, elem_id=elem_id("denoise")):
-        add("video_post_process_method")
-        visible = defaults.get("video_post_process_method", "None") != "None"
-        with _make(gr.Group, visible=visible, elem_id=elem_id("denoise_settings")) as denoise_group:
-            add("video_post_process_alpha", "video_post_process_when")
-            with gr.Row():
-                add("patch_blend_window", "patch_blend_mode")
-            add("fastdvdnet_noise_sigma", "fastdvdnet_weights")
-
-    with gr.Accordion("Keyframes (generate some frames, carry them along the motion)", open=False,
-                      elem_id=elem_id("keyframes")):  # fmt: skip
-        add("keyframe_mode")
-        with _make(gr.Group, visible=defaults.get("keyframe_mode", "off") != "off",
-                   elem_id=elem_id("keyframe_settings")) as keyframe_group:  # fmt: skip
-            with gr.Row():
-                add("keyframe_interval", "keyframe_motion")
-            add("keyframe_frames", "keyframe_propagation")
-            with gr.Row():
-                add("keyframe_repair", "repair_min_share", "repair_denoising_strength")
-            preview = _make(gr.Button, value="Preview keyframes", elem_id=elem_id("preview_keyframes"))
-            preview_text = _make(gr.Markdown, value="", elem_id=elem_id("keyframe_message"))
-            strip = _make(gr.Image, label="keyframes over the clip", type="pil", interactive=False, visible=False,
-                          elem_id=elem_id("keyframe_strip"))  # fmt: skip
-
-    c["keyframe_mode"].change(
-        fn=lambda mode: gr.update(visible=mode != "off"),
-        inputs=[c["keyframe_mode"]],
-        outputs=[keyframe_group],
-        show_progress=False,
-    )
-    c["use_mask"].change(
-        fn=lambda on: gr.update(visible=bool(on)), inputs=[c["use_mask"]], outputs=[mask_group], show_progress=False
-    )
-    c["video_post_process_method"].change(
-        fn=lambda method: gr.update(visible=method != "None"),
-        inputs=[c["video_post_process_method"]],
-        outputs=[denoise_group],
-        show_progress=False,
-    )
-    components = [c[name] for name in PANEL_ORDER]
-
-    def on_check(*values: Any) -> tuple[Any, Any]:
-        text, image = check_schedules(values)
-        return gr.update(value=text), gr.update(value=image, visible=image is not None)
-
-    check.click(fn=on_check, inputs=components, outputs=[message, plot])
-
-    def on_preview(*values: Any) -> tuple[Any, Any]:
-        text, image = preview_keyframes(values)
-        return gr.update(value=text), gr.update(value=image, visible=image is not None)
-
-    preview.click(fn=on_preview, inputs=components, outputs=[preview_text, strip])
+    panel = _Layout(gr, elem_id, defaults or {})
+    panel.main_groups()
+    panel.schedules()
+    panel.temporal_pass()
+    panel.keyframes()
+    components = [panel.c[name] for name in PANEL_ORDER]
+    panel.wire(components)
     return components
+
+
+class _Layout:
+    """The panel's sections, laid out in order; c holds each setting's component by name, and
+    the groups that a dropdown or checkbox shows or hides are kept for wire()."""
+
+    def __init__(self, gr: Any, elem_id: Callable[[str], str], defaults: dict[str, Any]) -> None:
+        self.gr, self.elem_id, self.defaults = gr, elem_id, defaults
+        self.c: dict[str, Any] = {}
+        self.shown_by: list[tuple[str, Callable[[Any], bool], Any]] = []  # (setting, shows?, group)
+        self.buttons: list[tuple[Any, Callable[[Sequence[Any]], tuple[str, Any]], Any, Any]] = []
+
+    def add(self, *names: str) -> None:
+        for name in names:
+            self.c[name] = component_for(self.gr, name, self.elem_id, self.defaults)
+
+    def group(self, setting: str, shows: Callable[[Any], bool], default: Any, name: str) -> Any:
+        """A group that `setting`'s value shows or hides (wired in wire())."""
+        group = _make(self.gr.Group, visible=shows(self.defaults.get(setting, default)), elem_id=self.elem_id(name))
+        self.shown_by.append((setting, shows, group))
+        return group
+
+    def button(self, label: str, action: Callable[[Sequence[Any]], tuple[str, Any]], names: tuple[str, str, str],
+               image_label: str) -> None:  # fmt: skip
+        """A button that runs `action` on the panel's values, its message, and an image below;
+        names: the three elements' ids."""
+        gr, elem_id = self.gr, self.elem_id
+        button = _make(gr.Button, value=label, elem_id=elem_id(names[0]))
+        message = _make(gr.Markdown, value="", elem_id=elem_id(names[1]))
+        picture = _make(gr.Image, label=image_label, type="pil", interactive=False, visible=False,
+                        elem_id=elem_id(names[2]))  # fmt: skip
+        self.buttons.append((button, action, message, picture))
+
+    def main_groups(self) -> None:
+        gr, add = self.gr, self.add
+        with gr.Group():
+            gr.Markdown(
+                "**Input and output.** A video file, a folder of frames or one image; the img2img image box can"
+                " stay empty."
+            )
+            add("input_directory", "output_directory", RESUME)
+            with gr.Row():
+                add("start_frame", "extract_nth_frame", "max_frames")
+            add("read_prompt_from_txt")
+        with gr.Group():
+            gr.Markdown(
+                "**Loop and blending.** Start with 6-10 loops (10 by default), denoising 0.3-0.4 in img2img,"
+                " superimpose_alpha 0.25."
+            )
+            with gr.Row():
+                add("loop_n", "superimpose_alpha")
+            with gr.Row():
+                add("fix_seed", "fix_subseed")
+        with gr.Group():
+            gr.Markdown("**Temporal superimpose.** Mix each frame with its neighbours before img2img, e.g. 1,2,1.")
+            add("temporal_superimpose_method")
+            gr.Markdown("\n".join(f"- *{name}*: {line}" for name, line in METHOD_HELP.items()))
+            add("temporal_superimpose_alpha_list", "difference_threshold", "temporal_filter_strength",
+                "reference_frames_directory")  # fmt: skip
+        with gr.Group():
+            add("use_mask")
+            with self.group("use_mask", bool, False, "mask_settings"):
+                add("mask_directory", "mask_threshold")
+        with gr.Group():
+            with gr.Row():
+                add("output_frame_rate", "output_format", "crf")
+            with gr.Row():
+                add("lossless", "keep_audio", "save_every_loop")
+            with gr.Row():
+                add("frames_per_call", "latent_deflicker_steps")
+
+    def schedules(self) -> None:
+        with self.gr.Accordion("Schedules (expressions of image_i and loop_i)", open=False,
+                               elem_id=self.elem_id("schedules")):  # fmt: skip
+            self.add(*SCHEDULE_FIELDS)
+            names = ("check_schedules", "schedule_message", "schedule_plot")
+            self.button("Check schedules", check_schedules, names, "schedule values")
+
+    def temporal_pass(self) -> None:
+        with self.gr.Accordion("Temporal pass after a loop (FastDVDNet, patch blend)", open=False,
+                               elem_id=self.elem_id("denoise")):  # fmt: skip
+            self.add("video_post_process_method")
+            with self.group("video_post_process_method", lambda method: method != "None", "None", "denoise_settings"):
+                self.add("video_post_process_alpha", "video_post_process_when")
+                with self.gr.Row():
+                    self.add("patch_blend_window", "patch_blend_mode")
+                self.add("fastdvdnet_noise_sigma", "fastdvdnet_weights")
+
+    def keyframes(self) -> None:
+        with self.gr.Accordion("Keyframes (generate some frames, carry them along the motion)", open=False,
+                               elem_id=self.elem_id("keyframes")):  # fmt: skip
+            self.add("keyframe_mode")
+            with self.group("keyframe_mode", lambda mode: mode != "off", "off", "keyframe_settings"):
+                with self.gr.Row():
+                    self.add("keyframe_interval", "keyframe_motion")
+                self.add("keyframe_frames", "keyframe_propagation")
+                with self.gr.Row():
+                    self.add("keyframe_repair", "repair_min_share", "repair_denoising_strength")
+                names = ("preview_keyframes", "keyframe_message", "keyframe_strip")
+                self.button("Preview keyframes", preview_keyframes, names, "keyframes over the clip")
+
+    def wire(self, components: list[Any]) -> None:
+        gr = self.gr
+        for setting, shows, group in self.shown_by:
+            self.c[setting].change(fn=lambda value, shows=shows: gr.update(visible=bool(shows(value))),
+                                   inputs=[self.c[setting]], outputs=[group], show_progress=False)  # fmt: skip
+        for button, action, message, picture in self.buttons:
+
+            def on_click(*values: Any, action: Callable[[Sequence[Any]], tuple[str, Any]] = action) -> tuple[Any, Any]:
+                text, image = action(values)
+                return gr.update(value=text), gr.update(value=image, visible=image is not None)
+
+            button.click(fn=on_click, inputs=components, outputs=[message, picture])
 
 
 def settings_from_panel(values: Sequence[Any], base: dict[str, Any] | None = None) -> tuple[Settings, str]:

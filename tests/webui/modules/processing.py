@@ -212,6 +212,39 @@ def _sample(p: Any, requests: list) -> list:
         return [images[0] for images in backend.generate_frames(requests)]
 
 
+def _after_sampling(p: Any, image: Image.Image, k: int) -> Image.Image:
+    """Batch item k as process_images finishes it: colour correction, then the inpaint overlay."""
+    if p.color_corrections is not None:
+        from modules.processing_color import apply_color_correction
+
+        image = apply_color_correction(p.color_corrections[min(k, len(p.color_corrections) - 1)], image)
+    if p.mask_for_overlay is not None:  # composite over the (possibly stale) overlay, as the real one does
+        overlay = p.overlay_images[min(k, len(p.overlay_images) - 1)]
+        image = Image.composite(image, overlay, p.mask_for_overlay)
+    return image
+
+
+def _around_the_images(p: Any, images: list) -> tuple[int, list]:
+    """What lands beside the generated images: the grid first (when asked for), ControlNet's
+    detect maps (among the images in AUTOMATIC1111, as extra images in Forge), and the model's
+    name on p. Returns the index of the first generated image and the extra images."""
+    index_of_first_image = 0
+    if shared.opts.return_grid and len(images) > 1 and not p.do_not_save_grid:
+        images.insert(0, Image.new("RGB", (p.width * 2, p.height)))  # the grid comes first
+        index_of_first_image = 1
+    detect_maps = [Image.fromarray(np.asarray(img, dtype=np.uint8)) for img in p.controlnet_inputs]
+    extra = []
+    if flavour.current == "forge":
+        extra = detect_maps
+        p.extra_result_images.extend(detect_maps)
+    else:
+        images.extend(detect_maps)
+    p.sd_model_name, p.sd_model_hash = "tiny-random-sd", "0000"
+    if flavour.current == "forge":
+        shared.sd_model = shared._LoadedModel()  # loaded lazily by the first generation
+    return index_of_first_image, extra
+
+
 def _process_images_inner(p: StableDiffusionProcessingImg2Img) -> Processed:
     from lib_videoloop.backends import GenerationRequest
     from lib_videoloop.media.images import from_pil, to_pil
@@ -222,16 +255,11 @@ def _process_images_inner(p: StableDiffusionProcessingImg2Img) -> Processed:
     fix_seed(p)
     p.init()
     inits = [resize_frame(from_pil(img.convert("RGB")), p.width, p.height, p.resize_mode) for img in p.init_images]
-    mask = (
-        None
-        if p.mask_for_overlay is None
-        else (np.asarray(p.mask_for_overlay, np.float32) / 255 > 0.5).astype(np.float32)
-    )
-    units = _controlnet_units(p)
+    mask = None if p.mask_for_overlay is None else (np.asarray(p.mask_for_overlay, np.float32) / 255 > 0.5)
+    mask = None if mask is None else mask.astype(np.float32)
     # A unit without its own image uses the img2img init image, as the real extensions do.
-    p.controlnet_inputs = [
-        u.image if u.image is not None else np.asarray(p.init_images[0].convert("RGB")) for u in units
-    ]
+    init = np.asarray(p.init_images[0].convert("RGB"))
+    p.controlnet_inputs = [u.image if u.image is not None else init for u in _controlnet_units(p)]
     if shared.state.job_count == -1:
         shared.state.job_count = p.n_iter
     images: list[Image.Image] = []
@@ -260,14 +288,7 @@ def _process_images_inner(p: StableDiffusionProcessingImg2Img) -> Processed:
             for k in range(p.batch_size)
         ]  # fmt: skip
         for k, generated in enumerate(_sample(p, requests)):
-            image = to_pil(generated)
-            if p.color_corrections is not None:
-                from modules.processing_color import apply_color_correction
-
-                image = apply_color_correction(p.color_corrections[min(k, len(p.color_corrections) - 1)], image)
-            if p.mask_for_overlay is not None:  # composite over the (possibly stale) overlay, as the real one does
-                overlay = p.overlay_images[min(k, len(p.overlay_images) - 1)]
-                image = Image.composite(image, overlay, p.mask_for_overlay)
+            image = _after_sampling(p, to_pil(generated), k)
             image.info["parameters"] = create_infotext(
                 p, all_prompts, all_seeds, all_subseeds, iteration=n, position_in_batch=k
             )
@@ -279,20 +300,7 @@ def _process_images_inner(p: StableDiffusionProcessingImg2Img) -> Processed:
             p.pixels_after_sampling.append(object())
         shared.state.nextjob()
     p.color_corrections = None  # built by init() only when None, and reset after every call
-    index_of_first_image = 0
-    if shared.opts.return_grid and len(images) > 1 and not p.do_not_save_grid:
-        images.insert(0, Image.new("RGB", (p.width * 2, p.height)))  # the grid comes first
-        index_of_first_image = 1
-    detect_maps = [Image.fromarray(np.asarray(img, dtype=np.uint8)) for img in p.controlnet_inputs]
-    extra = []
-    if flavour.current == "forge":
-        extra = detect_maps
-        p.extra_result_images.extend(detect_maps)
-    else:
-        images.extend(detect_maps)  # A1111's ControlNet appends its detect maps to the images
-    p.sd_model_name, p.sd_model_hash = "tiny-random-sd", "0000"
-    if flavour.current == "forge":
-        shared.sd_model = shared._LoadedModel()  # loaded lazily by the first generation
+    index_of_first_image, extra = _around_the_images(p, images)
     return Processed(p, images, p.seed, images[index_of_first_image].info.get("parameters", "") if images else "", p.subseed,
                      all_prompts, None, all_seeds, all_subseeds, index_of_first_image, extra_images_list=extra)  # fmt: skip
 
