@@ -6,9 +6,9 @@ neighbours) patch-blended into each other, guided by their init images. That is 
 in pixel space, on the patch blend bench's held-out clips with its img2img-like flicker
 (bench/patch_blend.py: bigbuckbunny.mp4 72-111, bikes.mp4 150-189, carphone_pristine.mp4 0-39,
 320 px), against no pass and the patch blend pass after a loop (fast, window 15): E_warp along
-Farneback flow of the clean clip, PSNR against it. Calls of 2, 4 and 8 frames. Earlier steps
-cannot be measured without a real model: the tiny random model's VAE carries almost nothing of
-a blend back (tests/test_latent_deflicker.py).
+Farneback flow of the clean clip (and DIS), PSNR against it, time per frame (patch_blend's
+table). Calls of 2, 4 and 8 frames. Earlier steps cannot be measured without a real model: the
+tiny random model's VAE carries almost nothing of a blend back (tests/test_latent_deflicker.py).
 
 Then the cost of one chosen step on the CPU (2 threads), for a call of 4 frames at 512x512:
 the patch matching and blending alone (the VAE's decode and two encodes come on top).
@@ -25,12 +25,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 import cv2
 import numpy as np
+import patch_blend
 import torch
-from flicker import Motion, load
-from patch_blend import HELD_OUT, img2img_flicker, patch_method
+from flicker import load
+from patch_blend import img2img_flicker
 
 from lib_videoloop.latent_deflicker import blend_call
-from lib_videoloop.metrics import psnr
 
 
 def _tensor(frames: list[np.ndarray]) -> torch.Tensor:
@@ -53,27 +53,16 @@ def per_call(size: int):
 
 
 def quality_table(frames: int = 40) -> None:
-    methods = {
-        "none": lambda f, _c: f,
-        "latent deflicker at the last step, 2 frames a call": per_call(2),
-        "latent deflicker at the last step, 4 frames a call": per_call(4),
-        "latent deflicker at the last step, 8 frames a call": per_call(8),
-        "patch blend pass, fast, window 15": patch_method("fast"),
-    }
-    print("| clip | pass | E_warp (Farneback) | / clean's own | PSNR vs clean (dB) |")
-    print("|---|---|---|---|---|")
-    for name, start in HELD_OUT:
-        clean = load(name, frames, start)
-        motion = Motion(clean)
-        noisy = img2img_flicker(clean)
-        for label, method in methods.items():
-            out = method(noisy, clean)
-            farneback = motion.e_warp(out, "farneback")
-            print(
-                f"| {name} {start}-{start + frames - 1} | {label} | {farneback:.2e} | "
-                f"{farneback / motion.own['farneback']:.2f} | {np.mean([psnr(a, b) for a, b in zip(out, clean)]):.2f} |",
-                flush=True,
-            )
+    patch_blend.quality_table(
+        frames,
+        {
+            "none": lambda f, _c: f,
+            "latent deflicker at the last step, 2 frames a call": per_call(2),
+            "latent deflicker at the last step, 4 frames a call": per_call(4),
+            "latent deflicker at the last step, 8 frames a call": per_call(8),
+            "patch blend pass, fast, window 15": patch_blend.patch_method("fast"),
+        },
+    )
 
 
 def cost(size: int = 512, count: int = 4, repeat: int = 3) -> None:

@@ -77,8 +77,9 @@ def patch_method(mode: str, window: int = 15):
     return run
 
 
-def quality_table(frames: int) -> None:
-    methods = {
+def quality_table(frames: int, methods: dict | None = None) -> None:
+    """Each pass (method(noisy, clean) -> frames; None: not available here) on the held-out spans."""
+    methods = methods or {
         "none": lambda f, _c: f,
         "temporal filter 0.7": smoothing(FILTER_METHOD, [1], filter_strength=0.7),
         "ffmpeg deflicker": ffmpeg_deflicker,

@@ -74,6 +74,7 @@ class RunResult:
     run_dir: Path
     settings: Settings
     frame_count: int
+    store: FrameStore  # the run folder, to read its frames back (unlocked once the run ends)
     video: Path | None = None
     loop_videos: list[Path] = field(default_factory=list)
     report: dict[str, Any] | None = None
@@ -146,7 +147,7 @@ class _Session:
         store, state, s = self.store, self.state, self.settings
         planner = Planner(s, state.frame_count, state.txt_prompts, frame_pixels=state.frame_pixels)
         total = state.frame_count * s.loop_n
-        result = RunResult(store.root, s, state.frame_count)
+        result = RunResult(store.root, s, state.frame_count, store)
         done = sum(len(store.complete_frames(loop_dir_name(k))) for k in range(1, s.loop_n + 1))
         with (
             store.background_writes(),
@@ -346,6 +347,7 @@ class _Calls:
     def __init__(self, session: _Session) -> None:
         self.backend, self.should_skip = session.backend, session.should_skip
         self.store, self.settings, self.state = session.store, session.settings, session.state
+        self.deflicker_steps = deflicker_steps(self.settings.latent_deflicker_steps)
 
     def frames_per_call(self, plan: FramePlan, references: int) -> int:
         """The run's frames per generation call: chosen once (the setting, or the backend's pick
@@ -364,7 +366,7 @@ class _Calls:
             )
             state.frames_per_call = frames_per_call(self.backend, like, self.settings.frames_per_call)
             write_record(self.store, self.settings, state)
-            if state.frames_per_call < 2 and deflicker_steps(self.settings.latent_deflicker_steps):
+            if state.frames_per_call < 2 and self.deflicker_steps:
                 log.warning(
                     "latent_deflicker_steps has no effect in this run: %s generates its frames one by one"
                     " (in the WebUI a frame with its own mask or ControlNet image goes alone)",
@@ -397,7 +399,7 @@ class _Calls:
             height=h,
             control_images=control,
             input_image=input_image,
-            deflicker_steps=deflicker_steps(self.settings.latent_deflicker_steps),
+            deflicker_steps=self.deflicker_steps,
             **(sampling or plan.sampling()),
         )
 

@@ -15,8 +15,12 @@ sampler runs: in img2img about steps x denoising strength.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from lib_videoloop.backends import GenerationRequest
 
 
 def chosen(steps: Sequence[int], step: int, total: int) -> bool:
@@ -25,18 +29,17 @@ def chosen(steps: Sequence[int], step: int, total: int) -> bool:
     return any(n - 1 == step if n > 0 else total + n == step for n in steps)
 
 
-def blend_call(images, guides, *, patch_size: int = 5, iterations: int = 2):
-    """Each of the frames (N, 3, H, W), values 0-1, blended with every other frame of the call,
-    rebuilt on it through the guides' (N, 3, H, W) nearest-neighbour fields."""
+def match_call(guides, *, patch_size: int = 5, iterations: int = 2) -> list:
+    """For each frame of the call, every other frame's nearest-neighbour field onto it (through
+    the guides, (N, 3, H, W) in 0-1) and its weight per pixel. They depend on the guides alone, so
+    a call computes them once for all its chosen steps and batch images."""
     import torch
 
     from lib_videoloop.patch_blend import MATCH_SCALE
-    from lib_videoloop.patchmatch import nearest_field, remap
+    from lib_videoloop.patchmatch import nearest_field
 
-    n = images.shape[0]
-    ones = torch.ones_like(images[:, :1])
-    premultiplied = torch.cat([images, ones], dim=1)
-    out = []
+    n = guides.shape[0]
+    matches = []
     for i in range(n):
         others = [j for j in range(n) if j != i]
         # Every other frame matched to frame i in one batch of pairs.
@@ -44,10 +47,28 @@ def blend_call(images, guides, *, patch_size: int = 5, iterations: int = 2):
             guides[others], guides[i : i + 1].expand(len(others), -1, -1, -1), patch_size=patch_size,
             iterations=iterations, seed=i,
         )  # fmt: skip
-        moved = remap(premultiplied[others], field, patch_size) * torch.exp(-error / MATCH_SCALE).unsqueeze(1)
-        total = premultiplied[i] + moved.sum(dim=0)
+        matches.append((others, field, torch.exp(-error / MATCH_SCALE).unsqueeze(1)))
+    return matches
+
+
+def blend_matched(images, matches: list, patch_size: int = 5):
+    """Each of the frames (N, 3, H, W), values 0-1, blended with every other frame of the call
+    rebuilt on it through `matches` (match_call)."""
+    import torch
+
+    from lib_videoloop.patchmatch import remap
+
+    premultiplied = torch.cat([images, torch.ones_like(images[:, :1])], dim=1)
+    out = []
+    for i, (others, field, weight) in enumerate(matches):
+        total = premultiplied[i] + (remap(premultiplied[others], field, patch_size) * weight).sum(dim=0)
         out.append(total[:-1] / total[-1:].clamp_min(1e-6))
     return torch.stack(out).clamp(0, 1)
+
+
+def blend_call(images, guides):
+    """The frames (N, 3, H, W) blended into each other through their guides' matches."""
+    return blend_matched(images, match_call(guides))
 
 
 class CallDeflicker:
@@ -69,30 +90,42 @@ class CallDeflicker:
         self.decode = decode  # latents -> images (N, 3, H, W) in 0-1
         self.encode = encode  # images (N, 3, H, W) in 0-1 -> latents
         self.applied: list[int] = []  # the steps it blended at, for the run's log and tests
+        self._matches: list | None = None  # match_call of the guides, at the decoded size
 
-    @property
-    def active(self) -> bool:
-        return bool(self.steps) and len(self.guides) > 1
+    @classmethod
+    def for_call(
+        cls, requests: Sequence[GenerationRequest], decode: Callable, encode: Callable
+    ) -> CallDeflicker | None:
+        """The deflicker of a call of these requests; None when the run's latent_deflicker_steps
+        are off or the call has one frame (nothing to blend it with)."""
+        first = requests[0]
+        if not first.deflicker_steps or len(requests) < 2:
+            return None
+        return cls(first.deflicker_steps, [r.init_image for r in requests], first.batch_size, decode, encode)
 
     def __call__(self, x0, step: int, total: int):
-        if not self.active or not chosen(self.steps, step, total):
+        if not chosen(self.steps, step, total):
             return x0
         import torch
 
-        from lib_videoloop.media.resize import resize_frame
-
         images = self.decode(x0).float()
-        h, w = images.shape[-2:]
-        guides = torch.stack(
-            [torch.from_numpy(np.ascontiguousarray(resize_frame(g, w, h))).permute(2, 0, 1) for g in self.guides]
-        ).to(images.device, torch.float32)
-        frames = len(self.guides)
+        if self._matches is None:
+            self._matches = match_call(self._guide_tensor(*images.shape[-2:]).to(images.device))
         blended = images.clone()
         for k in range(self.group):
-            index = [f * self.group + k for f in range(frames)]
-            blended[index] = blend_call(images[index], guides)
+            index = [f * self.group + k for f in range(len(self.guides))]
+            blended[index] = blend_matched(images[index], self._matches)
         self.applied.append(step)
         # Only the blend's change is carried back: encode(decode(x0)) is not x0 for a VAE that
         # reconstructs poorly, and that difference is no part of the deflicker.
         before, after = self.encode(torch.cat([images, blended])).chunk(2)
         return (x0.float() + (after - before).float().to(x0.device)).to(x0.dtype)
+
+    def _guide_tensor(self, h: int, w: int):
+        import torch
+
+        from lib_videoloop.media.resize import resize_frame
+
+        return torch.stack(
+            [torch.from_numpy(np.ascontiguousarray(resize_frame(g, w, h))).permute(2, 0, 1) for g in self.guides]
+        ).float()

@@ -34,15 +34,22 @@ def _clip(path: Path, count: int, width: int = 64, height: int = 48) -> list[np.
     return [resize_frame(f.image, width, height) for f in open_source(path, max_frames=count)]
 
 
-@pytest.mark.parametrize("sampler", ["DDIM", "Euler", "DPM++ 2M"])
-def test_an_x0_changed_at_the_last_step_is_the_image_the_sampler_ends_on(carphone: Path, sampler: str) -> None:
-    """The hook's arithmetic, through three schedulers: x0 handed back unchanged (as a new tensor)
-    leaves the images as they were; a chosen x0 at the last step is what the sampler returns."""
+@pytest.mark.parametrize(
+    ("sampler", "prediction"),
+    [("DDIM", "epsilon"), ("Euler", "epsilon"), ("DPM++ 2M", "epsilon"), ("DDIM", "v_prediction"), ("DDIM", "sample")],
+)
+def test_an_x0_changed_at_the_last_step_is_the_image_the_sampler_ends_on(
+    carphone: Path, sampler: str, prediction: str
+) -> None:
+    """The hook's arithmetic, through three schedulers and diffusers' three prediction types: x0
+    handed back unchanged (as a new tensor) leaves the images as they were; a chosen x0 at the
+    last step is what the sampler returns."""
     backend = DiffusersBackend("tiny-random", sampler_name=sampler, device="cpu")
+    pipe = backend.img2img
+    pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, prediction_type=prediction)
     frames = _clip(carphone, 2)
     requests = [_request(frame, 7 + i) for i, frame in enumerate(frames)]
     plain = backend.generate_frames(requests)
-    pipe = backend.img2img
     vae = pipe.vae
     grey = torch.full((2, 3, 48, 64), 0.2)
     target = vae.encode(grey * 2 - 1).latent_dist.mean * vae.config.scaling_factor

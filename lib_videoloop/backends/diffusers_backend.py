@@ -182,9 +182,6 @@ class DiffusersBackend:
 
     def _deflicker(self, pipe: Any, requests: list[GenerationRequest]) -> contextlib.AbstractContextManager:
         """The call's x0 estimates blended across its frames at the chosen steps (latent_deflicker.py)."""
-        first = requests[0]
-        if not first.deflicker_steps or len(requests) < 2:
-            return contextlib.nullcontext()
         from lib_videoloop.backends.x0_hook import x0_transform
         from lib_videoloop.latent_deflicker import CallDeflicker
 
@@ -197,11 +194,11 @@ class DiffusersBackend:
         def encode(images: Any) -> Any:
             return vae.encode((images * 2 - 1).to(vae.dtype)).latent_dist.mean * scale
 
-        deflicker = CallDeflicker(
-            first.deflicker_steps, [r.init_image for r in requests], first.batch_size, decode, encode
-        )
+        deflicker = CallDeflicker.for_call(requests, decode, encode)
+        if deflicker is None:
+            return contextlib.nullcontext()
         self.last_deflicker = deflicker
-        return x0_transform(pipe, deflicker, len(requests) * first.batch_size, first.cfg_scale)
+        return x0_transform(pipe, deflicker, len(requests) * requests[0].batch_size, requests[0].cfg_scale)
 
 
 def _check_model_path(model: str) -> None:

@@ -19,22 +19,33 @@ from typing import Any
 
 import numpy as np
 
-from lib_videoloop.errors import VideoLoopError
 
-PREDICTIONS = ("epsilon", "v_prediction")
-
-
-def check_prediction(scheduler: Any, setting: str) -> None:
-    kind = getattr(scheduler.config, "prediction_type", "epsilon")
-    if kind not in PREDICTIONS:
-        raise VideoLoopError(setting, kind, "is a prediction this deflicker cannot turn into an image", "Turn it off")
-
-
-def _alpha(scheduler: Any, timestep: Any) -> float:
+def _log_sigmas(scheduler: Any) -> np.ndarray:
     cumulative = np.asarray(scheduler.alphas_cumprod, dtype=np.float64)
-    log_sigma = 0.5 * np.log((1 - cumulative) / cumulative)
-    sigma = np.exp(np.interp(float(timestep), np.arange(len(cumulative)), log_sigma))
+    return 0.5 * np.log((1 - cumulative) / cumulative)
+
+
+def _alpha(log_sigmas: np.ndarray, timestep: Any) -> float:
+    sigma = np.exp(np.interp(float(timestep), np.arange(len(log_sigmas)), log_sigmas))
     return float(1 / (1 + sigma * sigma))
+
+
+def _x0(prediction: str, pred: Any, x: Any, ra: float, rb: float) -> Any:
+    """The image a UNet's prediction implies, for each of diffusers' prediction types."""
+    if prediction == "epsilon":
+        return (x - rb * pred) / ra
+    if prediction == "v_prediction":
+        return ra * x - rb * pred
+    return pred  # "sample": the prediction is the image
+
+
+def _prediction(prediction: str, x0: Any, x: Any, ra: float, rb: float) -> Any:
+    """The prediction that implies image x0 (the inverse of _x0)."""
+    if prediction == "epsilon":
+        return (x - ra * x0) / rb
+    if prediction == "v_prediction":
+        return (ra * x - x0) / rb
+    return x0
 
 
 @contextlib.contextmanager
@@ -47,6 +58,7 @@ def x0_transform(
 
     scheduler = pipe.scheduler
     prediction = getattr(scheduler.config, "prediction_type", "epsilon")
+    log_sigmas = _log_sigmas(scheduler)
     calls = [0]
 
     def hook(_module: Any, args: tuple, kwargs: dict, output: Any) -> Any:
@@ -63,15 +75,13 @@ def x0_transform(
             pred = out.float()
         x = sample[:images, : pred.shape[1]].float()  # an inpainting UNet's input also holds the mask
         t = timestep.flatten()[0] if torch.is_tensor(timestep) else timestep
-        a = _alpha(scheduler, t)
+        a = _alpha(log_sigmas, t)
         ra, rb = a**0.5, (1 - a) ** 0.5
-        x0 = (x - rb * pred) / ra if prediction == "epsilon" else ra * x - rb * pred
+        x0 = _x0(prediction, pred, x, ra, rb)
         changed = transform(x0, step, getattr(pipe, "_num_timesteps", 0) or 0)
         if changed is x0:
             return output
-        changed = changed.float()
-        new = (x - ra * changed) / rb if prediction == "epsilon" else (ra * x - changed) / rb
-        delta = new - pred
+        delta = _prediction(prediction, changed.float(), x, ra, rb) - pred
         out = (out.float() + (torch.cat([delta, delta]) if guided else delta)).to(out.dtype)
         return (out, *output[1:]) if isinstance(output, tuple) else type(output)(sample=out)
 

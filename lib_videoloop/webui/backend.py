@@ -14,7 +14,6 @@ import numpy as np
 
 from lib_videoloop.backends import GenerationRequest, auto_frames_per_call
 from lib_videoloop.errors import InterruptedRun
-from lib_videoloop.latent_deflicker import CallDeflicker
 from lib_videoloop.media.images import from_pil, to_pil
 from lib_videoloop.webui.controlnet import apply_frame, frame_units
 from lib_videoloop.webui.latent_hook import deflicker_hook
@@ -35,7 +34,6 @@ class WebUIBackend:
         self.p = p
         self.model_name: str | None = None
         self.skipped = False
-        self.last_deflicker: CallDeflicker | None = None  # the last call's latent deflicker, if any
 
     def check(self, uses_subseed: bool, uses_mask: bool) -> None:
         """The WebUI supports variation seeds and inpainting: nothing to refuse."""
@@ -150,9 +148,8 @@ class WebUIBackend:
         for key in saved:
             setattr(shared.opts, key, False)
         try:
-            with deflicker_hook(q, requests) as deflicker:
+            with deflicker_hook(q, requests):
                 processed = processing.process_images(q)
-            self.last_deflicker = deflicker or self.last_deflicker
         finally:
             for key, value in saved.items():
                 setattr(shared.opts, key, value)

@@ -79,22 +79,20 @@ class _Steps:
 
 
 @contextlib.contextmanager
-def deflicker_hook(q: Any, requests: list[GenerationRequest]) -> Iterator[CallDeflicker | None]:
+def deflicker_hook(q: Any, requests: list[GenerationRequest]) -> Iterator[None]:
     """While the block runs, process_images(q) blends the x0 estimates of the call's frames at
     the run's latent_deflicker_steps; nothing when they are off or the call has one frame."""
-    first = requests[0]
-    if not first.deflicker_steps or len(requests) < 2:
-        yield None
+    deflicker = CallDeflicker.for_call(requests, _decode, _encode)
+    if deflicker is None:
+        yield
         return
     from modules import script_callbacks
 
-    deflicker = CallDeflicker(first.deflicker_steps, [r.init_image for r in requests], first.batch_size,
-                              _decode, _encode)  # fmt: skip
     steps = _Steps(q, deflicker)
     script_callbacks.on_cfg_denoiser(steps.before, name=_NAME + "_latent")
     script_callbacks.on_cfg_after_cfg(steps.after, name=_NAME)
     try:
-        yield deflicker
+        yield
     finally:
         script_callbacks.remove_callbacks_for_function(steps.before)
         script_callbacks.remove_callbacks_for_function(steps.after)

@@ -93,9 +93,7 @@ def _processed(p: Any, result: RunResult) -> Any:
     from modules import processing
     from PIL import Image
 
-    from lib_videoloop.media.store import FrameStore
-
-    store = FrameStore.open(result.run_dir)
+    store = result.store
     n = result.frame_count
     picks = sorted({0, n // 2, n - 1})
     images = [to_pil(store.read_frame(result.frames_folder, i)) for i in picks]
