@@ -6,6 +6,7 @@ already installed, so the WebUI's own pins (torch, gradio, pillow, numpy, ...) s
 
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
 
@@ -16,8 +17,8 @@ IMPORT_NAMES = {"av": "av", "opencv-python-headless": "cv2", "opencv-python": "c
 def requirements(path: Path) -> list[tuple[str, str]]:
     """(pip requirement line, import name) for each requirement in the file."""
     items = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.split("#", 1)[0].strip()
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.split("#", 1)[0].strip()
         if not line or line.startswith("-"):
             continue
         name = re.split(r"[<>=!~;\[ ]", line, maxsplit=1)[0]
@@ -34,8 +35,6 @@ def main() -> None:
             launch.run_pip(f'install "{requirement}"', f"{requirement} for Video Loopback")
 
 
-if __name__ == "__main__" or __name__ == "install":
-    try:
+if __name__ in {"__main__", "install"}:
+    with contextlib.suppress(ImportError):  # not inside the WebUI (e.g. imported by a test): nothing to do
         main()
-    except ImportError:
-        pass  # not inside the WebUI (e.g. imported by a test): nothing to do

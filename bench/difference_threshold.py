@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from lib_videoloop.media.sources import open_source
-from lib_videoloop.media.writer import write_video
+from lib_videoloop.media.writer import VideoEncoding, write_video
 
 
 def main(frames: int = 40) -> None:
@@ -32,10 +32,13 @@ def main(frames: int = 40) -> None:
     print("| CRF | p99 | p99.9 | max | share above 24 |\n|---|---|---|---|---|")
     for crf in (18, 23, 28):
         out = write_video(
-            (f.image for f in open_source(clip, max_frames=frames)), tmp / f"crf{crf}.mp4", Fraction(25), crf=crf
+            (f.image for f in open_source(clip, max_frames=frames)),
+            tmp / f"crf{crf}.mp4",
+            Fraction(25),
+            VideoEncoding(crf=crf),
         )
         diffs = []
-        for a, b in zip(open_source(clip, max_frames=frames), open_source(out)):
+        for a, b in zip(open_source(clip, max_frames=frames), open_source(out), strict=True):
             h, w = a.image.shape[:2]
             d = np.abs(cv2.blur(a.image, (3, 3)) - cv2.blur(b.image[:h, :w], (3, 3))).max(axis=2) * 255
             diffs.append(d.ravel())

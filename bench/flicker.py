@@ -35,7 +35,7 @@ import itertools
 import cv2
 import numpy as np
 
-from lib_videoloop.config import DIFFERENCE_METHOD, FILTER_METHOD, FLOW_METHOD
+from lib_videoloop.config import DIFFERENCE_METHOD, FILTER_METHOD, FLOW_METHOD, Settings
 from lib_videoloop.media.resize import resize_frame
 from lib_videoloop.media.sources import open_source
 from lib_videoloop.metrics import psnr
@@ -81,9 +81,13 @@ def add_flicker(kind: str, clean: list[np.ndarray], seed: int = 0) -> list[np.nd
 
 
 def smoothing(method: str, weights: list[float], **options: float) -> Method:
+    """options: Settings fields (difference_threshold, temporal_filter_strength)."""
+    s = Settings(temporal_superimpose_method=method, temporal_superimpose_alpha_list=",".join(map(str, weights)),
+                 **options)  # fmt: skip
+
     def run(frames: list[np.ndarray], clean: list[np.ndarray]) -> list[np.ndarray]:
         references = None if method == "simple" else iter(clean)
-        return list(smooth_frames(iter(frames), len(frames), weights, method=method, references=references, **options))
+        return list(smooth_frames(iter(frames), len(frames), s, references))
 
     return run
 
@@ -96,7 +100,8 @@ def fastdvdnet_method() -> Method | None:
         return None
     from lib_videoloop.denoise import denoise_pass_stream
 
-    return lambda frames, _clean: list(denoise_pass_stream(iter(frames), len(frames), path, 60 / 255, 0.3))
+    s = Settings(fastdvdnet_noise_sigma=60, video_post_process_alpha=0.3)
+    return lambda frames, _clean: list(denoise_pass_stream(iter(frames), len(frames), path, s))
 
 
 class Motion:
@@ -114,7 +119,7 @@ class Motion:
 
     def e_warp(self, frames: list[np.ndarray], flow: str) -> float:
         values = []
-        for (forward, mask), prev, cur in zip(self.flows[flow], frames, frames[1:]):
+        for (forward, mask), prev, cur in zip(self.flows[flow], frames, frames[1:], strict=False):
             if mask.any():
                 diff = ((prev - sample(cur, forward)) ** 2).sum(axis=2)
                 values.append(float(diff[mask].mean() / 3))
@@ -126,7 +131,7 @@ def _farneback(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def error_change(frames: list[np.ndarray], clean: list[np.ndarray]) -> float:
-    errors = [f - c for f, c in zip(frames, clean)]
+    errors = [f - c for f, c in zip(frames, clean, strict=True)]
     return float(np.mean([np.abs(b - a).mean() for a, b in itertools.pairwise(errors)]) * 255)
 
 
@@ -143,7 +148,7 @@ class Row:
 
 def score(frames: list[np.ndarray], clean: list[np.ndarray], motion: Motion, ms: float) -> Row:
     e, ind = motion.e_warp(frames, "dis"), motion.e_warp(frames, "farneback")
-    value = float(np.mean([psnr(a, b) for a, b in zip(frames, clean)]))
+    value = float(np.mean([psnr(a, b) for a, b in zip(frames, clean, strict=True)]))
     return Row(e, e / motion.own["dis"], ind, ind / motion.own["farneback"], error_change(frames, clean), value, ms)
 
 
@@ -155,10 +160,10 @@ def methods() -> dict[str, Method | None]:
         "difference 1,2,3,2,1 (t=24)": smoothing(DIFFERENCE_METHOD, [1, 2, 3, 2, 1], difference_threshold=24),
         "flow 1,2,3,2,1": smoothing(FLOW_METHOD, [1, 2, 3, 2, 1]),
         "flow 1,2,3,4,3,2,1": smoothing(FLOW_METHOD, [1, 2, 3, 4, 3, 2, 1]),
-        "filter a=0.6": smoothing(FILTER_METHOD, [1], filter_strength=0.6),
-        "filter a=0.7": smoothing(FILTER_METHOD, [1], filter_strength=0.7),
-        "filter a=0.75": smoothing(FILTER_METHOD, [1], filter_strength=0.75),
-        "filter a=0.8": smoothing(FILTER_METHOD, [1], filter_strength=0.8),
+        "filter a=0.6": smoothing(FILTER_METHOD, [1], temporal_filter_strength=0.6),
+        "filter a=0.7": smoothing(FILTER_METHOD, [1], temporal_filter_strength=0.7),
+        "filter a=0.75": smoothing(FILTER_METHOD, [1], temporal_filter_strength=0.75),
+        "filter a=0.8": smoothing(FILTER_METHOD, [1], temporal_filter_strength=0.8),
         "FastDVDNet (sigma 60, alpha 0.3)": fastdvdnet_method(),
     }
 
@@ -175,11 +180,11 @@ def summary(results: dict[tuple[str, str], dict[str, Row]]) -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for label in results[tuned[0]]:
         r = [results[k][label] for k in tuned]
-        ratios = [x.e_warp / results[k][base].e_warp for x, k in zip(r, tuned)]
-        gains = [x.psnr - results[k][base].psnr for x, k in zip(r, tuned)]
-        to_flow = [x.e_warp / results[k][flow].e_warp for x, k in zip(r, tuned)]
-        psnr_to_flow = [x.psnr - results[k][flow].psnr for x, k in zip(r, tuned)]
-        beats = sum(x.e_ind <= results[k][difference].e_ind for x, k in zip(r, tuned))
+        ratios = [x.e_warp / results[k][base].e_warp for x, k in zip(r, tuned, strict=True)]
+        gains = [x.psnr - results[k][base].psnr for x, k in zip(r, tuned, strict=True)]
+        to_flow = [x.e_warp / results[k][flow].e_warp for x, k in zip(r, tuned, strict=True)]
+        psnr_to_flow = [x.psnr - results[k][flow].psnr for x, k in zip(r, tuned, strict=True)]
+        beats = sum(x.e_ind <= results[k][difference].e_ind for x, k in zip(r, tuned, strict=True))
         print(
             f"| {label} | {100 * (np.mean(ratios) - 1):+.0f}% | {100 * (max(ratios) - 1):+.0f}% | {min(gains):+.2f} "
             f"| {np.mean(gains):+.2f} | {100 * (np.mean(to_flow) - 1):+.0f}% | {np.mean(psnr_to_flow):+.2f} "

@@ -93,7 +93,7 @@ class Timed:
         return self._timed(self.inner.generate_frames, requests, len(requests))
 
 
-def run(backend: Timed, clip: Path, out: Path, size: int, frames: int, frames_per_call: int) -> dict:
+def run(backend: Timed, clip: Path, out: Path, size: int, *, frames: int, frames_per_call: int) -> dict:
     from lib_videoloop.config import Settings
     from lib_videoloop.engine import Engine
 
@@ -128,14 +128,14 @@ def main() -> None:
     print(f"{model if not args.sd15 else 'SD1.5-shaped random model'} on {device}, {args.size}x{args.size}, "
           f"{args.frames} frames x 2 loops")  # fmt: skip
     for n in (8, 1):  # warm-up: model loading, kernels chosen for both batch shapes
-        run(backend, clip, tmp / f"warm{n}", args.size, 8, n)
+        run(backend, clip, tmp / f"warm{n}", args.size, frames=8, frames_per_call=n)
     print("| frames per call | calls | frames/s | backend s | wall s | extension's share | peak GPU memory |")
     print("|---|---|---|---|---|---|---|")
     base = None
     for n in (int(x) for x in args.per_call.split(",")):
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
-        row = run(backend, clip, tmp / f"fpc{n}", args.size, args.frames, n)
+        row = run(backend, clip, tmp / f"fpc{n}", args.size, frames=args.frames, frames_per_call=n)
         base = base or row["fps"]
         peak = f"{torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if torch.cuda.is_available() else "-"
         print(f"| {n} | {row['calls']} | {row['fps']:.2f} ({row['fps'] / base:.2f}x) | {row['backend']:.1f} "

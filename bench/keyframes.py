@@ -95,7 +95,7 @@ def clips_table(tmp: Path) -> None:
         frames_dir = write_frames(clean, tmp / f"clip{n}")
         for k, (label, options) in enumerate(CONFIGS.items()):
             frames, calls, seconds = run(frames_dir, tmp / f"out{n}-{k}", options)
-            value = float(np.mean([psnr(a, b) for a, b in zip(frames, clean)]))
+            value = float(np.mean([psnr(a, b) for a, b in zip(frames, clean, strict=True)]))
             print(f"| {name} {start}-{start + len(clean) - 1} | {label} | {motion.e_warp(frames, 'dis'):.2e} "
                   f"| {motion.e_warp(frames, 'farneback'):.2e} | {value:.2f} | {calls} "
                   f"| {seconds / len(clean):.2f} |", flush=True)  # fmt: skip

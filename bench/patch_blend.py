@@ -81,7 +81,7 @@ def quality_table(frames: int, methods: dict | None = None) -> None:
     """Each pass (method(noisy, clean) -> frames; None: not available here) on the held-out spans."""
     methods = methods or {
         "none": lambda f, _c: f,
-        "temporal filter 0.7": smoothing(FILTER_METHOD, [1], filter_strength=0.7),
+        "temporal filter 0.7": smoothing(FILTER_METHOD, [1], temporal_filter_strength=0.7),
         "ffmpeg deflicker": ffmpeg_deflicker,
         "FastDVDNet (sigma 60, alpha 0.3)": fastdvdnet_method(),
         "patch blend, fast, window 15": patch_method("fast"),
@@ -104,7 +104,7 @@ def quality_table(frames: int, methods: dict | None = None) -> None:
             print(
                 f"| {name} {start}-{start + frames - 1} | {label} | {farneback:.2e} | "
                 f"{farneback / motion.own['farneback']:.2f} | {motion.e_warp(out, 'dis'):.2e} | "
-                f"{np.mean([psnr(a, b) for a, b in zip(out, clean)]):.2f} | {seconds:.2f} |",
+                f"{np.mean([psnr(a, b) for a, b in zip(out, clean, strict=True)]):.2f} | {seconds:.2f} |",
                 flush=True,
             )
 

@@ -29,7 +29,7 @@ from lib_videoloop.media.store import PNG_PARAMS, decode_png, quantize16  # noqa
 def bikes_frames() -> tuple[np.ndarray, np.ndarray]:
     path = next((ROOT / ".venv").rglob("bikes.mp4"))
     with av.open(str(path)) as container:
-        frames = [f.to_ndarray(format="rgb24") for _, f in zip(range(13), container.decode(video=0))]
+        frames = [f.to_ndarray(format="rgb24") for _, f in zip(range(13), container.decode(video=0), strict=False)]
     a, b = (frames[i].astype(np.float32) / 255 for i in (10, 12))
     noise = np.random.default_rng(0).normal(0, 0.01, a.shape).astype(np.float32)
     return a, np.clip(0.7 * a + 0.3 * cv2.GaussianBlur(b, (0, 0), 1.5) + noise, 0, 1)
@@ -52,7 +52,7 @@ def main() -> None:
     }
     print(f"OpenCV {cv2.__version__}, one thread\n")
     print("| frame | settings | encode (ms) | decode (ms) | size (KB) |\n|---|---|---|---|---|")
-    for label, image in zip(("8-bit input", "blended"), bikes_frames()):
+    for label, image in zip(("8-bit input", "blended"), bikes_frames(), strict=True):
         q = quantize16(image)[:, :, ::-1]
         for name, params in choices.items():
             buf = cv2.imencode(".png", q, params)[1]

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import imageio_ffmpeg
 
 from lib_videoloop.media.sources import open_source
-from lib_videoloop.media.writer import write_video
+from lib_videoloop.media.writer import VideoEncoding, write_video
 
 
 def find_clip(name: str) -> Path:
@@ -35,7 +35,7 @@ def main(repeats: int = 3) -> None:
     for r in range(repeats):
         t = time.monotonic()
         src = open_source(clip)
-        write_video((f.image for f in src), tmp / f"ours{r}.mp4", Fraction(25), crf=18)
+        write_video((f.image for f in src), tmp / f"ours{r}.mp4", Fraction(25), VideoEncoding(crf=18))
         ours.append(time.monotonic() - t)
         t = time.monotonic()
         subprocess.run(

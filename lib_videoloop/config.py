@@ -41,7 +41,6 @@ PATCH_MATCH = "patch match"
 KEYFRAME_PROPAGATION = ("optical flow", PATCH_MATCH)
 DENOISE_WHEN = ("every loop", "last loop")
 VIDEO_FORMATS = ("mp4", "webm", "gif")
-RESIZE_MODES = {0: "just resize", 1: "crop and resize", 2: "resize and fill"}
 
 # Bounds shared by the settings and their schedules. They keep a typo (loop_n 1000000000) from
 # becoming a job of years or a hang in the up-front check, and are far above any real use.
@@ -82,7 +81,7 @@ SCHEDULE_FIELDS = (
 )
 
 
-def _f(
+def _f(  # noqa: PLR0913 -- each keyword is one piece of a setting's metadata, named at every field
     default: Any,
     help: str,
     group: str = "",
@@ -137,9 +136,7 @@ class Settings:
     )
     width: int = _f(0, "frame width in pixels (0: the input's width)", "input")
     height: int = _f(0, "frame height in pixels (0: the input's height)", "input")
-    resize_mode: int = _f(
-        0, "0 just resize, 1 crop and resize, 2 resize and fill", "input", choices=tuple(RESIZE_MODES)
-    )
+    resize_mode: int = _f(0, "0 just resize, 1 crop and resize, 2 resize and fill", "input", choices=(0, 1, 2))
     output_frame_rate: float | None = _f(
         None,
         "fps of the video (empty: input fps / extract_nth_frame)",
@@ -153,9 +150,7 @@ class Settings:
     crf: int = _f(18, "video quality, lower is better (0-51 for mp4, 0-63 for webm)", "output")
     lossless: bool = _f(False, "encode the video losslessly (large files)", "output")
     keep_audio: bool = _f(True, "copy the input video's sound into the output, every channel as it is", "output")
-    save_every_loop: bool = _f(
-        True, "also write a video after every loop but the last (its video is the final one)", "output"
-    )
+    save_every_loop: bool = _f(True, "also write a video after each loop before the last (the final one)", "output")
     read_prompt_from_txt: bool = _f(
         False, "use <frame>.txt beside each input frame as its prompt (' --neg ' splits off a negative)", "prompt"
     )
@@ -181,9 +176,7 @@ class Settings:
         "temporal",
         choices=TEMPORAL_METHODS,
     )
-    temporal_superimpose_alpha_list: str = _f(
-        "1", "odd-length weights of frames i-h..i+h mixed into the init image, e.g. 1,2,1", "temporal"
-    )
+    temporal_superimpose_alpha_list: str = _f("1", "odd-length weights of frames i-h..i+h, e.g. 1,2,1", "temporal")
     difference_threshold: int = _f(
         24,
         "difference mask: neighbours count only where references differ by at most this (0-255)",
@@ -355,128 +348,18 @@ class Settings:
         data["settings_version"] = SETTINGS_VERSION
         return data
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
-
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Settings":
         """Settings from a dict (settings.json, --config, the panel), every key and type checked."""
-        data = dict(data)
-        version = data.pop("settings_version", SETTINGS_VERSION)
-        data.pop("run", None)  # a run folder's own record, read by the engine on resume
-        data.pop("model_name", None)  # recorded here by earlier versions; now in the run's record
-        if not isinstance(version, int) or isinstance(version, bool):
-            raise VideoLoopError(
-                "settings_version", version, "must be a whole number", f"This version writes {SETTINGS_VERSION}"
-            )
-        if version > SETTINGS_VERSION:
-            raise VideoLoopError(
-                "settings_version", version, "was written by a newer Video Loopback", "Update the extension"
-            )
-        # The original script called these fields by other names.
-        for old, new in (
-            ("input_dir", "input_directory"),
-            ("output_dir", "output_directory"),
-            ("mask_dir", "mask_directory"),
-            ("reference_frames_dir", "reference_frames_directory"),
-        ):
-            if old in data and new not in data:
-                data[new] = data.pop(old)
-        known = {f.name for f in fields(cls)}
-        values = {}
-        for key, value in data.items():
-            if key not in known:
-                close = difflib.get_close_matches(str(key), sorted(known), n=1)
-                raise VideoLoopError(
-                    str(key),
-                    value,
-                    "is not a setting" + (f" (did you mean {close[0]}?)" if close else ""),
-                    "Fix or remove the key; --help lists every setting",
-                )
-            values[key] = _typed(key, value)
-        return cls(**values)
+        return cls(**_values_from_dict(data))
 
     @classmethod
     def load(cls, path: str | Path) -> "Settings":
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise VideoLoopError("--config", str(path), "file not found", "Give the path of a settings.json") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise VideoLoopError(
-                "--config", str(path), f"is not valid JSON ({exc})", "Give a settings.json written by a run"
-            ) from None
-        if not isinstance(data, dict):
-            raise VideoLoopError(
-                "--config", str(path), "does not hold a settings object", "Give a settings.json written by a run"
-            )
-        return cls.from_dict(data)
+        return cls.from_dict(_read_settings_json(path))
 
     def validate(self) -> None:
         """Checks every value that can be checked without opening files."""
-        for f in fields(self):
-            _typed(f.name, getattr(self, f.name))
-        meta = {f.name: f.metadata for f in fields(self)}
-        for name, (low, high, fix) in RANGES.items():
-            value = getattr(self, name)
-            if value is not None and not (low <= value and (high is None or value <= high)):
-                within = f"from {low:,} to {high:,}" if high is not None else f"{low:,} or more"
-                raise VideoLoopError(name, value, f"must be {within}", meta[name]["too_large"] if value > low else fix)
-        for name, choices in CHOICES.items():
-            if getattr(self, name) not in choices:
-                raise VideoLoopError(name, getattr(self, name), f"must be one of {', '.join(map(repr, choices))}", "")
-        for name in ("width", "height"):
-            value = getattr(self, name)
-            if value != 0 and not MIN_SIDE <= value <= MAX_SIDE:
-                raise VideoLoopError(
-                    name, value, f"must be 0 (the input's size) or from {MIN_SIDE} to {MAX_SIDE} pixels", ""
-                )
-        for name in PATH_FIELDS:
-            if "\x00" in getattr(self, name):
-                raise VideoLoopError(name, getattr(self, name), "contains a NUL character", "Retype the path")
-        self._validate_output()
-        self._validate_patch_blend()
-        self._validate_latent_deflicker()
-        temporal_weights(self.temporal_superimpose_alpha_list)
-        listed = keyframe_numbers(self.keyframe_frames)
-        if self.keyframe_mode == "listed frames" and not listed:
-            raise VideoLoopError(
-                "keyframe_frames", self.keyframe_frames, "is empty", "List the keyframes' numbers, e.g. 0, 12, 30"
-            )
-        if not self.input_directory:
-            raise VideoLoopError(
-                "input_directory", self.input_directory, "is empty", "Give a video file, a folder of frames or an image"
-            )
-
-    def _validate_patch_blend(self) -> None:
-        if self.patch_blend_window % 2 == 0:
-            raise VideoLoopError(
-                "patch_blend_window", self.patch_blend_window, "must be odd (the frame and as many on each side)",
-                f"Use {self.patch_blend_window + 1}",
-            )  # fmt: skip
-
-    def _validate_latent_deflicker(self) -> None:
-        if not deflicker_steps(self.latent_deflicker_steps):
-            return
-        if self.frames_per_call == 1 or self.frames_per_call == 0:
-            raise VideoLoopError(
-                "frames_per_call", self.frames_per_call, "must be 2 or more with latent_deflicker_steps: it blends the frames"
-                " that share a call", "Set frames_per_call to 4 (or clear latent_deflicker_steps)",
-            )  # fmt: skip
-
-    def _validate_output(self) -> None:
-        top = CRF_RANGE[self.output_format]
-        if not 0 <= self.crf <= top:
-            raise VideoLoopError(
-                "crf", self.crf, f"must be from 0 to {top} for {self.output_format}", "18 is visually lossless for mp4"
-            )
-        if self.output_format == "gif" and self.output_frame_rate is not None and self.output_frame_rate > MAX_GIF_FPS:
-            raise VideoLoopError(
-                "output_frame_rate",
-                self.output_frame_rate,
-                f"is above {MAX_GIF_FPS} fps, which a GIF cannot store (its delays are hundredths of a second)",
-                "Use mp4 or webm for high frame rates",
-            )
+        _validate(self)
 
 
 # Read from the fields' metadata (_f): the one place each bound and choice is written.
@@ -489,6 +372,130 @@ CHOICES: dict[str, tuple[Any, ...]] = {
 }
 # 0 (or empty) in the panel and the API's named form means "not set".
 EMPTY_IS_ZERO = tuple(f.name for f in fields(Settings) if f.metadata.get("empty_is_zero"))
+
+
+def _values_from_dict(data: dict[str, Any]) -> dict[str, Any]:
+    data = dict(data)
+    version = data.pop("settings_version", SETTINGS_VERSION)
+    data.pop("run", None)  # a run folder's own record, read by the engine on resume
+    data.pop("model_name", None)  # recorded here by earlier versions; now in the run's record
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise VideoLoopError(
+            "settings_version", version, "must be a whole number", f"This version writes {SETTINGS_VERSION}"
+        )
+    if version > SETTINGS_VERSION:
+        raise VideoLoopError(
+            "settings_version", version, "was written by a newer Video Loopback", "Update the extension"
+        )
+    # The original script called these fields by other names.
+    for old, new in (
+        ("input_dir", "input_directory"),
+        ("output_dir", "output_directory"),
+        ("mask_dir", "mask_directory"),
+        ("reference_frames_dir", "reference_frames_directory"),
+    ):
+        if old in data and new not in data:
+            data[new] = data.pop(old)
+    known = {f.name for f in fields(Settings)}
+    values = {}
+    for key, value in data.items():
+        if key not in known:
+            close = difflib.get_close_matches(str(key), sorted(known), n=1)
+            raise VideoLoopError(
+                str(key),
+                value,
+                "is not a setting" + (f" (did you mean {close[0]}?)" if close else ""),
+                "Fix or remove the key; --help lists every setting",
+            )
+        values[key] = _typed(key, value)
+    return values
+
+
+def _read_settings_json(path: str | Path) -> Any:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise VideoLoopError("--config", str(path), "file not found", "Give the path of a settings.json") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise VideoLoopError(
+            "--config", str(path), f"is not valid JSON ({exc})", "Give a settings.json written by a run"
+        ) from None
+    if not isinstance(data, dict):
+        raise VideoLoopError(
+            "--config", str(path), "does not hold a settings object", "Give a settings.json written by a run"
+        )
+    return data
+
+
+def _validate(s: Settings) -> None:
+    for f in fields(s):
+        _typed(f.name, getattr(s, f.name))
+    _validate_ranges(s)
+    for name in PATH_FIELDS:
+        if "\x00" in getattr(s, name):
+            raise VideoLoopError(name, getattr(s, name), "contains a NUL character", "Retype the path")
+    _validate_output(s)
+    _validate_patch_blend(s)
+    _validate_latent_deflicker(s)
+    temporal_weights(s.temporal_superimpose_alpha_list)
+    listed = keyframe_numbers(s.keyframe_frames)
+    if s.keyframe_mode == "listed frames" and not listed:
+        raise VideoLoopError(
+            "keyframe_frames", s.keyframe_frames, "is empty", "List the keyframes' numbers, e.g. 0, 12, 30"
+        )
+    if not s.input_directory:
+        raise VideoLoopError(
+            "input_directory", s.input_directory, "is empty", "Give a video file, a folder of frames or an image"
+        )
+
+
+def _validate_ranges(s: Settings) -> None:
+    meta = {f.name: f.metadata for f in fields(s)}
+    for name, (low, high, fix) in RANGES.items():
+        value = getattr(s, name)
+        if value is not None and not (low <= value and (high is None or value <= high)):
+            within = f"from {low:,} to {high:,}" if high is not None else f"{low:,} or more"
+            raise VideoLoopError(name, value, f"must be {within}", meta[name]["too_large"] if value > low else fix)
+    for name, choices in CHOICES.items():
+        if getattr(s, name) not in choices:
+            raise VideoLoopError(name, getattr(s, name), f"must be one of {', '.join(map(repr, choices))}", "")
+    for name in ("width", "height"):
+        value = getattr(s, name)
+        if value != 0 and not MIN_SIDE <= value <= MAX_SIDE:
+            raise VideoLoopError(
+                name, value, f"must be 0 (the input's size) or from {MIN_SIDE} to {MAX_SIDE} pixels", ""
+            )
+
+
+def _validate_patch_blend(s: Settings) -> None:
+    if s.patch_blend_window % 2 == 0:
+        raise VideoLoopError(
+            "patch_blend_window", s.patch_blend_window, "must be odd (the frame and as many on each side)",
+            f"Use {s.patch_blend_window + 1}",
+        )  # fmt: skip
+
+
+def _validate_latent_deflicker(s: Settings) -> None:
+    if deflicker_steps(s.latent_deflicker_steps) and s.frames_per_call in {0, 1}:
+        raise VideoLoopError(
+            "frames_per_call", s.frames_per_call, "must be 2 or more with latent_deflicker_steps: it blends the frames"
+            " that share a call", "Set frames_per_call to 4 (or clear latent_deflicker_steps)",
+        )  # fmt: skip
+
+
+def _validate_output(s: Settings) -> None:
+    top = CRF_RANGE[s.output_format]
+    if not 0 <= s.crf <= top:
+        raise VideoLoopError(
+            "crf", s.crf, f"must be from 0 to {top} for {s.output_format}", "18 is visually lossless for mp4"
+        )
+    if s.output_format == "gif" and s.output_frame_rate is not None and s.output_frame_rate > MAX_GIF_FPS:
+        raise VideoLoopError(
+            "output_frame_rate",
+            s.output_frame_rate,
+            f"is above {MAX_GIF_FPS} fps, which a GIF cannot store (its delays are hundredths of a second)",
+            "Use mp4 or webm for high frame rates",
+        )
 
 
 def reference_folders(text: str) -> list[str]:
@@ -518,8 +525,8 @@ def deflicker_steps(text: str) -> tuple[int, ...]:
     end); empty is off."""
     example = "e.g. -1 (the last step) or 1, -1"
     steps = []
-    for part in str(text or "").replace(";", ",").replace(" ", ",").split(","):
-        part = part.strip()
+    for raw in str(text or "").replace(";", ",").replace(" ", ",").split(","):
+        part = raw.strip()
         if not part:
             continue
         try:

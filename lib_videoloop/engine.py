@@ -16,14 +16,12 @@ resume.py says how a stopped run continues to the same frames.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import itertools
 import logging
-import os
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,8 +33,8 @@ from lib_videoloop.blend import batch_blend, inside_mask, superimpose
 from lib_videoloop.config import Settings, deflicker_steps
 from lib_videoloop.denoise.weights import NOWHERE_ELSE, WeightPlaces
 from lib_videoloop.errors import InterruptedRun
-from lib_videoloop.keyframe_run import InBetweens, keyframe_plan
-from lib_videoloop.keyframes import KeyframePlan
+from lib_videoloop.frame_order import EveryFrame, frame_order
+from lib_videoloop.keyframe_run import InBetweens
 from lib_videoloop.loop_end import LoopEnd
 from lib_videoloop.media.flows import FLOWS, FlowFolder
 from lib_videoloop.media.images import from_pil, to_pil
@@ -44,14 +42,12 @@ from lib_videoloop.media.resize import resize_frame
 from lib_videoloop.media.store import INPUT, MASKS, FrameStore, loop_dir_name
 from lib_videoloop.planning import FramePlan, Planner, uses_mask, uses_subseed
 from lib_videoloop.resume import reopen
-from lib_videoloop.run_setup import PreparedRun, copy_input, open_input, prepare_run, write_record
-from lib_videoloop.run_state import RunState
+from lib_videoloop.run_setup import InputCopy, PreparedRun, copy_input, open_input, prepare_run, write_record
+from lib_videoloop.run_state import RunFolder, RunState
+from lib_videoloop.run_threads import FLOW_THREADS, RunThreads
 from lib_videoloop.temporal import FrameWindow, LoopBlend
 
 log = logging.getLogger(__name__)
-
-# Flows are computed this many pairs ahead, on as many threads (OpenCV's DIS uses one core each).
-FLOW_THREADS = min(4, os.cpu_count() or 1)
 
 
 @dataclass
@@ -90,15 +86,15 @@ class Engine:
         *,
         on_progress: Callable[[Progress], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
-        should_skip: Callable[[], bool] | None = None,
-        weight_places: WeightPlaces = NOWHERE_ELSE,
     ) -> None:
         self.settings = settings
         self.backend = backend
         self.on_progress = on_progress or (lambda _progress: None)
         self.should_stop = should_stop or (lambda: False)
-        self.should_skip = should_skip or (lambda: False)
-        self.weight_places = weight_places  # where the host keeps model weights (FastDVDNet)
+        # A host's backend may say that the user skipped the frame being made, and where the
+        # host keeps model weights (FastDVDNet); see backends.Backend.
+        self.should_skip: Callable[[], bool] = getattr(backend, "take_skip", None) or (lambda: False)
+        self.weight_places: WeightPlaces = getattr(backend, "weight_places", NOWHERE_ELSE)
         self._reopened: tuple[FrameStore, RunState] | None = None  # resume(): the run folder, held
         self.run_dir: Path | None = None  # the run folder, once prepared or reopened
 
@@ -119,7 +115,7 @@ class Engine:
             settings = self.settings
         else:
             prepared = prepare_run(self.settings, self.backend, self.weight_places)  # checks the backend too
-            store, settings, state = prepared.store, prepared.settings, prepared.state
+            store, settings, state = prepared.run.store, prepared.run.settings, prepared.run.state
         self.run_dir = store.root
         try:
             if prepared is None:
@@ -134,161 +130,150 @@ class _Session:
 
     def __init__(self, engine: Engine, store: FrameStore, settings: Settings, state: RunState) -> None:
         self.backend = engine.backend
-        self.on_progress, self.should_stop, self.should_skip = (
-            engine.on_progress,
-            engine.should_stop,
-            engine.should_skip,
-        )
+        self.on_progress, self.should_stop = engine.on_progress, engine.should_stop
+        self.should_skip = engine.should_skip
         self.weight_places = engine.weight_places
         self.store, self.settings, self.state = store, settings, state
+        self.folder = RunFolder(store, settings, state)
         self.calls = _Calls(self)
 
     def run(self, prepared: PreparedRun | None) -> RunResult:
         store, state, s = self.store, self.state, self.settings
-        planner = Planner(s, state.frame_count, state.txt_prompts, frame_pixels=state.frame_pixels)
-        total = state.frame_count * s.loop_n
         result = RunResult(store.root, s, state.frame_count, store)
         done = sum(len(store.complete_frames(loop_dir_name(k))) for k in range(1, s.loop_n + 1))
-        with (
-            store.background_writes(),
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="videoloop-read") as reader,
-            ThreadPoolExecutor(max_workers=FLOW_THREADS, thread_name_prefix="videoloop-flow") as flow_reader,
-            contextlib.ExitStack() as copying,  # left before the writes: the copy ends before they do
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="videoloop-prepare") as preparer,  # left first
-        ):
+        total = state.frame_count * s.loop_n
+        with store.background_writes(), RunThreads() as threads:
             if prepared is not None:
                 along = (MASKS, *state.references)
-                copying.enter_context(store.filled_by(INPUT, prepared.copy_while_generating, along=along))
+                fill = functools.partial(copy_input, self.folder, prepared.inputs, threads.resize)
+                threads.copying(store.filled_by(INPUT, fill, along=along))
             elif not store.folder_complete(INPUT):  # stopped while the input was being copied
-                copy_input(store, s, state, open_input(s))
-            flows = FlowFolder(
-                store.root / FLOWS,
-                lambda i: store.read_frame(state.references[0] if state.references else INPUT, i),
-                state.frame_count,
-                flow_reader,
-                ahead=FLOW_THREADS,
-            )  # the motion of the (first) reference frames, computed once for the whole run
+                copy_input(self.folder, InputCopy.of(s, state.frame_count, open_input(s)), threads.resize)
+            # The motion of the (first) reference frames: computed once for the whole run and
+            # shared by the blends, the in-betweens, the denoise pass and the reports.
+            guide = functools.partial(store.read_frame, state.references[0] if state.references else INPUT)
+            flows = FlowFolder(store.root / FLOWS, guide, state.frame_count, threads.flow, ahead=FLOW_THREADS)
             flows.read_ahead(0)  # while the keyframes are chosen and the first window is read
-            keyplan = keyframe_plan(store, s, state)
+            order = frame_order(store, s, state)
             self.on_progress(Progress(1, s.loop_n, 0, state.frame_count, done, total))  # before the first generation
-            with LoopEnd(store, s, state, self.weight_places, keyplan) as loop_end:
+            with LoopEnd(self.folder, self.weight_places, threads, flows, order) as loop_end:
                 tally = _Tally(result, done, total, loop_end)
-                previous = self._loops(planner, reader, preparer, flows, loop_end, tally, keyplan)
+                previous = _Loops(self, _LoopTools(threads, flows, order), tally).run()
                 result.report = loop_end.last_report()
                 result.loop_videos = loop_end.loop_videos
                 result.frames_folder = previous
                 result.video = loop_end.final_video(previous)
         return result
 
-    def _loops(
-        self,
-        planner: Planner,
-        reader: ThreadPoolExecutor,
-        preparer: ThreadPoolExecutor,
-        flows: FlowFolder,
-        loop_end: LoopEnd,
-        tally: _Tally,
-        keyplan: KeyframePlan | None,
-    ) -> str:
+
+@dataclass(frozen=True)
+class _LoopTools:
+    threads: RunThreads
+    flows: FlowFolder  # the run's flows of its (first) reference frames
+    order: EveryFrame
+
+
+class _Loops:
+    """The session's loops: every missing frame made, loop by loop, in the run's frame order."""
+
+    def __init__(self, session: _Session, tools: _LoopTools, tally: _Tally) -> None:
+        self.session, self.calls = session, session.calls
+        self.store, self.settings, self.state = session.store, session.settings, session.state
+        self.threads, self.flows, self.order = tools.threads, tools.flows, tools.order
+        self.tally = tally
+        self.planner = Planner(self.settings, self.state.frame_count, self.state.txt_prompts,
+                               frame_pixels=self.state.frame_pixels)  # fmt: skip
+        self.next_window: FrameWindow | None = None  # the next loop's first frames, read ahead
+
+    def run(self) -> str:
         """Generates every missing frame, loop by loop; returns the folder of the final frames."""
-        store, state, s = self.store, self.state, self.settings
         previous = INPUT
         started = time.monotonic()
-        keys = set(keyplan.keyframes) if keyplan is not None else set()
-        next_window: FrameWindow | None = None  # the next loop's first frames, read ahead
-        for loop, plans in itertools.groupby(planner.plans(state.seed, state.subseed), key=lambda p: p.loop):
-            folder = loop_dir_name(loop)
-            references = [FrameWindow(store, name, reader) for name in state.references or [INPUT]]
-            masks = FrameWindow(store, MASKS, reader) if s.use_mask else None
-            inbetweens: InBetweens | None = None
-            made, todo = self._todo(list(plans), folder, len(references), keyplan)
-            blend: LoopBlend | None = None
-            if todo:
-                strength = functools.partial(_filter_strength, planner, loop)
-                window = next_window if next_window is not None and next_window.folder == previous else None
-                window = window or FrameWindow(store, previous, reader)
-                blend = LoopBlend(s, store, window, references[0], flows, strength)  # reads nothing yet
-            prepare = functools.partial(self._prepare_call, blend, references, masks, folder)
-            ahead: Future[list[_Pending]] | None = None  # the next call, prepared while this one generates
-            for n, call in enumerate(todo):
-                plan = call[0]
-                if keyplan is not None and plan.frame not in keys:  # an in-between, alone
-                    if inbetweens is None:
-                        store.flush()  # the loop's keyframes on disk: they are read back from there
-                        reference = functools.partial(store.read_frame, references[0].folder)
-                        inbetweens = InBetweens(store, s, loop, previous, keyplan, flows.chain(), reference)
-                    latest, repaired = self._inbetween(plan, inbetweens, references, masks)
-                    if latest is not None:
-                        self._done(plan, latest, repaired, tally)
-                        continue  # else generated like a keyframe
-                batch = ahead.result() if ahead is not None else prepare(call)
-                ahead = None
-                if keyplan is None and n + 1 < len(todo):
-                    # The frames of a loop are made from the previous loop's alone, so the next
-                    # call's init images (window, blend, mask) are made beside this generation.
-                    # Keyframe mode goes one call at a time: an in-between reads this loop's frames.
-                    ahead = preparer.submit(prepare, todo[n + 1])
-                elif keyplan is None and loop < s.loop_n:
-                    # While the loop's last call generates, the next loop's first window is read:
-                    # those frames of this loop are written already (frames go in order here).
-                    next_window = FrameWindow(store, folder, reader)
-                    next_window.read_ahead(range(min(len(plan.temporal_weights) // 2 + 1, plan.frame)))
-                self._finish(batch, tally)
-            if blend is not None:
-                blend.close()
-            previous = loop_end.finish(loop, resumed=not made)
-            log.info("loop %d/%d done (%.1f s so far)", loop, s.loop_n, time.monotonic() - started)
+        for loop, plans in itertools.groupby(self.planner.plans(self.state.seed, self.state.subseed), lambda p: p.loop):
+            previous = self._loop(loop, list(plans), previous)
+            log.info("loop %d/%d done (%.1f s so far)", loop, self.settings.loop_n, time.monotonic() - started)
         return previous
 
-    def _todo(
-        self, plans: list[FramePlan], folder: str, references: int, keyplan: KeyframePlan | None
-    ) -> tuple[bool, list[list[FramePlan]]]:
+    def _loop(self, loop: int, plans: list[FramePlan], previous: str) -> str:
+        """Makes the loop's missing frames from the `previous` folder's; returns the folder the
+        next loop starts from."""
+        store, reader, folder = self.store, self.threads.read, loop_dir_name(loop)
+        references = [FrameWindow(store, name, reader) for name in self.state.references or [INPUT]]
+        masks = FrameWindow(store, MASKS, reader) if self.settings.use_mask else None
+        made, todo = self._todo(plans, folder, len(references))
+        blend: LoopBlend | None = None
+        if todo:
+            strength = functools.partial(_filter_strength, self.planner, loop)
+            window = self.next_window if self.next_window is not None and self.next_window.folder == previous else None
+            window = window or FrameWindow(store, previous, reader)
+            blend = LoopBlend(self.settings, store, (window, references[0]), self.flows, strength)  # reads nothing yet
+        prepare = functools.partial(self._prepare_call, blend, _Inputs(references, masks), folder)
+        inbetweens: InBetweens | None = None
+        ahead: Future[list[_Pending]] | None = None  # the next call, prepared while this one generates
+        for n, call in enumerate(todo):
+            plan = call[0]
+            if self.order.propagated(plan):  # an in-between, alone
+                if inbetweens is None:
+                    store.flush()  # the loop's keyframes on disk: they are read back from there
+                    inbetweens = self.order.inbetweens(self.session.folder, loop, previous, self.flows)
+                if self._inbetween(plan, inbetweens, _Inputs(references, masks)):
+                    continue  # else generated like a keyframe
+            batch = ahead.result() if ahead is not None else prepare(call)
+            ahead = self._ahead(loop, folder, plan, todo[n + 1] if n + 1 < len(todo) else None, prepare)
+            self._finish(batch)
+        if blend is not None:
+            blend.close()
+        return self.tally.loop_end.finish(loop, resumed=not made)
+
+    def _ahead(
+        self, loop: int, folder: str, plan: FramePlan, upcoming: list[FramePlan] | None,
+        prepare: Callable[[list[FramePlan]], list[_Pending]],
+    ) -> Future[list[_Pending]] | None:  # fmt: skip
+        """When frames come in order, what can be made beside this call's generation: the next
+        call's init images (a loop's frames are made from the previous loop's alone), or after
+        the loop's last call the next loop's first window (those frames are written already).
+        Keyframe mode goes one call at a time: an in-between reads this loop's frames."""
+        if not self.order.in_frame_order:
+            return None
+        if upcoming is not None:
+            return self.threads.prepare.submit(prepare, upcoming)
+        if loop < self.settings.loop_n:
+            self.next_window = FrameWindow(self.store, folder, self.threads.read)
+            self.next_window.read_ahead(range(min(len(plan.temporal_weights) // 2 + 1, plan.frame)))
+        return None
+
+    def _todo(self, plans: list[FramePlan], folder: str, references: int) -> tuple[bool, list[list[FramePlan]]]:
         """Whether the loop still makes frames, and its calls that miss a frame. Frames are
         grouped into calls the same way in every session (the same plans, the limit recorded):
         a resumed run makes a call again whole, keeping the frames it has."""
         store = self.store
         made = not all(store.is_complete(folder, plan.frame) for plan in plans)
         limit = self.calls.frames_per_call(plans[0], references) if made else 1
-        keys = set(keyplan.keyframes) if keyplan is not None else None
-        calls = _calls(_in_order(plans, keyplan) if made else [], limit, keys)
+        calls = self.order.calls(plans if made else [], limit)
         return made, [call for call in calls if not all(store.is_complete(folder, p.frame) for p in call)]
 
     def _prepare_call(
-        self,
-        blend: LoopBlend | None,
-        references: list[FrameWindow],
-        masks: FrameWindow | None,
-        folder: str,
-        call: list[FramePlan],
+        self, blend: LoopBlend | None, inputs: _Inputs, folder: str, call: list[FramePlan]
     ) -> list[_Pending]:
-        assert blend is not None and self.store is not None and self.state is not None
-        keep = self.store.is_complete
+        assert blend is not None
         count = self.state.frame_count
-        return [self._prepare(p, blend, references, masks, count, keep=keep(folder, p.frame)) for p in call]
+        return [self._prepare(p, blend, inputs, count, keep=self.store.is_complete(folder, p.frame)) for p in call]
 
-    def _prepare(
-        self,
-        plan: FramePlan,
-        blend: LoopBlend,
-        references: list[FrameWindow],
-        masks: FrameWindow | None,
-        frame_count: int,
-        keep: bool,
-    ) -> _Pending:
+    def _prepare(self, plan: FramePlan, blend: LoopBlend, inputs: _Inputs, frame_count: int, keep: bool) -> _Pending:
         i = plan.frame
         base, init = blend.frame(plan, frame_count)
-        mask = masks.get([i])[i] if masks is not None else None  # the next one is read ahead
+        mask = inputs.mask(i)  # the next one is read ahead
         init = inside_mask(base, init, mask)
-        return _Pending(plan, base, mask, self.calls.request(plan, init, mask, references), keep)
+        return _Pending(plan, base, mask, self.calls.request(plan, init, mask, inputs.references), keep)
 
-    def _finish(self, batch: list[_Pending], tally: _Tally) -> None:
+    def _finish(self, batch: list[_Pending]) -> None:
         """Generates the batch's frames in one call, superimposes and writes each that is not
         kept from an earlier session (a call is made only when one of its frames is missing)."""
-        for pending, generated in zip(batch, self.calls.generate([p.request for p in batch])):
+        for pending, generated in zip(batch, self.calls.generate([p.request for p in batch]), strict=True):
             if not pending.keep:
-                self._write(pending, generated, tally)
+                self._write(pending, generated)
 
-    def _write(self, pending: _Pending, generated: np.ndarray | None, tally: _Tally) -> None:
+    def _write(self, pending: _Pending, generated: np.ndarray | None) -> None:
         plan, base, mask = pending.plan, pending.base, pending.mask
         if generated is None:
             out = base  # skipped: the frame keeps its previous-loop image
@@ -301,43 +286,54 @@ class _Session:
                     out = inside_mask(base, from_pil(processed.convert("RGB")), mask)
         self.store.write_frame(loop_dir_name(plan.loop), plan.frame, out)
         self.calls.record_model_name()
-        self._done(plan, out, True, tally)
+        self._done(plan, out, True)
 
-    def _done(self, plan: FramePlan, latest: np.ndarray, generated: bool, tally: _Tally) -> None:
+    def _done(self, plan: FramePlan, latest: np.ndarray, generated: bool) -> None:
         """Progress after a frame is written; stops the run here when asked to."""
+        tally, session = self.tally, self.session
         if generated:
             tally.result.seeds.append(plan.seed)
         tally.done += 1
         tally.loop_end.frame_written(plan.loop, plan.frame, latest)
         frames = self.state.frame_count
-        self.on_progress(
+        session.on_progress(
             Progress(plan.loop, self.settings.loop_n, plan.frame + 1, frames, tally.done, tally.total, latest)
         )
-        if self.should_stop():
+        if session.should_stop():
             raise InterruptedRun(str(self.store.root))
 
-    def _inbetween(
-        self, plan: FramePlan, inbetweens: InBetweens, references: list[FrameWindow], masks: FrameWindow | None
-    ) -> tuple[np.ndarray | None, bool]:
-        """An in-between frame of keyframe mode (keyframe_run.InBetweens), None when it must be
-        generated like a keyframe; and whether it was repaired (a generation)."""
-        mask = masks.get([plan.frame])[plan.frame] if masks is not None else None
+    def _inbetween(self, plan: FramePlan, inbetweens: InBetweens, inputs: _Inputs) -> bool:
+        """Makes an in-between frame of keyframe mode (keyframe_run.InBetweens); False when it
+        must be generated like a keyframe."""
         repaired = []
 
         def repaint(init: np.ndarray, repair: np.ndarray) -> np.ndarray | None:
             repaired.append(plan.frame)
             sampling = dict(plan.sampling(), denoising_strength=self.settings.repair_denoising_strength)
-            generated = self.calls.generate([self.calls.request(plan, init, repair, references, sampling)])[0]
+            generated = self.calls.generate([self.calls.request(plan, init, repair, inputs.references, sampling)])[0]
             # Superimposed on what it started from, as every generation of the loop is: taken
             # whole, a repair brought a full-strength new texture among frames that hold only
             # superimpose_alpha of theirs (bikes 60-119: Farneback E_warp 3.65e-3 against 3.44e-3).
             return None if generated is None else superimpose(init, generated, plan.superimpose_alpha)
 
-        out = inbetweens.make(plan.frame, mask, repaint)
-        if out is not None:
-            self.store.write_frame(loop_dir_name(plan.loop), plan.frame, out)
-            self.calls.record_model_name()
-        return out, bool(repaired)
+        out = inbetweens.make(plan.frame, inputs.mask(plan.frame), repaint)
+        if out is None:
+            return False
+        self.store.write_frame(loop_dir_name(plan.loop), plan.frame, out)
+        self.calls.record_model_name()
+        self._done(plan, out, bool(repaired))
+        return True
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """A loop's reference frames and masks, read through windows that drop what is behind."""
+
+    references: list[FrameWindow]
+    masks: FrameWindow | None
+
+    def mask(self, i: int) -> np.ndarray | None:
+        return self.masks.get([i])[i] if self.masks is not None else None
 
 
 class _Calls:
@@ -410,7 +406,7 @@ class _Calls:
         if self.should_skip():
             return [None] * len(requests)
         blended: list[np.ndarray | None] = []
-        for request, images in zip(requests, per_frame):
+        for request, images in zip(requests, per_frame, strict=True):
             if len(images) != request.image_count:
                 raise RuntimeError(f"backend returned {len(images)} images, expected {request.image_count}")
             h, w = request.height, request.width
@@ -447,32 +443,6 @@ class _Pending:
     mask: np.ndarray | None
     request: GenerationRequest
     keep: bool = False
-
-
-def _calls(plans: list[FramePlan], limit: int, keyframes: set[int] | None) -> Iterator[list[FramePlan]]:
-    """The plans in groups that go through one generation call each: up to `limit` neighbours
-    whose call_key agrees. In keyframe mode (keyframes given) an in-between frame goes alone:
-    the next one reads it."""
-    call: list[FramePlan] = []
-    for plan in plans:
-        alone = keyframes is not None and plan.frame not in keyframes
-        if call and (alone or len(call) >= limit or plan.call_key() != call[0].call_key()):
-            yield call
-            call = []
-        call.append(plan)
-        if alone:
-            yield call
-            call = []
-    if call:
-        yield call
-
-
-def _in_order(plans: list[FramePlan], keyplan: KeyframePlan | None) -> list[FramePlan]:
-    """A loop's frames in the order they are made: in keyframe mode, the keyframes first."""
-    if keyplan is None:
-        return plans
-    keys = set(keyplan.keyframes)
-    return [p for p in plans if p.frame in keys] + [p for p in plans if p.frame not in keys]
 
 
 def _filter_strength(planner: Planner, loop: int, frame: int) -> float:

@@ -21,10 +21,10 @@ from PIL import Image
 from lib_videoloop.blend import inside_mask
 from lib_videoloop.config import PATCH_MATCH, Settings
 from lib_videoloop.keyframes import KeyframePlan, Propagation, choose, repair_mask
+from lib_videoloop.media.flows import FlowFolder
 from lib_videoloop.media.images import write_atomic
 from lib_videoloop.media.store import INPUT, FrameStore, as_stored, frame_file_name, loop_dir_name
-from lib_videoloop.motion import FlowChain
-from lib_videoloop.run_state import RunState
+from lib_videoloop.run_state import RunFolder, RunState
 
 log = logging.getLogger(__name__)
 
@@ -74,23 +74,16 @@ class InBetweens:
     a finished frame always has them, and a resumed run reads them back to go on the same way.
     """
 
-    def __init__(
-        self,
-        store: FrameStore,
-        settings: Settings,
-        loop: int,
-        base_folder: str,
-        plan: KeyframePlan,
-        chain: FlowChain,
-        reference: Callable[[int], np.ndarray],
-    ) -> None:
-        self.store = store
-        self.settings = settings
+    def __init__(self, run: RunFolder, loop: int, base_folder: str, plan: KeyframePlan, flows: FlowFolder) -> None:
+        """flows: the run's, of the (first) reference frames the propagation follows."""
+        store = self.store = run.store
+        settings = self.settings = run.settings
         self.loop = loop
         self.folder = loop_dir_name(loop)
         self.base_folder = base_folder  # the previous loop's frames (the input for loop 1)
         self.plan = plan
         patches = None
+        chain, reference = flows.chain(), flows.reference
         if settings.keyframe_propagation == PATCH_MATCH:
             from lib_videoloop.patch_blend import PatchBlender
 

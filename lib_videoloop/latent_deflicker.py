@@ -5,7 +5,7 @@ across the call's frames and encoded again, and the sampler goes on from the ble
 The frames are matched through their init images (the guides), never through the noisy
 estimates, and each frame keeps its own pixel with weight 1 beside every other frame rebuilt on
 it (patch_blend.MATCH_SCALE weights them by how well they matched). Nothing crosses calls: a
-call's frames are neighbours in the clip (engine._calls), so a call of 4 frames is a window of 4.
+call's frames are neighbours in the clip (frame_order.EveryFrame.calls), so a call of 4 frames is a window of 4.
 
 Which steps: `latent_deflicker_steps`, numbers of the steps a call samples (1 is the first;
 -1 the last, -2 the one before), e.g. "-1" or "1, -1". The number of steps sampled is what the

@@ -6,60 +6,56 @@ after the loop, while the next one generates."""
 
 from __future__ import annotations
 
-import functools
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lib_videoloop.config import Settings
 from lib_videoloop.denoise.weights import WeightPlaces
-from lib_videoloop.keyframe_run import loop_stats
-from lib_videoloop.keyframes import KeyframePlan
-from lib_videoloop.media.flows import FLOWS, FlowFolder
-from lib_videoloop.media.store import INPUT, FrameStore, as_stored, loop_dir_name
-from lib_videoloop.media.writer import output_fps, source_audio, write_video
+from lib_videoloop.frame_order import EveryFrame
+from lib_videoloop.media.flows import FlowFolder
+from lib_videoloop.media.store import INPUT, as_stored, loop_dir_name
 from lib_videoloop.metrics import FlickerMeter
+from lib_videoloop.output_video import video_of
 from lib_videoloop.report import RunReport, report_meter
 from lib_videoloop.resume import kept_loop_video, loop_reported
-from lib_videoloop.run_state import RunState
+from lib_videoloop.run_state import RunFolder
+from lib_videoloop.run_threads import RunThreads
 
 log = logging.getLogger(__name__)
 
 
 class LoopEnd:
-    """Use as a context manager: the report worker lives as long as the run's loops."""
+    """Use as a context manager: leaving it early (a stop, an error) drops the last loop's
+    video being encoded as it is made. Its work runs on the run's threads (run_threads.py):
+    reports on `report`, loop videos on `video`, the last loop's on `final`."""
 
     def __init__(
-        self,
-        store: FrameStore,
-        settings: Settings,
-        state: RunState,
-        places: WeightPlaces,
-        keyplan: KeyframePlan | None = None,
+        self, run: RunFolder, places: WeightPlaces, threads: RunThreads, flows: FlowFolder, order: EveryFrame
     ) -> None:
-        self.store = store
-        self.settings = settings
-        self.state = state
+        self.run = run
+        self.store, self.settings, self.state = run.store, run.settings, run.state
         self.places = places
+        self.flows = flows  # the run's flows of its (first) reference frames
+        self.order = order
+        self._reporter, self._encoder, self._final = threads.report, threads.video, threads.final
         self._loop_videos: list[Future[Path]] = []
         self._reports: list[Future[dict[str, Any] | None]] = []
         self._stream: _LoopMeter | None = None  # the loop being measured as it is made
         self._video: _StreamedVideo | None = None  # the last loop's video, encoded as it is made
-        self.keyplan = keyplan  # keyframe mode's keyframes, for the report
 
     def frame_written(self, loop: int, index: int, frame: np.ndarray) -> None:
         """The loop's frame `index` as written: measured now, and in the last loop encoded into
         the video now, when the frames come in order."""
         self._feed_video(loop, index, frame)
         stream = self._stream
-        if index == 0 and self.store.frame_count >= 2 and not self._denoised(loop) and self.keyplan is None:
+        if index == 0 and self.store.frame_count >= 2 and not self._denoised(loop) and self.order.in_frame_order:
             stream = self._stream = _LoopMeter(loop, report_meter(self._input_flows()))
         if stream is None or stream.loop != loop:
             return
@@ -82,7 +78,7 @@ class LoopEnd:
             stream.slots.release()
 
     def _feed_video(self, loop: int, index: int, frame: np.ndarray) -> None:
-        if loop != self.settings.loop_n or self._denoised(loop) or self.keyplan is not None:
+        if loop != self.settings.loop_n or self._denoised(loop) or not self.order.in_frame_order:
             return
         if index == 0 and self._video is None:
             self._video = _StreamedVideo(self.store.frame_count)
@@ -107,17 +103,11 @@ class LoopEnd:
         return s.video_post_process_method != "None" and (s.video_post_process_when == "every loop" or loop == s.loop_n)
 
     def __enter__(self) -> LoopEnd:
-        self._reporter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="videoloop-report")
-        self._encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="videoloop-video")
-        self._final = ThreadPoolExecutor(max_workers=1, thread_name_prefix="videoloop-final-video")
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._video is not None:  # a stopped run: its video is made when it is finished
             self._video.abort()
-        self._reporter.shutdown(wait=True)
-        self._encoder.shutdown(wait=True)
-        self._final.shutdown(wait=True)
 
     def finish(self, loop: int, *, resumed: bool) -> str:
         """Runs the loop's denoise pass, video and report; returns the folder the next loop reads.
@@ -133,9 +123,8 @@ class LoopEnd:
 
             self.store.flush()  # the pass reads the loop's files
             folder = run_denoise_pass(
-                self.store, folder, s, seed=self.state.seed + loop, places=self.places,
-                guide_folder=self.state.references[0] if self.state.references else INPUT,
-            )  # fmt: skip
+                self.run, folder, seed=self.state.seed + loop, places=self.places, flows=self.flows
+            )
             self.store.flush()
         if s.save_every_loop and loop < s.loop_n:
             kept = kept_loop_video(self.store, loop, s.output_format) if resumed else None
@@ -180,39 +169,20 @@ class LoopEnd:
         return self._add(stream.loop, stream.meter, stream.seconds)
 
     def _add(self, loop: int, meter: FlickerMeter, seconds: float) -> dict[str, Any]:
-        extra = loop_stats(self.store.root, loop, self.keyplan) if self.keyplan is not None else None
+        extra = self.order.report_extra(self.store.root, loop)
         return RunReport(self.store.root).add_loop(loop, meter.result(), seconds, extra)
 
     def _input_flows(self) -> Callable[[int], tuple[np.ndarray, np.ndarray]] | None:
-        """The input's flows from the run's flows/ folder, when they are the input's (no other
-        reference frames): computed once for the whole run, by whichever needs a pair first,
-        and shared by the blends and every loop's report."""
-        if self.state.references:
-            return None
-        store = self.store
-        return FlowFolder(
-            store.root / FLOWS, functools.partial(store.read_frame, INPUT), store.frame_count
-        ).forward_backward
+        """The input's flows, when the run's flows are the input's (no other reference frames):
+        computed once for the whole run, by whichever needs a pair first."""
+        return None if self.state.references else self.flows.forward_backward
 
     def write_video(self, folder: str, name: str, frames: Iterable[np.ndarray] | None = None) -> Path:
         """The video of `folder`'s frames (or of `frames`), with the source's sound."""
-        s, src = self.settings, self.state.source
-        fps = output_fps(src.rate, s.extract_nth_frame, s.output_frame_rate)
-        audio = None
-        if s.keep_audio and src.has_audio and src.kind == "video":
-            audio = source_audio(
-                src.path, src.time_origin + src.start_time, src.rate, self.state.frame_count, s.extract_nth_frame,
-                fps, s.output_format,
-            )  # fmt: skip
-        return write_video(
-            self.store.frames(folder) if frames is None else frames,
-            self.store.video_path(name, s.output_format),
-            fps,
-            video_format=s.output_format,
-            crf=s.crf,
-            lossless=s.lossless,
-            audio=audio,
-        )
+        s = self.settings
+        frames = self.store.frames(folder) if frames is None else frames
+        path = self.store.video_path(name, s.output_format)
+        return video_of(frames, path, s, self.state.source.clock, self.state.frame_count)
 
 
 def _ready(path: Path) -> Future[Path]:

@@ -10,6 +10,7 @@ each clip are held at a time.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,8 +107,8 @@ class FlickerMeter:
     def result(self) -> FlickerResult:
         if self.frames == 0:
             raise VideoLoopError("output", "", "has no frames", "")
-        valid = [v for v in self.per_frame if v == v]
-        valid_src = [v for v in self.per_frame_source if v == v]
+        valid = [v for v in self.per_frame if not math.isnan(v)]
+        valid_src = [v for v in self.per_frame_source if not math.isnan(v)]
         return FlickerResult(
             e_warp=float(np.mean(valid)) if valid else float("nan"),
             e_warp_source=float(np.mean(valid_src)) if valid_src else float("nan"),
@@ -224,6 +225,6 @@ def result_dict(result: FlickerResult) -> dict[str, Any]:
     if result.psnr is not None:
         data["psnr"] = result.psnr
         data["ssim"] = result.ssim
-    data["per_frame"] = [None if v != v else v for v in result.per_frame]
-    data["per_frame_source"] = [None if v != v else v for v in result.per_frame_source]
+    data["per_frame"] = [None if math.isnan(v) else v for v in result.per_frame]
+    data["per_frame_source"] = [None if math.isnan(v) else v for v in result.per_frame_source]
     return data

@@ -162,13 +162,12 @@ def patch_blend(
     *,
     window: int = 15,
     mode: str = "fast",
-    device: str | None = None,
 ) -> Iterator[np.ndarray]:
     """The clip's frames blended, in order. style(i), guide(i): frame i of the clip to blend and
     of its clean guide; chain: the guides' flows (e.g. the run's flows/ folder)."""
     if mode not in PATCH_BLEND_MODES:
         raise ValueError(f"mode must be one of {PATCH_BLEND_MODES}, got {mode!r}")
-    blender = PatchBlender(chain, _Cached(guide, window + 2), device)
+    blender = PatchBlender(chain, _Cached(guide, window + 2))
     frames = _Cached(style, window + 2)
     if mode == "exact":
         yield from exact_blend(frames, count, window, blender)
@@ -186,7 +185,8 @@ class _Spilled:
         self.folder = folder
         self.count = 0
         self.shape = shape
-        for frame in frames:
+        for given in frames:
+            frame = given
             if self.shape is None:
                 self.shape = frame.shape
             elif frame.shape != self.shape:  # a guide of another size: matched at the clip's

@@ -155,7 +155,6 @@ def nearest_field(
     iterations: int = 2,
     start: torch.Tensor | None = None,
     seed: int = 0,
-    dimensions: int = DIMENSIONS,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The nearest-neighbour field from target to source guides, (N, C, H, W) each in [0, 1],
     and each pixel's patch error. start: a first guess (e.g. target position + optical flow);
@@ -163,7 +162,7 @@ def nearest_field(
     if patch_size % 2 == 0 or patch_size < 1:
         raise ValueError(f"patch_size must be odd, got {patch_size}")
     generator = torch.Generator("cpu").manual_seed(seed)
-    basis = _basis(source, target, patch_size, dimensions, generator)
+    basis = _basis(source, target, patch_size, DIMENSIONS, generator)
     n, _, h, w = target.shape
     if start is None:
         levels = max(1, int(math.log2(min(h, w) / 16)) + 1)

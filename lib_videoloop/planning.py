@@ -59,6 +59,17 @@ class _Check:
         return ok and self.low <= value <= self.high
 
 
+class _Text:
+    """A prompt schedule's check."""
+
+    expected = "text"
+
+    def __call__(self, value: Any) -> bool:
+        return isinstance(value, str)
+
+
+_TEXT = _Text()
+
 # schedule: the setting it replaces and the value's type. Unscheduled seeds follow fix_seed,
 # through frames and loops (plans()).
 _NUMBER_SCHEDULES: dict[str, tuple[str, type]] = {
@@ -109,22 +120,18 @@ class Planner:
             loop=loop_i,
         )
 
-    def _scheduled(
-        self, name: str, default: Any, image_i: int, loop_i: int, check: Callable[[Any], bool], expected: str
-    ) -> Any:
+    def _scheduled(self, name: str, default: Any, image_i: int, loop_i: int, check: _Check | _Text) -> Any:
         if name not in self.expressions:
             return default
         value = self._eval(name, image_i, loop_i)
         if not check(value):
-            raise self._fail(name, value, expected, image_i, loop_i)
+            raise self._fail(name, value, check.expected, image_i, loop_i)
         return value
 
     def filter_strength(self, frame: int, loop: int) -> float:
         """temporal_filter_strength of one frame: the filter needs a whole loop's before its first frame."""
         check = _CHECKS["temporal_filter_schedule"]
-        value = self._scheduled(
-            "temporal_filter_schedule", self.s.temporal_filter_strength, frame + 1, loop, check, check.expected
-        )
+        value = self._scheduled("temporal_filter_schedule", self.s.temporal_filter_strength, frame + 1, loop, check)
         return float(value)
 
     def values(self, frame: int, loop: int) -> dict[str, Any]:
@@ -135,7 +142,7 @@ class Planner:
         for schedule, (key, kind) in _NUMBER_SCHEDULES.items():
             default = None if key in ("seed", "subseed") else getattr(s, key)
             check = _CHECKS[schedule]
-            value = self._scheduled(schedule, default, i, k, check, check.expected)
+            value = self._scheduled(schedule, default, i, k, check)
             v[key] = None if value is None else kind(value)
         if "temporal_superimpose_schedule" in self.expressions:
             raw = self._eval("temporal_superimpose_schedule", i, k)
@@ -147,10 +154,8 @@ class Planner:
                 ) from None
         else:
             v["temporal_weights"] = self.base_weights
-        prompt = self._scheduled("prompt_schedule", s.prompt, i, k, lambda x: isinstance(x, str), "text")
-        negative = self._scheduled(
-            "negative_prompt_schedule", s.negative_prompt, i, k, lambda x: isinstance(x, str), "text"
-        )
+        prompt = self._scheduled("prompt_schedule", s.prompt, i, k, _TEXT)
+        negative = self._scheduled("negative_prompt_schedule", s.negative_prompt, i, k, _TEXT)
         if self.txt_prompts is not None:
             txt_prompt, txt_negative = self.txt_prompts[frame]
             prompt = txt_prompt if txt_prompt is not None else prompt

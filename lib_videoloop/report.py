@@ -170,11 +170,11 @@ class RunReport:
         """Adds one loop's measurement against the input frames (report_meter), which took
         `seconds` to make, and draws the plot again."""
         self.data["e_warp_source"] = result.e_warp_source
-        self.data["per_frame_source"] = [None if v != v else v for v in result.per_frame_source]
+        self.data["per_frame_source"] = [None if math.isnan(v) else v for v in result.per_frame_source]
         self.data["loops"] = [e for e in self.data["loops"] if e["loop"] != loop] + [
             {
                 "loop": loop, "e_warp": result.e_warp, "psnr": result.psnr, "ssim": result.ssim,
-                "skipped_pairs": result.skipped_pairs, "per_frame": [None if v != v else v for v in result.per_frame],
+                "skipped_pairs": result.skipped_pairs, "per_frame": [None if math.isnan(v) else v for v in result.per_frame],
                 **(extra or {}),
             }
         ]  # fmt: skip

@@ -3,7 +3,7 @@
 Nothing here generates. A run that is refused leaves nothing behind: the checks come before the
 run folder exists, and so does one decode of every input frame, mask and reference frame, so
 that a file damaged past its header refuses the run too. The engine then copies them into the
-run folder while loop 1 generates (PreparedRun.copy_while_generating, FrameStore.filled_by).
+run folder while loop 1 generates (copy_input, FrameStore.filled_by).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from lib_videoloop.media.sources import FolderSource, Frame, FrameSource, Source
 from lib_videoloop.media.store import INPUT, FrameStore
 from lib_videoloop.media.writer import output_fps
 from lib_videoloop.planning import read_txt_prompts, uses_mask, uses_subseed
-from lib_videoloop.run_state import RunState, SourceRecord
+from lib_videoloop.run_state import RunFolder, RunState, SourceRecord
 from lib_videoloop.schedule_isolation import check_plan_isolated
 
 log = logging.getLogger(__name__)
@@ -48,21 +48,25 @@ log = logging.getLogger(__name__)
 RESIZE_AHEAD = 3  # frames resized ahead of the one written: memory stays flat with the clip
 
 
-@dataclass
-class PreparedRun:
-    store: FrameStore  # created and locked for this process
-    settings: Settings  # with the seeds drawn and the model named
-    state: RunState
+@dataclass(frozen=True)
+class InputCopy:
+    """What a run copies into its folder before the frames are made: the input, its masks and
+    the reference frames, each opened (and checked) once."""
+
     source: FrameSource
     mask_source: MaskSource | None
     references: list[FrameSource]
 
-    def copy_while_generating(self, may_copy: Callable[[int], bool]) -> None:
-        """The copy of the input (masks, reference frames), every frame of it decoded once
-        already, for FrameStore.filled_by: loop 1 reads each frame as soon as it is queued, and
-        the resizes and encodes run beside the generations. A frame's mask and reference frames
-        are queued before the frame itself."""
-        copy_input(self.store, self.settings, self.state, self.source, self.mask_source, self.references, may_copy)
+    @classmethod
+    def of(cls, s: Settings, frame_count: int, source: FrameSource) -> InputCopy:
+        mask_source = MaskSource(s.mask_directory, s.mask_threshold, source.info.kind) if s.use_mask else None
+        return cls(source, mask_source, reference_sources(s, frame_count))
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    run: RunFolder  # created and locked for this process; the seeds drawn
+    inputs: InputCopy
 
 
 def prepare_run(settings: Settings, backend: Backend, places: WeightPlaces) -> PreparedRun:
@@ -119,7 +123,7 @@ def prepare_run(settings: Settings, backend: Backend, places: WeightPlaces) -> P
     store.lock()
     write_record(store, settings, state)
     log.info("run folder %s: %d frames at %dx%d, %d loops", store.root, n, width, height, s.loop_n)
-    return PreparedRun(store, settings, state, source, mask_source, references)
+    return PreparedRun(RunFolder(store, settings, state), InputCopy(source, mask_source, references))
 
 
 def write_record(store: FrameStore, settings: Settings, state: RunState) -> None:
@@ -148,40 +152,22 @@ def target_size(settings: Settings, info: SourceInfo) -> tuple[int, int]:
 
 
 def copy_input(
-    store: FrameStore,
-    s: Settings,
-    state: RunState,
-    source: FrameSource,
-    mask_source: MaskSource | None = None,
-    references: list[FrameSource] | None = None,
-    may_copy: Callable[[int], bool] = lambda _index: True,
+    run: RunFolder, inputs: InputCopy, resize: ThreadPoolExecutor, may_copy: Callable[[int], bool] = lambda _i: True
 ) -> None:
     """Writes the input frames (and masks, references) missing from the run folder, at the
-    working size, each once may_copy(index) allows it (False: stop). A resume calls it too,
-    when the input was not all copied. With the store's background writes on, the next frame
-    is decoded while the last ones are encoded."""
-    if s.use_mask and mask_source is None:
-        mask_source = MaskSource(s.mask_directory, s.mask_threshold, source.info.kind)
-    if references is None:
-        references = reference_sources(s, state.frame_count)
-    _copy_frames(store, s, state, source, mask_source, references, may_copy)
-
-
-def _copy_frames(
-    store: FrameStore,
-    s: Settings,
-    state: RunState,
-    source: FrameSource,
-    mask_source: MaskSource | None,
-    references: list[FrameSource],
-    may_copy: Callable[[int], bool],
-) -> None:
+    working size, each once may_copy(index) allows it (False: stop), a few frames resized ahead
+    on `resize`. A new run copies while loop 1 generates (FrameStore.filled_by: loop 1 reads
+    each frame as soon as it is queued); a resume calls it too, when the input was not all
+    copied. A frame's mask and reference frames are queued before the frame itself. With the
+    store's background writes on, the next frame is decoded while the last ones are encoded."""
+    store, s, state = run.store, run.settings, run.state
+    source, mask_source = inputs.source, inputs.mask_source
     w, h = state.width, state.height
     missing = []
     names = source.info.names
     frames = (frame for frame in source if not store.is_complete(INPUT, frame.index))
     allowed = itertools.takewhile(lambda frame: may_copy(frame.index), frames)  # asked before the resize
-    pending_references = [(f"reference_{k + 1}", iter(ref)) for k, ref in enumerate(references)]
+    pending_references = [(f"reference_{k + 1}", iter(ref)) for k, ref in enumerate(inputs.references)]
 
     def copy_references(upto: int) -> None:
         # Reference frames up to `upto`, each queued before the input frame of its index: a read
@@ -193,7 +179,7 @@ def _copy_frames(
                 if frame.index >= upto:
                     break
 
-    for frame, resized in _resized(allowed, w, h, s.resize_mode):
+    for frame, resized in _resized(allowed, w, h, s.resize_mode, resize):
         copy_references(frame.index)
         if mask_source is not None:
             # The mask first: an input frame in the manifest then always has its mask.
@@ -208,20 +194,21 @@ def _copy_frames(
         raise missing_masks_error(missing, s.mask_directory)
 
 
-def _resized(frames: Iterable[Frame], width: int, height: int, mode: int) -> Iterator[tuple[Frame, np.ndarray]]:
-    """Each frame with its image at the working size, in order. The resizes run on two threads
-    a few frames ahead of the one written (Pillow lets go of the GIL while it resamples): at
+def _resized(
+    frames: Iterable[Frame], width: int, height: int, mode: int, pool: ThreadPoolExecutor
+) -> Iterator[tuple[Frame, np.ndarray]]:
+    """Each frame with its image at the working size, in order. The resizes run on the pool a
+    few frames ahead of the one written (Pillow lets go of the GIL while it resamples): at
     1024x576 a resize takes longer than the frame's decode and encode together."""
     ahead: deque[tuple[Frame, Future[np.ndarray]]] = deque()
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="videoloop-resize") as pool:
-        for frame in frames:
-            ahead.append((frame, pool.submit(resize_frame, frame.image, width, height, mode)))
-            if len(ahead) > RESIZE_AHEAD:
-                done, future = ahead.popleft()
-                yield done, future.result()
-        while ahead:
+    for frame in frames:
+        ahead.append((frame, pool.submit(resize_frame, frame.image, width, height, mode)))
+        if len(ahead) > RESIZE_AHEAD:
             done, future = ahead.popleft()
             yield done, future.result()
+    while ahead:
+        done, future = ahead.popleft()
+        yield done, future.result()
 
 
 def reference_sources(s: Settings, frame_count: int) -> list[FrameSource]:

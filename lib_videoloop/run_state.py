@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
+from lib_videoloop.config import Settings
 from lib_videoloop.media.sources import SourceInfo
+from lib_videoloop.media.store import FrameStore
+from lib_videoloop.media.writer import SourceClock
 
 
 @dataclass
@@ -51,6 +55,10 @@ class SourceRecord:
     def rate(self) -> Fraction | None:
         return Fraction(self.fps) if self.fps else None
 
+    @property
+    def clock(self) -> SourceClock:
+        return SourceClock(Path(self.path), self.rate, self.time_origin + self.start_time, self.has_audio)
+
 
 @dataclass
 class RunState:
@@ -83,3 +91,12 @@ class RunState:
         if values.get("txt_prompts"):
             values["txt_prompts"] = [tuple(pair) for pair in values["txt_prompts"]]
         return cls(**values)
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """A run folder this process holds: its files, the settings it runs with, and its record."""
+
+    store: FrameStore
+    settings: Settings
+    state: RunState

@@ -61,7 +61,14 @@ def check_plan_isolated(
     command = [sys.executable, "-m", "lib_videoloop.schedule_isolation"]
     try:
         done = subprocess.run(
-            command, input=payload, capture_output=True, text=True, timeout=timeout_s, env=env, cwd=_PACKAGE_ROOT
+            command,
+            input=payload,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            env=env,
+            cwd=_PACKAGE_ROOT,
+            check=False,  # the answer is read from stdout; a failed child is reported below
         )
     except subprocess.TimeoutExpired:
         raise _refused(settings, f"checking them for {frame_count} frames took longer than {timeout_s:g} s") from None

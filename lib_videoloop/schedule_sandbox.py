@@ -42,11 +42,49 @@ MAX_FILTER_ARG = 100
 # Rank and mode filters cost ~5-16 ns per pixel per kernel cell here: about 1.5 s at this bound.
 MAX_FILTER_COST = 100_000_000  # pixels x kernel cells
 
-_MATH_NAMES = (
-    "pi e tau inf nan sin cos tan asin acos atan atan2 sinh cosh tanh asinh acosh atanh exp expm1 "
-    "log log2 log10 log1p sqrt floor ceil fabs trunc fmod hypot degrees radians copysign isclose "
-    "isfinite isinf isnan gcd pow remainder"
-).split()
+_MATH_NAMES = [
+    "pi",
+    "e",
+    "tau",
+    "inf",
+    "nan",
+    "sin",
+    "cos",
+    "tan",
+    "asin",
+    "acos",
+    "atan",
+    "atan2",
+    "sinh",
+    "cosh",
+    "tanh",
+    "asinh",
+    "acosh",
+    "atanh",
+    "exp",
+    "expm1",
+    "log",
+    "log2",
+    "log10",
+    "log1p",
+    "sqrt",
+    "floor",
+    "ceil",
+    "fabs",
+    "trunc",
+    "fmod",
+    "hypot",
+    "degrees",
+    "radians",
+    "copysign",
+    "isclose",
+    "isfinite",
+    "isinf",
+    "isnan",
+    "gcd",
+    "pow",
+    "remainder",
+]
 
 _SAFE_BUILTINS: dict[str, Any] = {
     "abs": abs,
@@ -65,10 +103,25 @@ _SAFE_BUILTINS: dict[str, Any] = {
     "None": None,
 }
 
-_IMAGE_FILTER_NAMES = (
-    "BLUR CONTOUR DETAIL EDGE_ENHANCE EDGE_ENHANCE_MORE EMBOSS FIND_EDGES SHARPEN SMOOTH "
-    "SMOOTH_MORE GaussianBlur BoxBlur UnsharpMask MedianFilter MinFilter MaxFilter ModeFilter"
-).split()
+_IMAGE_FILTER_NAMES = [
+    "BLUR",
+    "CONTOUR",
+    "DETAIL",
+    "EDGE_ENHANCE",
+    "EDGE_ENHANCE_MORE",
+    "EMBOSS",
+    "FIND_EDGES",
+    "SHARPEN",
+    "SMOOTH",
+    "SMOOTH_MORE",
+    "GaussianBlur",
+    "BoxBlur",
+    "UnsharpMask",
+    "MedianFilter",
+    "MinFilter",
+    "MaxFilter",
+    "ModeFilter",
+]
 
 _BIN_OPS: dict[type, Callable[[Any, Any], Any]] = {
     ast.Add: operator.add,
@@ -148,7 +201,7 @@ class Lambda:
         if len(args) != len(self.params):
             raise ScheduleRefused(f"the lambda takes {len(self.params)} argument(s), got {len(args)}")
         scope = dict(self.scope)
-        scope.update(zip(self.params, args))
+        scope.update(zip(self.params, args, strict=True))
         return self.interpreter.evaluate(self.body, scope)
 
 
@@ -245,9 +298,13 @@ class _Interpreter:
             _check_power(left, right)
         if op is ast.Mult:
             _check_repeat(left, right)
-        if op is ast.Add and isinstance(left, _SEQUENCES) and isinstance(right, _SEQUENCES):
-            if len(left) + len(right) > MAX_SEQUENCE:
-                raise ScheduleRefused(f"the result is longer than the limit of {MAX_SEQUENCE:,} items")
+        if (
+            op is ast.Add
+            and isinstance(left, _SEQUENCES)
+            and isinstance(right, _SEQUENCES)
+            and len(left) + len(right) > MAX_SEQUENCE
+        ):
+            raise ScheduleRefused(f"the result is longer than the limit of {MAX_SEQUENCE:,} items")
         if op is ast.Mod and isinstance(left, (str, bytes)):
             _check_percent_format(left, right)
         return _BIN_OPS[op](left, right)
@@ -267,7 +324,7 @@ class _Interpreter:
 
     def _Compare(self, node: ast.Compare, scope: Mapping[str, Any]) -> Any:
         left = self.run(node.left, scope)
-        for op, comparator in zip(node.ops, node.comparators):
+        for op, comparator in zip(node.ops, node.comparators, strict=True):
             right = self.run(comparator, scope)
             if not _COMPARE_OPS[type(op)](left, right):
                 return False
@@ -290,7 +347,7 @@ class _Interpreter:
     def _Dict(self, node: ast.Dict, scope: Mapping[str, Any]) -> Any:
         if any(k is None for k in node.keys):
             raise ScheduleRefused("** unpacking is not allowed in a schedule")
-        return {self.run(k, scope): self.run(v, scope) for k, v in zip(node.keys, node.values)}
+        return {self.run(k, scope): self.run(v, scope) for k, v in zip(node.keys, node.values, strict=True)}
 
     def _Subscript(self, node: ast.Subscript, scope: Mapping[str, Any]) -> Any:
         container = self.run(node.value, scope)
@@ -410,10 +467,9 @@ def _check_percent_format(template: str | bytes, args: Any) -> None:
 
 
 def _check_power(base: Any, exponent: Any) -> None:
-    if isinstance(exponent, (int, float)) and isinstance(base, (int, float)):
-        if isinstance(base, int) and isinstance(exponent, int) and exponent > 0 and abs(base) > 1:
-            if exponent * max(abs(base).bit_length(), 1) > MAX_INT_BITS:
-                raise ScheduleRefused(f"{base} ** {exponent} is too large")
+    whole = isinstance(base, int) and isinstance(exponent, int) and exponent > 0 and abs(base) > 1
+    if whole and exponent * max(abs(base).bit_length(), 1) > MAX_INT_BITS:
+        raise ScheduleRefused(f"{base} ** {exponent} is too large")
 
 
 _SEQUENCES = (str, bytes, list, tuple)
@@ -421,15 +477,15 @@ _SEQUENCES = (str, bytes, list, tuple)
 
 def _check_repeat(left: Any, right: Any) -> None:
     for seq, count in ((left, right), (right, left)):
-        if isinstance(seq, _SEQUENCES) and isinstance(count, int) and count > 0:
-            if len(seq) * count > MAX_SEQUENCE:
-                raise ScheduleRefused(f"the result is longer than the limit of {MAX_SEQUENCE:,} items")
-            # [[0]*10000]*10000 has 10,000 items but 10**8 to compare, print or hash.
-            if _weight(seq) * count > MAX_WEIGHT:
-                raise ScheduleRefused(f"the result holds more than {MAX_WEIGHT:,} values in all")
-    if isinstance(left, int) and isinstance(right, int):
-        if left.bit_length() + right.bit_length() > MAX_INT_BITS:
-            raise ScheduleRefused("number too large")
+        if not (isinstance(seq, _SEQUENCES) and isinstance(count, int) and count > 0):
+            continue
+        if len(seq) * count > MAX_SEQUENCE:
+            raise ScheduleRefused(f"the result is longer than the limit of {MAX_SEQUENCE:,} items")
+        # [[0]*10000]*10000 has 10,000 items but 10**8 to compare, print or hash.
+        if _weight(seq) * count > MAX_WEIGHT:
+            raise ScheduleRefused(f"the result holds more than {MAX_WEIGHT:,} values in all")
+    if isinstance(left, int) and isinstance(right, int) and left.bit_length() + right.bit_length() > MAX_INT_BITS:
+        raise ScheduleRefused("number too large")
 
 
 def _weight(value: Any) -> int:

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from lib_videoloop.blend import difference_superimpose, temporal_superimpose, window_weights
 from lib_videoloop.config import (
-    DIFFERENCE_METHOD,
     FILTER_METHOD,
-    FLOW_METHOD,
     VIDEO_FORMATS,
     Settings,
     reference_folders,
@@ -31,9 +29,9 @@ from lib_videoloop.media.images import write_atomic
 from lib_videoloop.media.resize import resize_frame
 from lib_videoloop.media.sources import FrameSource, open_source
 from lib_videoloop.media.store import encode_png16
-from lib_videoloop.media.writer import output_fps, source_audio, write_video
-from lib_videoloop.motion import FlowChain, FlowEstimator, PairFlow, flow_superimpose
-from lib_videoloop.temporal import filter_in_order
+from lib_videoloop.motion import FlowChain, FlowEstimator, PairFlow
+from lib_videoloop.output_video import video_of
+from lib_videoloop.temporal import NeighbourMix, filter_in_order
 
 
 class _Lookahead:
@@ -64,38 +62,23 @@ class _Lookahead:
 
 
 def smooth_frames(
-    frames: Iterable[np.ndarray],
-    frame_count: int,
-    weights: list[float],
-    *,
-    method: str = "simple",
-    references: Iterable[np.ndarray] | None = None,
-    difference_threshold: float = 24,
-    filter_strength: float = 0.7,
+    frames: Iterable[np.ndarray], frame_count: int, s: Settings, references: Iterable[np.ndarray] | None = None
 ) -> Iterator[np.ndarray]:
-    """Yields each frame mixed with its neighbours by `method`; the motion (and the difference
-    mask) come from `references`, or from the clip itself. Holds only a window of frames."""
+    """Yields each frame mixed with its neighbours by s's temporal_superimpose_method, weights and
+    options, as a run's loop mixes them (temporal.py); the motion (and the difference mask) come
+    from `references`, or from the clip itself. Holds only a window of frames."""
     clip = _Lookahead(frames, "input")
     refs = clip if references is None else _Lookahead(references, "--reference_frames_directory", clip.get(0).shape)
-    if method == FILTER_METHOD:
-        yield from _filtered(clip, refs, frame_count, filter_strength)
+    if s.temporal_superimpose_method == FILTER_METHOD:
+        yield from _filtered(clip, refs, frame_count, s.temporal_filter_strength)
         return
     estimator = FlowEstimator()
-    chain = FlowChain(lambda k: PairFlow.estimate(estimator, refs.get(k), refs.get(k + 1)))
+    mixer = NeighbourMix(s, FlowChain(lambda k: PairFlow.estimate(estimator, refs.get(k), refs.get(k + 1))))
+    weights = temporal_weights(s.temporal_superimpose_alpha_list)
     half = len(weights) // 2
     for i in range(frame_count):
-        pairs = window_weights(weights, i, frame_count)
-        if len(pairs) > 1:
-            pairs = chain.reachable(pairs, i)
-            chain.keep_only(i - half, i + half)
-        needed = sorted({j for j, _ in pairs} | {i})
-        window = {j: clip.get(j) for j in needed}
-        if method == DIFFERENCE_METHOD:
-            yield difference_superimpose(window, {j: refs.get(j) for j in needed}, i, pairs, difference_threshold)
-        elif method == FLOW_METHOD:
-            yield flow_superimpose(window, i, pairs, chain)
-        else:
-            yield temporal_superimpose(window, pairs)
+        pairs, needed = mixer.window(weights, i, frame_count)
+        yield mixer.mix({j: clip.get(j) for j in needed}, lambda js: {j: refs.get(j) for j in js}, i, pairs)
         clip.forget_below(i + 1 - half)
         refs.forget_below(i + 1 - half)
 
@@ -128,19 +111,13 @@ def smooth_clip(s: Settings, output: Path, *, denoise: str = "none") -> int:
     source = open_input(s)
     info = source.info
     reference = _reference(s, info.frame_count)
-    frames = smooth_frames(
-        (f.image for f in source), info.frame_count, temporal_weights(s.temporal_superimpose_alpha_list),
-        method=s.temporal_superimpose_method, references=None if reference is None else (f.image for f in reference),
-        difference_threshold=s.difference_threshold, filter_strength=s.temporal_filter_strength,
-    )  # fmt: skip
+    references = None if reference is None else (f.image for f in reference)
+    frames = smooth_frames((f.image for f in source), info.frame_count, s, references)
     if denoise == "fastdvdnet":
         from lib_videoloop.denoise import denoise_pass_stream
         from lib_videoloop.denoise.weights import find_weights
 
-        frames = denoise_pass_stream(
-            frames, info.frame_count, find_weights(s.fastdvdnet_weights), s.fastdvdnet_noise_sigma / 255.0,
-            s.video_post_process_alpha, seed=0,
-        )  # fmt: skip
+        frames = denoise_pass_stream(frames, info.frame_count, find_weights(s.fastdvdnet_weights), s)
     elif denoise == "patch-blend":
         from lib_videoloop.patch_blend import patch_blend_clip
 
@@ -152,15 +129,8 @@ def smooth_clip(s: Settings, output: Path, *, denoise: str = "none") -> int:
         )  # fmt: skip
     suffix = output.suffix.lower().lstrip(".")
     if suffix in VIDEO_FORMATS:
-        fps = output_fps(info.fps, s.extract_nth_frame, s.output_frame_rate)
-        audio = None
-        if s.keep_audio and info.has_audio:
-            audio = source_audio(
-                info.path, info.time_origin + info.start_time, info.fps, info.frame_count, s.extract_nth_frame, fps,
-                suffix,
-            )  # fmt: skip
         output.parent.mkdir(parents=True, exist_ok=True)
-        write_video(frames, output, fps, video_format=suffix, crf=s.crf, lossless=s.lossless, audio=audio)
+        video_of(frames, output, replace(s, output_format=suffix), info.clock, info.frame_count)
     else:
         output.mkdir(parents=True, exist_ok=True)
         for i, frame in enumerate(frames):

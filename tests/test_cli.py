@@ -28,7 +28,13 @@ ROOT = Path(__file__).parents[1]
 
 def cli(*args: str, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "lib_videoloop", *args], cwd=ROOT, capture_output=True, text=True, timeout=300, **kw
+        [sys.executable, "-m", "lib_videoloop", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+        **kw,
     )
 
 
@@ -94,7 +100,7 @@ def test_ctrl_c_stops_after_the_frame_and_the_printed_command_resumes(tmp_path: 
     done_before = len(FrameStore.open(run_dir).complete_frames("loop_001"))
     assert 2 <= done_before < 6
     resumed = subprocess.run(
-        [sys.executable, *shlex.split(command)[1:]], cwd=ROOT, capture_output=True, text=True, timeout=300
+        [sys.executable, *shlex.split(command)[1:]], cwd=ROOT, capture_output=True, text=True, check=False, timeout=300
     )
     assert resumed.returncode == 0, resumed.stderr
     assert "Video:" in resumed.stdout
@@ -164,7 +170,7 @@ def test_smooth_along_the_motion_of_a_clean_source(tmp_path: Path, bikes: Path) 
     assert main(args) == 0
     smoothed = [f.image for f in open_source(out)]
     read_back = [f.image for f in open_source(source)]
-    error = lambda seq: float(np.mean([np.abs(a - b).mean() for a, b in zip(seq, read_back)]))  # noqa: E731
+    error = lambda seq: float(np.mean([np.abs(a - b).mean() for a, b in zip(seq, read_back, strict=True)]))  # noqa: E731
     assert len(smoothed) == 10
     assert error(smoothed) < 0.6 * error([f.image for f in open_source(noisy)])
     short = tmp_path / "short"
@@ -194,7 +200,7 @@ def test_smooth_with_patch_blending_along_the_clean_source(tmp_path: Path, bikes
             "--video_post_process_alpha", "1", "--patch_blend_window", "5", "--reference_frames_directory", str(source)]  # fmt: skip
     assert main(args) == 0
     read_back = [f.image for f in open_source(source)]
-    error = lambda seq: float(np.mean([np.abs(a - b).mean() for a, b in zip(seq, read_back)]))  # noqa: E731
+    error = lambda seq: float(np.mean([np.abs(a - b).mean() for a, b in zip(seq, read_back, strict=True)]))  # noqa: E731
     blended = [f.image for f in open_source(out)]
     assert len(blended) == 8
     assert error(blended) < 0.7 * error([f.image for f in open_source(noisy)])
@@ -240,10 +246,12 @@ def test_the_installed_command_works_from_any_folder(tmp_path: Path, bikes: Path
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     out = tmp_path / "smooth.mp4"
     args = [str(command), "smooth", str(bikes), "-o", str(out), "--max_frames", "4"]
-    done = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, check=False, timeout=300)
     assert done.returncode == 0, done.stderr
     assert len(read_video(out)[0]) == 4
-    usage = subprocess.run([str(command), "run", "--help"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    usage = subprocess.run(
+        [str(command), "run", "--help"], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
+    )
     assert usage.stdout.startswith("usage: video-loopback run")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from lib_videoloop.errors import VideoLoopError
 def test_json_round_trip_keeps_every_setting(tmp_path: Path) -> None:
     s = Settings(input_directory="in.mp4", loop_n=3, denoising_schedule="0.3 if loop_i<2 else 0.2", max_frames=5)
     path = tmp_path / "settings.json"
-    path.write_text(s.to_json(), encoding="utf-8")
+    path.write_text(json.dumps(s.to_dict()), encoding="utf-8")
     assert Settings.load(path) == s
 
 
@@ -103,7 +104,7 @@ def _check_values(settings: Settings, resume: str, pairs) -> None:
 def test_the_api_argument_order_is_the_one_clients_have() -> None:
     from lib_videoloop.webui.panel import PANEL_ORDER, settings_from_panel
 
-    assert PANEL_ORDER == tuple(name for name, _ in API_ORDER)
+    assert tuple(name for name, _ in API_ORDER) == PANEL_ORDER
     defaults = Settings()
     for name, value in API_ORDER:
         if name != "resume_run_folder":

@@ -86,7 +86,7 @@ def test_tiles_give_the_same_result_as_whole_frames(weights_pth: Path, monkeypat
     def largest_seam_error() -> float:
         whole = SequenceDenoiser(model, device="cpu").stream(iter(frames), 4, 0.15)
         tiled = SequenceDenoiser(model, device="cpu", max_tile_pixels=64 * 64).stream(iter(frames), 4, 0.15)
-        return max(float(np.abs(a - b).max()) for a, b in zip(whole, tiled))
+        return max(float(np.abs(a - b).max()) for a, b in zip(whole, tiled, strict=True))
 
     # Equal up to float32 rounding, which differs with the CPU's kernels (the golden data's bound).
     assert largest_seam_error() <= 1e-4
@@ -124,7 +124,7 @@ def test_ten_thousand_frames_stream_with_flat_memory(weights_pth: Path) -> None:
 def test_missing_weights_stop_the_run_before_any_generation(
     tmp_path: Path, bikes: Path, tiny_backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import lib_videoloop.denoise.weights as weights
+    from lib_videoloop.denoise import weights
 
     monkeypatch.setattr(weights, "EXTENSION_MODELS", tmp_path / "nothing")
     settings = Settings(

@@ -128,7 +128,7 @@ def test_two_loops_with_window_masks_schedules_and_sound(tmp_path: Path, bigbuck
 
     # Outside the mask every loop keeps the input exactly; inside, it changed.
     inputs, last = frames_of(root, "input"), frames_of(root, "loop_002")
-    for a, b in zip(inputs, last):
+    for a, b in zip(inputs, last, strict=True):
         assert np.array_equal(a[:, :32], b[:, :32])
         assert np.abs(a[:, 32:] - b[:, 32:]).mean() > 0.005
     # The temporal window fed the init image: frame 2's init is not its own input frame.
@@ -149,7 +149,7 @@ def test_two_loops_with_window_masks_schedules_and_sound(tmp_path: Path, bigbuck
 def test_superimpose_alpha_zero_reproduces_the_input_bit_for_bit(tmp_path: Path, bikes: Path, tiny_backend) -> None:
     settings = small(bikes, tmp_path, superimpose_alpha=0.0, loop_n=1, temporal_superimpose_alpha_list="1,1,1")
     root = Engine(settings, tiny_backend).run().run_dir
-    for a, b in zip(frames_of(root, "input"), frames_of(root, "loop_001")):
+    for a, b in zip(frames_of(root, "input"), frames_of(root, "loop_001"), strict=True):
         assert np.array_equal(a, b)
 
 
@@ -169,7 +169,7 @@ def test_stopped_run_resumes_to_identical_frames(tmp_path: Path, bikes: Path, ti
     assert len(FrameStore.open(root).complete_frames("loop_002")) == 2
     result = Engine.resume(root, tiny_backend).run()
     for folder in ("loop_001", "loop_002"):
-        for a, b in zip(frames_of(straight, folder), frames_of(root, folder)):
+        for a, b in zip(frames_of(straight, folder), frames_of(root, folder), strict=True):
             assert np.array_equal(a, b)
     assert result.seeds == [1234 + 7, 1234 + 8, 1234 + 9]  # only the missing frames were made
 
@@ -197,7 +197,7 @@ def test_motion_methods_resume_to_identical_frames_on_the_stored_flows(
     assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in flows} == written, "the resumed run read them back"
     assert not (root / "filter_pass").exists()
     for folder in ("loop_001", "loop_002"):
-        for a, b in zip(frames_of(straight, folder), frames_of(root, folder)):
+        for a, b in zip(frames_of(straight, folder), frames_of(root, folder), strict=True):
             assert np.array_equal(a, b)
     assert not np.array_equal(frames_of(straight, "loop_001")[2], frames_of(straight, "input")[2])
 
@@ -288,7 +288,9 @@ def test_post_processing_schedule_changes_only_the_scheduled_loop(tmp_path: Path
         .run()
         .run_dir
     )
-    assert all(np.array_equal(a, b) for a, b in zip(frames_of(plain, "loop_001"), frames_of(post, "loop_001")))
+    assert all(
+        np.array_equal(a, b) for a, b in zip(frames_of(plain, "loop_001"), frames_of(post, "loop_001"), strict=True)
+    )
     blurred, sharp = frames_of(post, "loop_002")[0], frames_of(plain, "loop_002")[0]
     assert np.abs(np.diff(blurred, axis=1)).mean() < 0.7 * np.abs(np.diff(sharp, axis=1)).mean()
 
@@ -373,7 +375,7 @@ def test_the_last_loop_is_encoded_as_it_is_made_into_the_video_its_files_make(
     assert streamed == [result.run_dir.name]
     files = [to_uint8(f) for f in FrameStore.open(result.run_dir).frames(result.frames_folder)]
     got = [to_uint8(f.image) for f in open_source(result.video)]
-    assert len(got) == 6 and all(np.array_equal(a, b) for a, b in zip(got, files))
+    assert len(got) == 6 and all(np.array_equal(a, b) for a, b in zip(got, files, strict=True))
     assert not np.array_equal(files[0], files[1])  # frames in their order, not one frame repeated
 
 
@@ -441,4 +443,4 @@ def test_reference_frames_reach_each_frame_while_they_are_copied(tmp_path: Path,
     assert len(backend.controls) == 12
     for i, control in enumerate(backend.controls):
         assert np.array_equal(control, expected[i % 6])
-    assert all(np.array_equal(a, b) for a, b in zip(frames_of(result.run_dir, "reference_1"), expected))
+    assert all(np.array_equal(a, b) for a, b in zip(frames_of(result.run_dir, "reference_1"), expected, strict=True))

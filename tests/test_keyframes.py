@@ -188,7 +188,7 @@ def test_patch_match_propagation_makes_the_in_betweens_of_a_run(tmp_path: Path, 
         runs[kind] = frames_of(result.run_dir, "loop_001")
     flow, patches = runs["optical flow"], runs["patch match"]
     assert np.array_equal(flow[0], patches[0]) and np.array_equal(flow[5], patches[5])  # keyframes 0 and 5
-    assert all(not np.array_equal(a, b) for a, b in zip(flow[1:5], patches[1:5]))
+    assert all(not np.array_equal(a, b) for a, b in zip(flow[1:5], patches[1:5], strict=True))
 
 
 def test_the_temporal_filter_leaves_no_scratch_when_the_last_frame_is_no_keyframe(
@@ -219,7 +219,7 @@ def test_keyframe_mode_resumes_to_identical_frames(tmp_path: Path, bikes: Path, 
     assert 0 < len(FrameStore.open(root).complete_frames("loop_002")) < 9
     Engine.resume(root, tiny_backend).run()
     for folder in ("loop_001", "loop_002"):
-        for a, b in zip(frames_of(straight, folder), frames_of(root, folder)):
+        for a, b in zip(frames_of(straight, folder), frames_of(root, folder), strict=True):
             assert np.array_equal(a, b)
     assert (root / "keyframes.json").read_bytes() == (straight / "keyframes.json").read_bytes()
 

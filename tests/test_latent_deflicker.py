@@ -69,13 +69,13 @@ def test_an_x0_changed_at_the_last_step_is_the_image_the_sampler_ends_on(
     with x0_transform(pipe, towards_grey, 2, 7.0):
         ended = backend.generate_frames(requests)
     assert [s for s, _ in seen] == list(range(6)) and {t for _, t in seen} == {6}  # 10 steps x 0.6
-    for a, b in zip(plain, unchanged):
+    for a, b in zip(plain, unchanged, strict=True):
         assert np.abs(a[0] - b[0]).max() < 2e-3
-    for image, want in zip(ended, expected):
+    for image, want in zip(ended, expected, strict=True):
         assert np.abs(image[0] - want).max() < 2e-2
     assert np.abs(plain[0][0] - expected[0]).mean() > 0.05  # the grey ending is not what it made anyway
     after = backend.generate_frames(requests)  # the hook is gone with its block
-    assert all(np.array_equal(a[0], b[0]) for a, b in zip(plain, after))
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(plain, after, strict=True))
 
 
 def test_steps_are_counted_from_one_and_from_the_end() -> None:
@@ -112,7 +112,9 @@ def test_a_run_with_the_latent_deflicker_is_no_less_consistent(tmp_path: Path, c
     e_on = measure(frames_of(deflickered.run_dir, deflickered.frames_folder), source, with_tof=False).e_warp
     assert e_on <= e_plain * 1.02, (e_on, e_plain)
     on = frames_of(deflickered.run_dir, deflickered.frames_folder)
-    assert any(np.abs(a - b).max() > 1e-3 for a, b in zip(on, frames_of(plain.run_dir, plain.frames_folder)))
+    assert any(
+        np.abs(a - b).max() > 1e-3 for a, b in zip(on, frames_of(plain.run_dir, plain.frames_folder), strict=True)
+    )
 
 
 def test_the_setting_needs_several_frames_per_call() -> None:

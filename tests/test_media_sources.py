@@ -33,7 +33,7 @@ def test_ntsc_rate_is_exact_and_selection_follows_start_nth_max(tmp_path: Path) 
     got = [f.image for f in src]
     assert len(got) == len(src) == 5
     expected = [frames[i] for i in (3, 7, 11, 15, 19)]
-    for image, want in zip(got, expected):
+    for image, want in zip(got, expected, strict=True):
         assert np.abs(image * 255 - want).max() <= 2  # lossless encode, YUV rounding only
     assert [f.name for f in open_source(clip, start_frame=3, extract_nth_frame=4, max_frames=2)] == ["000004", "000008"]
 
@@ -44,7 +44,7 @@ def test_frames_come_one_at_a_time_and_the_reader_can_stop_early(bikes: Path) ->
     iterator = iter(src)
     first = next(iterator)
     assert first.image.shape == (272, 640, 3) and first.image.dtype == np.float32
-    assert 0.0 <= first.image.min() and first.image.max() <= 1.0
+    assert first.image.min() >= 0.0 and first.image.max() <= 1.0
     iterator.close()
 
 

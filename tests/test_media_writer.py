@@ -11,7 +11,7 @@ import pytest
 
 from conftest import make_clip, read_video
 from lib_videoloop.media.sources import open_source
-from lib_videoloop.media.writer import AudioSpan, output_fps, write_video
+from lib_videoloop.media.writer import AudioSpan, VideoEncoding, output_fps, write_video
 
 
 def _frames(n: int, h: int, w: int) -> list[np.ndarray]:
@@ -29,7 +29,7 @@ def test_output_fps_defaults_to_source_over_nth() -> None:
 def test_formats_decode_with_the_right_count_and_size(tmp_path: Path, fmt: str) -> None:
     frames = _frames(6, 31, 45)  # odd sizes on purpose
     path = write_video(
-        frames, tmp_path / f"v.{fmt}", Fraction(30000, 1001) if fmt != "gif" else Fraction(10), video_format=fmt
+        frames, tmp_path / f"v.{fmt}", Fraction(30000, 1001) if fmt != "gif" else Fraction(10), VideoEncoding(fmt)
     )
     decoded, rate = read_video(path)
     assert len(decoded) == 6
@@ -48,15 +48,15 @@ def test_odd_size_padding_is_logged(tmp_path: Path, caplog: pytest.LogCaptureFix
 
 def test_lossless_mp4_is_exact(tmp_path: Path) -> None:
     frames = [(np.round(f * 255) / 255).astype(np.float32) for f in _frames(3, 16, 16)]
-    path = write_video(frames, tmp_path / "l.mp4", Fraction(25), lossless=True)
+    path = write_video(frames, tmp_path / "l.mp4", Fraction(25), VideoEncoding(lossless=True))
     decoded, _ = read_video(path)
-    assert all(np.array_equal(d, np.round(f * 255).astype(np.uint8)) for d, f in zip(decoded, frames))
+    assert all(np.array_equal(d, np.round(f * 255).astype(np.uint8)) for d, f in zip(decoded, frames, strict=True))
 
 
 def test_crf_changes_quality(tmp_path: Path) -> None:
     frames = _frames(5, 64, 64)
-    small = write_video(frames, tmp_path / "a.mp4", Fraction(25), crf=40).stat().st_size
-    large = write_video(frames, tmp_path / "b.mp4", Fraction(25), crf=10).stat().st_size
+    small = write_video(frames, tmp_path / "a.mp4", Fraction(25), VideoEncoding(crf=40)).stat().st_size
+    large = write_video(frames, tmp_path / "b.mp4", Fraction(25), VideoEncoding(crf=10)).stat().st_size
     assert large > small
 
 
@@ -91,7 +91,7 @@ def test_sound_stays_in_sync_after_start_frame_and_nth(tmp_path: Path, fmt: str)
     info = src.info
     fps = output_fps(info.fps, 2, None)
     span = AudioSpan(clip, info.time_origin + info.start_time, info.frame_count * 2 / float(info.fps))
-    out = write_video((f.image for f in src), tmp_path / f"out.{fmt}", fps, video_format=fmt, audio=span)
+    out = write_video((f.image for f in src), tmp_path / f"out.{fmt}", fps, VideoEncoding(fmt), audio=span)
     frames, _ = read_video(out)
     flash_index = int(np.argmax([f.mean() for f in frames]))
     assert flash_index == 10  # source frame 30, (30 - 10) / 2
@@ -133,7 +133,7 @@ def test_surround_sound_keeps_its_channels(tmp_path: Path, fmt: str) -> None:
             container.mux(audio.encode(chunk))
         container.mux(audio.encode())
     span = AudioSpan(source, 0.0, 1.0)
-    out = write_video(_frames(25, 48, 64), tmp_path / f"out.{fmt}", Fraction(25), video_format=fmt, audio=span)
+    out = write_video(_frames(25, 48, 64), tmp_path / f"out.{fmt}", Fraction(25), VideoEncoding(fmt), audio=span)
     with av.open(str(out)) as container:
         stream = container.streams.audio[0]
         assert stream.channels == 6

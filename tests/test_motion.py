@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from lib_videoloop.config import FILTER_METHOD, FLOW_METHOD, TEMPORAL_METHODS
+from lib_videoloop.config import FILTER_METHOD, FLOW_METHOD, TEMPORAL_METHODS, Settings
 from lib_videoloop.motion import FlowEstimator, PairFlow
 from lib_videoloop.smooth import smooth_frames
 
@@ -31,8 +31,11 @@ def clip(moving: bool, seed: int = 0) -> list[np.ndarray]:
 
 
 def smooth(frames: list[np.ndarray], method: str) -> list[np.ndarray]:
-    weights = [1.0] if method == FILTER_METHOD else [1, 2, 3, 2, 1]
-    return list(smooth_frames(iter(frames), len(frames), weights, method=method, filter_strength=0.7))
+    weights = "1" if method == FILTER_METHOD else "1,2,3,2,1"
+    s = Settings(
+        temporal_superimpose_method=method, temporal_superimpose_alpha_list=weights, temporal_filter_strength=0.7
+    )
+    return list(smooth_frames(iter(frames), len(frames), s))
 
 
 def pan_error(method: str) -> float:

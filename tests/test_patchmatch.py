@@ -86,13 +86,16 @@ def test_patch_blending_removes_flicker_and_keeps_the_picture(tmp_path: Path, bi
         return list(patch_blend(noisy.__getitem__, clean.__getitem__, len(clean), chain, window=7, mode=mode))
 
     def change(frames: list[np.ndarray]) -> float:  # flicker: how much the error moves between frames
-        errors = [f - c for f, c in zip(frames, clean)]
+        errors = [f - c for f, c in zip(frames, clean, strict=True)]
         return float(np.mean([np.abs(b - a).mean() for a, b in itertools.pairwise(errors)]))
 
     fast, exact = blended("fast"), blended("exact")
     assert len(fast) == len(exact) == len(clean)
     assert change(fast) < 0.5 * change(noisy)
-    assert np.mean([psnr(a, b) for a, b in zip(fast, clean)]) > np.mean([psnr(a, b) for a, b in zip(noisy, clean)]) + 2
+    assert (
+        np.mean([psnr(a, b) for a, b in zip(fast, clean, strict=True)])
+        > np.mean([psnr(a, b) for a, b in zip(noisy, clean, strict=True)]) + 2
+    )
     assert abs(change(fast) - change(exact)) < 0.05 * change(exact)
 
 
@@ -144,7 +147,7 @@ def test_a_run_with_the_patch_blend_pass_makes_its_video_from_steadier_frames(tm
     clean = [store.read_frame("input", i) for i in range(8)]
 
     def change(frames: list[np.ndarray]) -> float:
-        errors = [f - c for f, c in zip(frames, clean)]
+        errors = [f - c for f, c in zip(frames, clean, strict=True)]
         return float(np.mean([np.abs(b - a).mean() for a, b in itertools.pairwise(errors)]))
 
     assert change(blended) < 0.5 * change(plain)

@@ -25,10 +25,10 @@ def test_panel_builds_with_every_setting_in_order() -> None:
     demo, components = build()
     order = [name for name, _ in API_ORDER]
     assert len(components) == len(order)
-    for name, component in zip(order, components):
+    for name, component in zip(order, components, strict=True):
         assert component.elem_id == f"script_video_loopback_{name}"
         assert component.label == name
-    by_name = dict(zip(order, components))
+    by_name = dict(zip(order, components, strict=True))
     assert by_name["loop_n"].value == 10 and by_name["superimpose_alpha"].value == 0.25
     assert by_name["temporal_superimpose_method"].value == "simple"
     window = by_name["patch_blend_window"]  # odd sizes only, 3 to 63

@@ -138,7 +138,7 @@ def test_backend_takes_exactly_the_generated_images(webui) -> None:
     assert [(c["seed"], c["subseed"]) for c in calls[-2:]] == [(1, 2), (1, 4)]
     generated = [img for c in calls[-2:] for img in c["processed"].images if "parameters" in img.info]
     assert len(generated) == 4
-    for ours, theirs in zip(images, generated):
+    for ours, theirs in zip(images, generated, strict=True):
         assert np.array_equal(ours, from_pil(theirs))
     assert shared.opts.return_grid and shared.opts.return_mask, "options are restored"
 
@@ -307,10 +307,12 @@ def test_colour_correction_is_applied_once_per_image_towards_its_frames_input(
     frames = WebUIBackend(make_p(unit_cls, None)).generate_frames(requests)  # two frames in one call
     assert [len(f) for f in frames] == [2, 2] and len(applied) == 4
     expected = [processing.setup_color_correction(to_pil(inputs[k])) for k in (0, 0, 1, 1)]
-    assert all(np.array_equal(a, b) for a, b in zip(applied, expected))
+    assert all(np.array_equal(a, b) for a, b in zip(applied, expected, strict=True))
     # and the images are what one correction of the generated image gives
     generated = [img for img in calls[-1]["processed"].images if "parameters" in img.info]
-    assert all(np.array_equal(from_pil(img), f) for img, f in zip(generated, [x for f in frames for x in f]))
+    assert all(
+        np.array_equal(from_pil(img), f) for img, f in zip(generated, [x for f in frames for x in f], strict=True)
+    )
 
 
 def test_colour_correction_asked_for_by_an_api_request_is_still_towards_the_input(
@@ -362,13 +364,13 @@ def test_fastdvdnet_weights_come_from_the_webuis_models_folder_and_downloader(
 ) -> None:
     from modules import modelloader, paths
 
-    import lib_videoloop.denoise.weights as weights
+    from lib_videoloop.denoise import weights
     from lib_videoloop.errors import VideoLoopError
-    from lib_videoloop.webui.runner import weight_places
+    from lib_videoloop.webui.backend import WebUIBackend
 
     monkeypatch.setattr(weights, "EXTENSION_MODELS", tmp_path / "extension-models")
     monkeypatch.setattr(paths, "models_path", str(tmp_path / "webui-models"))
-    places = weight_places()
+    places = WebUIBackend(None).weight_places  # what a run in the WebUI uses
     # Offline: the message says where the file goes, the WebUI's models folder included.
     with pytest.raises(VideoLoopError) as offline:
         weights.find_weights("", places)
@@ -439,7 +441,7 @@ def test_frames_share_a_call_unless_a_mask_or_controlnet_takes_each_frame(webui,
     assert [c["processed"].all_prompts for c in calls] == [
         ["a bike 1", "a bike 1", "a bike 2", "a bike 2"], ["a bike 3", "a bike 3", "a bike 4", "a bike 4"]
     ]  # fmt: skip
-    for a, b in zip(alone, together):
+    for a, b in zip(alone, together, strict=True):
         assert np.array_equal(a, b)
     assert not np.array_equal(together[0], together[1])
     # One mask and one image per ControlNet unit on p: such frames go one by one.
@@ -486,7 +488,7 @@ def test_the_latent_deflicker_works_in_the_run_s_calls_only(webui, tmp_path: Pat
     assert all(len(c["processed"].all_prompts) == 4 for c in calls[1:])  # two frames of two images a call
     # The tiny model's random VAE carries little of the blend back (about one level in 255 here):
     # what is checked is that the blend took place, and only inside the run.
-    assert all(np.abs(a - b).max() > 1e-3 for a, b in zip(plain, deflickered))
+    assert all(np.abs(a - b).max() > 1e-3 for a, b in zip(plain, deflickered, strict=True))
     assert script_callbacks.callback_map["callbacks_cfg_denoiser"] == []
     script_callbacks.callback_map["callbacks_cfg_after_cfg"].clear()
     assert np.array_equal(plain_job(), before)

@@ -24,7 +24,9 @@ class GenerationRequest(Sampling):
 
 class Backend(Protocol):
     """What the engine needs from an image generator. A backend that can take several frames
-    in one call also has frames_per_call() and generate_frames() (see BatchingBackend)."""
+    in one call also has frames_per_call() and generate_frames() (see BatchingBackend). A host's
+    backend may also have take_skip() (True once after the user skipped the frame being made)
+    and weight_places (where the host keeps model weights, denoise.weights.WeightPlaces)."""
 
     name: str
     # True when the backend wants control_images and input_image filled in (costs a read per frame).

@@ -173,8 +173,8 @@ class DiffusersBackend:
                 common.update(mask_image=masks, width=gen_w, height=gen_h)
             with self._deflicker(pipe, requests):
                 out = pipe(image=inits, **common)
-            for n, arr in enumerate(out.images):
-                arr = np.asarray(arr, dtype=np.float32)
+            for n, made in enumerate(out.images):
+                arr = np.asarray(made, dtype=np.float32)
                 if arr.shape[:2] != (h, w):
                     arr = resize_frame(arr, w, h)
                 images[n // size].append(np.clip(arr, 0.0, 1.0))

@@ -167,7 +167,7 @@ class SequenceDenoiser:
             if missing:
                 a, b, c = (torch.cat([loaded[key[m]] for key in missing]) for m in range(3))
                 result = self._block(self.model.temp1, a, b, c, noise.expand(len(missing), -1, -1, -1))
-                for key, value in zip(missing, result.split(1)):
+                for key, value in zip(missing, result.split(1), strict=True):
                     triples[key] = value
             a, b, c = (torch.cat([triples[row[m]] for row in keys]) for m in range(3))
             out = self._block(self.model.temp2, a, b, c, noise.expand(len(ts), -1, -1, -1))

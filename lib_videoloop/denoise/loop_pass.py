@@ -16,8 +16,10 @@ import numpy as np
 
 from lib_videoloop.blend import superimpose
 from lib_videoloop.config import PATCH_BLEND, Settings
-from lib_videoloop.denoise.weights import NOWHERE_ELSE, WeightPlaces, find_weights
-from lib_videoloop.media.store import INPUT, FrameStore
+from lib_videoloop.denoise.weights import WeightPlaces, find_weights
+from lib_videoloop.media.flows import FlowFolder
+from lib_videoloop.media.store import FrameStore
+from lib_videoloop.run_state import RunFolder
 
 log = logging.getLogger(__name__)
 
@@ -31,18 +33,18 @@ def denoise_pass_stream(
     frames: Iterable[np.ndarray],
     count: int,
     weights: str | Path,
-    sigma: float,
-    alpha: float,
+    settings: Settings,
     *,
     seed: int = 0,
-    device: str | None = None,
     mask_of: Callable[[int], np.ndarray | None] | None = None,
 ) -> Iterator[np.ndarray]:
     """Yields frame + alpha * (FastDVDNet(frame + noise) - frame) for each frame of the stream,
-    only inside mask_of(index) when that gives a mask."""
+    with settings' fastdvdnet_noise_sigma and video_post_process_alpha, only inside
+    mask_of(index) when that gives a mask."""
+    sigma, alpha = settings.fastdvdnet_noise_sigma / 255.0, settings.video_post_process_alpha
     from lib_videoloop.denoise.fastdvdnet import SequenceDenoiser, default_device, load_model
 
-    device = device or default_device()
+    device = default_device()
     model = load_model(weights, device)
     denoiser = SequenceDenoiser(model, device=device)
     originals: list[np.ndarray] = []
@@ -64,42 +66,33 @@ def denoise_pass_stream(
             torch.cuda.empty_cache()
 
 
-def patch_blend_stream(store: FrameStore, folder: str, settings: Settings, guide_folder: str) -> Iterator[np.ndarray]:
+def patch_blend_stream(store: FrameStore, folder: str, settings: Settings, flows: FlowFolder) -> Iterator[np.ndarray]:
     """Yields frame + alpha * (patch blend(frame) - frame) for each frame of `folder`, guided by
-    `guide_folder`'s frames along the run's own flows (flows/ holds that folder's), only inside
-    the masks when the run uses them."""
-    from lib_videoloop.media.flows import FLOWS, FlowFolder
+    the frames the run's flows are of, along those flows, only inside the masks when the run
+    uses them."""
     from lib_videoloop.patch_blend import patch_blend
 
-    guide = functools.partial(store.read_frame, guide_folder)
     style = functools.partial(store.read_frame, folder)
-    chain = FlowFolder(store.root / FLOWS, guide, store.frame_count).chain()
     blended = patch_blend(
-        style, guide, store.frame_count, chain, window=settings.patch_blend_window, mode=settings.patch_blend_mode
-    )
+        style, flows.reference, store.frame_count, flows.chain(), window=settings.patch_blend_window,
+        mode=settings.patch_blend_mode,
+    )  # fmt: skip
     for i, frame in enumerate(blended):
         mask = store.read_mask(i) if settings.use_mask else None
         yield superimpose(style(i), frame, settings.video_post_process_alpha, mask)
 
 
-def run_denoise_pass(
-    store: FrameStore,
-    folder: str,
-    settings: Settings,
-    *,
-    seed: int,
-    places: WeightPlaces = NOWHERE_ELSE,
-    guide_folder: str = INPUT,
-) -> str:
+def run_denoise_pass(run: RunFolder, folder: str, *, seed: int, places: WeightPlaces, flows: FlowFolder) -> str:
     """Runs the loop's temporal pass (FastDVDNet or patch blend) over the frames of `folder` into
-    `<folder>_denoised` (inside the masks only). guide_folder: the frames the run's flows are of."""
+    `<folder>_denoised` (inside the masks only). flows: the run's, which patch blend follows."""
+    store, settings = run.store, run.settings
 
     target = f"{folder}_denoised"
     if store.folder_complete(target):
         return target
     if settings.video_post_process_method == PATCH_BLEND:
         log.info("patch blend over %s (window %d, %s)", folder, settings.patch_blend_window, settings.patch_blend_mode)
-        for i, frame in enumerate(patch_blend_stream(store, folder, settings, guide_folder)):
+        for i, frame in enumerate(patch_blend_stream(store, folder, settings, flows)):
             if not store.is_complete(target, i):
                 store.write_frame(target, i, frame)
         return target
@@ -114,8 +107,7 @@ def run_denoise_pass(
         store.frames(folder),
         store.frame_count,
         weights,
-        settings.fastdvdnet_noise_sigma / 255.0,
-        settings.video_post_process_alpha,
+        settings,
         seed=seed,
         mask_of=store.read_mask if settings.use_mask else None,
     )

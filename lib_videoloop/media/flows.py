@@ -39,6 +39,10 @@ class FlowFolder:
     With a reader (an executor), the `ahead` pairs after the one asked for are computed or read
     ahead on it, so that a loop going through the frames in order rarely waits for a flow: with
     as many threads as pairs ahead, a GPU that makes frames faster than one core makes flows.
+
+    One folder serves a whole run from several threads at once (the loop's blends and
+    in-betweens, the denoise pass, the report worker): each thread reads ahead in its own
+    direction, and a pair being computed for one is waited for by the others, not computed twice.
     """
 
     def __init__(
@@ -54,9 +58,9 @@ class FlowFolder:
         self.frame_count = frame_count
         self.reader = reader
         self.ahead = ahead
-        self._ahead: dict[int, Future[PairFlow]] = {}
-        self._last = -1
-        self._local = threading.local()
+        self._futures: dict[int, Future[PairFlow]] = {}  # pairs started ahead (done or not)
+        self._lock = threading.Lock()
+        self._local = threading.local()  # each thread's DIS estimator and its last pair
 
     def path(self, i: int) -> Path:
         return self.folder / f"{i + 1:06d}.flow"
@@ -65,22 +69,34 @@ class FlowFolder:
         return FlowChain(self.pair)
 
     def pair(self, i: int) -> PairFlow:
-        future = self._ahead.pop(i, None)
-        if future is None and self.reader is not None:
-            future = self.reader.submit(self._load_or_compute, i)  # the pairs after it start beside it
-        step = 1 if i >= self._last else -1  # the filter's backward pass goes down
-        self._last = i
+        last = getattr(self._local, "last", -1)
+        step = 1 if i >= last else -1  # the filter's backward pass goes down
+        self._local.last = i
+        with self._lock:
+            future = self._futures.get(i)  # left there: another thread asking meanwhile waits for it
+            if future is None and self.reader is not None:
+                future = self._futures[i] = self.reader.submit(self._load_or_compute, i)
         self.read_ahead(i + step, step)
-        return future.result() if future is not None else self._load_or_compute(i)
+        if future is None:
+            return self._load_or_compute(i)
+        pair = future.result()
+        with self._lock:
+            if self._futures.get(i) is future:  # the file serves whoever asks next
+                del self._futures[i]
+        return pair
 
     def read_ahead(self, first: int, step: int = 1) -> None:
         """Starts computing (or reading) the `ahead` pairs from `first` on, without waiting."""
         if self.reader is None:
             return
-        self._ahead = {k: f for k, f in self._ahead.items() if abs(k - first) <= self.ahead + 1}
-        for upcoming in range(first, first + step * self.ahead, step):
-            if 0 <= upcoming < self.frame_count - 1 and upcoming not in self._ahead:
-                self._ahead[upcoming] = self.reader.submit(self._load_or_compute, upcoming)
+        with self._lock:
+            # Pairs made ahead and never asked for are dropped once far behind (their files stay).
+            far = [k for k, f in self._futures.items() if f.done() and abs(k - first) > self.ahead + 1]
+            for k in far:
+                del self._futures[k]
+            for upcoming in range(first, first + step * self.ahead, step):
+                if 0 <= upcoming < self.frame_count - 1 and upcoming not in self._futures:
+                    self._futures[upcoming] = self.reader.submit(self._load_or_compute, upcoming)
 
     def forward_backward(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """The two flows of pair i alone, as the flicker metric takes them."""

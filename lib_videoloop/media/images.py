@@ -176,8 +176,6 @@ def write_atomic(path: Path, data: bytes) -> None:
             os.fsync(handle.fileno())
         publish(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise

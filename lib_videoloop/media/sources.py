@@ -19,6 +19,7 @@ import numpy as np
 
 from lib_videoloop.errors import VideoLoopError
 from lib_videoloop.media.images import IMAGE_SUFFIXES, MAX_PIXELS, image_size, is_image_file, load_image
+from lib_videoloop.media.writer import SourceClock
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,10 @@ class SourceInfo:
     start_time: float = 0.0  # seconds from the start of the source to the first selected frame
     time_origin: float = 0.0  # timestamp (seconds) of the source's first frame
     names: list[str] = field(default_factory=list, repr=False)
+
+    @property
+    def clock(self) -> SourceClock:
+        return SourceClock(self.path, self.fps, self.time_origin + self.start_time, self.has_audio)
 
 
 def natural_key(path: Path) -> list[object]:

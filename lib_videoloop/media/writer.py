@@ -34,6 +34,23 @@ class AudioSpan:
     duration: float
 
 
+@dataclass(frozen=True)
+class SourceClock:
+    """Where a clip's frames come from in time: for the output's rate and the sound under it."""
+
+    path: Path
+    rate: Fraction | None  # the source's frame rate, exact
+    start: float  # seconds on the source's clock (stream timestamps) of the first frame used
+    has_audio: bool  # a video with a sound stream
+
+
+@dataclass(frozen=True)
+class VideoEncoding:
+    video_format: str = "mp4"  # mp4 (H.264), webm (VP9) or gif
+    crf: int = 18  # lower is better; capped at the codec's top
+    lossless: bool = False
+
+
 def output_fps(source_fps: Fraction | None, extract_nth_frame: int, override: float | None) -> Fraction:
     """Default: the source rate divided by extract_nth_frame, exactly (30000/1001 stays so)."""
     if override:
@@ -44,35 +61,33 @@ def output_fps(source_fps: Fraction | None, extract_nth_frame: int, override: fl
 
 
 def source_audio(
-    path: str | Path, start: float, rate: Fraction | None, frame_count: int, extract_nth_frame: int, fps: Fraction,
-    video_format: str,
-) -> AudioSpan | None:  # fmt: skip
+    clock: SourceClock, frame_count: int, extract_nth_frame: int, fps: Fraction, video_format: str
+) -> AudioSpan | None:
     """The source's sound under a video of `frame_count` of its frames (every extract_nth_frame-th,
-    from `start` on the source's clock): none in a GIF, and none when `fps` is not the frames'
-    natural rate, where the sound would drift from the picture (logged)."""
-    if video_format == "gif" or not rate:
+    from the clock's start): none in a GIF, and none when `fps` is not the frames' natural rate,
+    where the sound would drift from the picture (logged)."""
+    rate = clock.rate
+    if video_format == "gif" or not rate or not clock.has_audio:
         return None
     natural = output_fps(rate, extract_nth_frame, None)
     if fps != natural:
         log.info("sound left out: output_frame_rate %s changes the clip's speed (natural rate %s)", fps, natural)
         return None
-    return AudioSpan(Path(path), start, frame_count * extract_nth_frame / float(rate))
+    return AudioSpan(Path(clock.path), clock.start, frame_count * extract_nth_frame / float(rate))
 
 
 def write_video(
     frames: Iterable[np.ndarray],
     path: str | Path,
     fps: Fraction,
-    *,
-    video_format: str = "mp4",
-    crf: int = 18,
-    lossless: bool = False,
+    encoding: VideoEncoding = VideoEncoding(),
     audio: AudioSpan | None = None,
 ) -> Path:
     """Encodes float32 HxWx3 frames to `path`, written under a temporary name then renamed."""
     import av
 
     path = Path(path)
+    video_format = encoding.video_format
     if video_format not in _CONTAINER:
         raise VideoLoopError("output_format", video_format, "is not a supported format", "Use mp4, webm or gif")
     fd, tmp_name = tempfile.mkstemp(prefix=".partial-", suffix=path.suffix, dir=path.parent)
@@ -84,20 +99,18 @@ def write_video(
         if first is None:
             raise VideoLoopError("frames", 0, "there are no frames to encode", "")
         with av.open(str(tmp), "w", format=_CONTAINER[video_format]) as container:
-            stream, pad = _add_video_stream(container, video_format, fps, first.shape[1], first.shape[0], crf, lossless)
+            stream, pad = _add_video_stream(container, encoding, fps, first.shape[1], first.shape[0])
             audio_packets = _audio_packets(container, audio, video_format) if audio else None
             pending = next(audio_packets, None) if audio_packets else None
-            count = 0
-            for image in _chain(first, frames_iter):
+            for count, image in enumerate(_chain(first, frames_iter), start=1):
                 if image.shape[:2] != first.shape[:2]:
                     raise VideoLoopError(
                         "frames",
                         image.shape,
-                        f"frame {count + 1} differs in size from the first frame {first.shape}",
+                        f"frame {count} differs in size from the first frame {first.shape}",
                         "",
                     )
                 container.mux(stream.encode(_to_video_frame(image, pad)))
-                count += 1
                 # Interleave: sound up to the end of this frame goes in now.
                 now = count / fps
                 while pending is not None and pending[0] < now:
@@ -118,7 +131,8 @@ def _chain(first: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.ndarray
     yield from rest
 
 
-def _add_video_stream(container, video_format: str, fps: Fraction, width: int, height: int, crf: int, lossless: bool):
+def _add_video_stream(container, encoding: VideoEncoding, fps: Fraction, width: int, height: int):
+    video_format, crf, lossless = encoding.video_format, encoding.crf, encoding.lossless
     pad = (0, 0)
     if video_format == "mp4":
         if lossless:

@@ -8,11 +8,13 @@ from __future__ import annotations
 import contextlib
 import copy
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from lib_videoloop.backends import GenerationRequest, auto_frames_per_call
+from lib_videoloop.denoise.weights import WeightPlaces
 from lib_videoloop.errors import InterruptedRun
 from lib_videoloop.media.images import from_pil, to_pil
 from lib_videoloop.webui.controlnet import apply_frame, frame_units
@@ -37,6 +39,18 @@ class WebUIBackend:
 
     def check(self, uses_subseed: bool, uses_mask: bool) -> None:
         """The WebUI supports variation seeds and inpainting: nothing to refuse."""
+
+    @property
+    def weight_places(self) -> WeightPlaces:
+        """The WebUI's models folder (it honours --models-dir) and its sha256-checked downloader."""
+        from modules import paths
+
+        def download(url: str, folder: Path, file_name: str, sha256: str) -> Path:
+            from modules.modelloader import load_file_from_url
+
+            return Path(load_file_from_url(url, model_dir=str(folder), file_name=file_name, hash_prefix=sha256))
+
+        return WeightPlaces(Path(paths.models_path) / "FastDVDNet", download)
 
     def frames_per_call(self, request: GenerationRequest, setting: int) -> int:
         """Frames share a call as one img2img batch with an init image per item. p takes one mask
@@ -93,8 +107,8 @@ class WebUIBackend:
         for iteration in range(requests[0].n_iter):
             if self.skipped or shared.state.skipped:
                 return [[] for _ in requests]  # the engine learns of the Skip from take_skip()
-            for frame, batch in zip(images, self._generate_batch(requests, iteration)):
-                frame += batch
+            for frame, batch in zip(images, self._generate_batch(requests, iteration), strict=True):
+                frame.extend(batch)
         return images
 
     @contextlib.contextmanager

@@ -76,12 +76,16 @@ def component_for(gr: Any, name: str, elem_id: Callable[[str], str], defaults: d
         return _make(gr.Slider, minimum=low, maximum=high, step=meta["slider_step"], value=value, **common)
     if isinstance(f.default, bool):
         return _make(gr.Checkbox, value=value, **common)
-    if meta.get("empty_is_zero"):
+    return _box(gr, name, value, common)
+
+
+def _box(gr: Any, name: str, value: Any, common: dict[str, Any]) -> Any:
+    """A number box for numbers (empty_is_zero ones show 0 for unset), else a text box."""
+    f = _fields()[name]
+    if f.metadata.get("empty_is_zero"):
         return _make(gr.Number, value=value or 0, precision=0 if name == "max_frames" else None, **common)
-    if isinstance(f.default, int):
-        return _make(gr.Number, value=value, precision=0, **common)
-    if isinstance(f.default, float):
-        return _make(gr.Number, value=value, **common)
+    if isinstance(f.default, (int, float)):
+        return _make(gr.Number, value=value, precision=0 if isinstance(f.default, int) else None, **common)
     placeholder = f.metadata["help"] if name in SCHEDULE_FIELDS else ""
     return _make(gr.Textbox, value=value, lines=1, placeholder=placeholder, **common)
 
@@ -220,10 +224,7 @@ def settings_from_panel(values: Sequence[Any], base: dict[str, Any] | None = Non
     In the named form only the dict counts. The WebUI cuts a selectable script's values out of
     the request's script_args by the panel's length, so a shorter list brings along the values
     of the scripts after it."""
-    if values and isinstance(values[0], dict):
-        named = _named(values[0])
-    else:
-        named = _positional(values)
+    named = _named(values[0]) if values and isinstance(values[0], dict) else _positional(values)
     data = dict(base or {})
     resume = str(named.pop(RESUME, "") or "").strip()
     data.update(named)
@@ -263,24 +264,27 @@ def _positional(values: Sequence[Any]) -> dict[str, Any]:
             f"{' or '.join(map(str, lengths[:-1]))} leave the settings added later at their defaults)",
             "Send one dict of setting names and values instead (the README's API section)",
         )
-    named = dict(zip(PANEL_ORDER, values))  # an older, shorter list leaves the later settings at their defaults
-    fields = _fields()
-    for name, value in named.items():
-        if name == RESUME:
-            continue
-        default = fields[name].default
-        if name in EMPTY_IS_ZERO:
-            value = None if value in (None, "", 0) else value
-            if value is not None and name == "max_frames":
-                value = int(value)
-        elif isinstance(default, bool):
-            value = bool(value)
-        elif isinstance(default, int) and isinstance(value, float) and value.is_integer():
-            value = int(value)
-        elif isinstance(default, str):
-            value = "" if value is None else str(value)
-        named[name] = value
-    return named
+    named = dict(
+        zip(PANEL_ORDER, values, strict=False)
+    )  # an older, shorter list leaves the later settings at their defaults
+    return {name: value if name == RESUME else _from_widget(name, value) for name, value in named.items()}
+
+
+def _from_widget(name: str, value: Any) -> Any:
+    """A widget's value as the setting's type: gradio gives floats for whole numbers, None for
+    an empty text box, and 0 for an unset empty_is_zero number."""
+    default = _fields()[name].default
+    if name in EMPTY_IS_ZERO:
+        if value in (None, "", 0):
+            return None
+        return int(value) if name == "max_frames" else value
+    if isinstance(default, bool):
+        return bool(value)
+    if isinstance(default, int) and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(default, str):
+        return "" if value is None else str(value)
+    return value
 
 
 def preview_keyframes(values: Sequence[Any]) -> tuple[str, Any]:

@@ -8,7 +8,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from lib_videoloop.denoise.weights import WeightPlaces
 from lib_videoloop.engine import Engine, Progress, RunResult
 from lib_videoloop.errors import InterruptedRun
 from lib_videoloop.media.images import to_pil
@@ -58,10 +57,8 @@ def run_in_webui(p: Any, values: tuple[Any, ...]) -> Any:
             state.assign_current_image(to_pil(update.latest))
 
     hooks = {
-        "weight_places": weight_places(),
         "on_progress": progress,
         "should_stop": lambda: bool(state.interrupted or getattr(state, "stopping_generation", False)),
-        "should_skip": backend.take_skip,
     }
     if resume:
         log.info("resuming %s with its own settings.json; the panel's settings are not used", resume)
@@ -75,18 +72,6 @@ def run_in_webui(p: Any, values: tuple[Any, ...]) -> Any:
         log.info(text)
         return processing.Processed(p, [], p.seed, text, p.subseed, infotexts=[text])
     return _processed(p, result)
-
-
-def weight_places() -> WeightPlaces:
-    """The WebUI's models folder (it honours --models-dir) and its sha256-checked downloader."""
-    from modules import paths
-
-    def download(url: str, folder: Path, file_name: str, sha256: str) -> Path:
-        from modules.modelloader import load_file_from_url
-
-        return Path(load_file_from_url(url, model_dir=str(folder), file_name=file_name, hash_prefix=sha256))
-
-    return WeightPlaces(Path(paths.models_path) / "FastDVDNet", download)
 
 
 def _processed(p: Any, result: RunResult) -> Any:

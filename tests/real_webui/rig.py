@@ -233,7 +233,7 @@ def start(dest: Path, port: int = 7861, listen: bool = False, nowebui: bool = Fa
     cmd += ["--listen"] if listen else []
     cmd += ["--nowebui"] if nowebui else []
     log_path = dest / "webui.log"
-    log = open(log_path, "ab")
+    log = open(log_path, "ab")  # noqa: SIM115 -- the server's stdout: open for as long as it runs
     log.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n".encode())
     log.flush()
     offset = log_path.stat().st_size

@@ -279,7 +279,7 @@ def test_interrupt_then_resume_equals_a_straight_run(webui, clip: Path, tmp_path
     assert run_folder(resumed) == root
     got = frames(root / "loop_003")
     assert len(got) == 8
-    for i, (a, b) in enumerate(zip(expected, got)):
+    for i, (a, b) in enumerate(zip(expected, got, strict=True)):
         assert np.array_equal(a, b), f"frame {i + 1} differs after the resume"
 
 
@@ -305,7 +305,7 @@ def test_frames_batched_in_one_call_follow_their_own_seeds_and_prompts(webui, cl
         ]
     alone, together = runs[1], runs[4]
     assert len(together) == 4
-    diffs = [float(np.abs(a - b).max()) for a, b in zip(alone, together)]
+    diffs = [float(np.abs(a - b).max()) for a, b in zip(alone, together, strict=True)]
     print(f"{webui['kind']} largest difference per frame, batched vs one by one: {diffs}")
     # The first frame of the call is the one-by-one frame up to the order of floating-point sums.
     # The later ones differ by the VAE encoder's sampling alone: both WebUIs draw it from torch's
@@ -403,7 +403,7 @@ def test_the_stand_ins_colour_correction_is_the_webuis(webui) -> None:
     script = Path(__file__).with_name("color_check.py")
     done = subprocess.run(
         [str(webui_dir / "venv" / "bin" / "python"), str(script), *rig.ARGS[webui["kind"]]], cwd=webui_dir,
-        capture_output=True, text=True,
+        capture_output=True, text=True, check=False,
         env={**rig.server_env(webui["dest"]), "PYTHONPATH": str(webui_dir)}, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
@@ -438,7 +438,7 @@ def test_colour_correction_is_set_before_processing_towards_each_input_frame(web
     def colour_gap(folder: Path) -> float:
         got = frames(folder / "loop_002")
         return float(np.mean([np.abs(g.astype(np.float64).mean((0, 1)) / np.iinfo(g.dtype).max * 255
-                                     - i.astype(np.float64).mean((0, 1))).sum() for g, i in zip(got, inputs)]))  # fmt: skip
+                                     - i.astype(np.float64).mean((0, 1))).sum() for g, i in zip(got, inputs, strict=True)]))  # fmt: skip
 
     print(
         f"{webui['kind']} colour gap to the input, off / on: {colour_gap(runs[False]):.1f} / {colour_gap(runs[True]):.1f}"
@@ -457,7 +457,7 @@ def test_variation_strength_changes_the_frames_and_follows_the_subseed(webui, cl
         runs[name] = frames(run_folder(response) / "loop_001")
 
     def gap(x: str, y: str) -> float:
-        return max(float(np.abs(a.astype(np.float64) - b).mean()) for a, b in zip(runs[x], runs[y]))
+        return max(float(np.abs(a.astype(np.float64) - b).mean()) for a, b in zip(runs[x], runs[y], strict=True))
 
     assert gap("a", "a-again") == 0, "the same seeds give the same frames"
     assert gap("none", "a") > 0 and gap("a", "b") > 0, "the variation seed and its strength change the frames"
@@ -471,7 +471,7 @@ def test_the_patch_blend_pass_makes_the_final_frames(webui, clip: Path, tmp_path
     root = run_folder(response)
     blended, made = frames(root / "loop_001_denoised"), frames(root / "loop_001")
     assert len(blended) == len(made) == 6
-    assert any(not np.array_equal(a, b) for a, b in zip(blended, made))
+    assert any(not np.array_equal(a, b) for a, b in zip(blended, made, strict=True))
     assert (root / f"{root.name}.mp4").is_file()
 
 
@@ -499,7 +499,7 @@ def test_the_latent_deflicker_changes_the_runs_frames_and_no_other_job(webui, cl
             assert status == 200, response
             made[steps] = frames(run_folder(response) / "loop_001")
         assert len(made[""]) == len(made["1, -1"]) == 4
-        assert all(not np.array_equal(a, b) for a, b in zip(made[""], made["1, -1"])), sampler
+        assert all(not np.array_equal(a, b) for a, b in zip(made[""], made["1, -1"], strict=True)), sampler
     log = log_since(webui["dest"], offset)
     assert "Error executing callback" not in log and "Traceback" not in log, log[-3000:]
     status, after = call(url, "/sdapi/v1/txt2img", plain)
@@ -534,8 +534,8 @@ def test_named_script_args_make_the_frames_the_positional_list_makes(webui, clip
         first = result.info["infotexts"][0].splitlines()[0]
         made[name] = frames(Path(first.split(": ", 1)[1]) / "loop_001")
     assert made["positional"] and all(len(f) == 3 for f in made.values())
-    for a, b in zip(made["positional"], made["named"]):
+    for a, b in zip(made["positional"], made["named"], strict=True):
         assert np.array_equal(a, b)
-    for a, b in zip(made["client, positional"], made["client, named"]):
+    for a, b in zip(made["client, positional"], made["client, named"], strict=True):
         assert np.array_equal(a, b)
     assert not np.array_equal(made["positional"][0], made["positional"][1])  # frames differ: a real comparison

@@ -75,8 +75,8 @@ def make_checkpoint(out: Path) -> None:
     state = {}
     generator = torch.Generator().manual_seed(1)
     for prefix, module in parts.items():
-        for key, tensor in module.state_dict().items():
-            tensor = tensor.detach().clone()
+        for key, weights in module.state_dict().items():
+            tensor = weights.detach().clone()
             if tensor.is_floating_point() and key.endswith("bias") and not tensor.any():
                 # All-zero biases make CLIP's hidden states collapse, and the WebUI's prompt
                 # emphasis then divides by a zero mean: small random ones keep every step finite.
@@ -99,7 +99,7 @@ def _bytes_to_unicode() -> dict[int, str]:
             bs.append(b)
             cs.append(256 + n)
             n += 1
-    return dict(zip(bs, (chr(c) for c in cs)))
+    return dict(zip(bs, (chr(c) for c in cs), strict=True))
 
 
 def make_clip_tokenizer(folder: Path) -> None:
@@ -108,7 +108,8 @@ def make_clip_tokenizer(folder: Path) -> None:
     import open_clip
 
     bpe = Path(open_clip.__file__).with_name("bpe_simple_vocab_16e6.txt.gz")
-    merges = gzip.open(bpe).read().decode("utf-8").split("\n")[1 : 49152 - 256 - 2 + 1]
+    with gzip.open(bpe) as handle:
+        merges = handle.read().decode("utf-8").split("\n")[1 : 49152 - 256 - 2 + 1]
     pairs = [tuple(m.split()) for m in merges]
     vocab = list(_bytes_to_unicode().values())
     vocab += [v + "</w>" for v in vocab] + ["".join(p) for p in pairs] + ["<|startoftext|>", "<|endoftext|>"]
