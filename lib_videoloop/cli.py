@@ -12,6 +12,7 @@ import difflib
 import json
 import logging
 import math
+import os
 import shlex
 import signal
 import sys
@@ -21,8 +22,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lib_videoloop.config import Settings
-from lib_videoloop.errors import InterruptedRun, VideoLoopError
+from lib_videoloop.config import WORKER_AUTH, Settings, worker_urls
+from lib_videoloop.errors import InterruptedRun, VideoLoopError, WorkersLost
+from lib_videoloop.media.store import read_run_settings
 
 log = logging.getLogger("lib_videoloop")
 
@@ -100,7 +102,14 @@ def _add_run(sub: Any) -> None:
     run.add_argument("input", nargs="?", help="a video file, a folder of frames or an image")
     run.add_argument("-o", "--output", dest="output_directory", help="folder in which the run folder is created")
     run.add_argument(
-        "--model", help="a diffusers model folder, a .safetensors/.ckpt file, or tiny-random (noise, for smoke tests)"
+        "--model",
+        help="a diffusers model folder, a .safetensors/.ckpt file, or tiny-random (noise, for smoke tests); with"
+        " --workers, the checkpoint's name on the workers (default: the one they have loaded)",
+    )
+    run.add_argument(
+        "--worker-auth",
+        metavar="USER:PASSWORD",
+        help=f"the workers' --api-auth (better: the environment variable {WORKER_AUTH}, which no process list shows)",
     )
     run.add_argument("--device", help="torch device (default: cuda when present, else cpu)")
     run.add_argument("--config", help="settings.json of an earlier run (or your own) to start from")
@@ -205,22 +214,16 @@ class _StopFlag:
 def cmd_run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from lib_videoloop.backends.diffusers_backend import DiffusersBackend
     from lib_videoloop.engine import Engine
 
     if args.resume:
-        from lib_videoloop.resume import finished_video, recorded_model
+        from lib_videoloop.resume import finished_video
 
         _refuse_flags_with_resume(args)
         video = finished_video(args.resume)
         if video is not None:
             print(f"Nothing to resume: {args.resume} is already complete.\nVideo: {video}")
             return 0
-        args.model, recorded = recorded_model(args.resume, args.model)
-    elif not args.model:
-        raise VideoLoopError(
-            "--model", None, "is required", "Give a diffusers model folder, a checkpoint file, or tiny-random"
-        )
     stop = _StopFlag()
     previous = signal.signal(signal.SIGINT, stop)
     bar = None
@@ -233,31 +236,52 @@ def cmd_run(args: argparse.Namespace) -> int:
         bar.update(p.done - bar.n)
 
     try:
+        hooks = {"on_progress": progress, "should_stop": lambda: stop.requested}
         if args.resume:
-            sampler = recorded.get("sampler_name", "")
-            backend = DiffusersBackend(args.model, sampler, args.device)
-            engine = Engine.resume(args.resume, backend, on_progress=progress, should_stop=lambda: stop.requested)
+            engine = Engine.resume(args.resume, _backend(args, read_run_settings(args.resume)), **hooks)
         else:
             settings = _settings_from_args(args)
             settings.validate()
-            backend = DiffusersBackend(args.model, settings.sampler_name, args.device)
-            engine = Engine(settings, backend, on_progress=progress, should_stop=lambda: stop.requested)
+            engine = Engine(settings, _backend(args, settings.to_dict()), **hooks)
         try:
             result = engine.run()
-        except InterruptedRun as stopped:
+        except (InterruptedRun, WorkersLost) as stopped:
             if bar is not None:
                 bar.close()
-            command = (
-                f"python -m lib_videoloop run --resume {shlex.quote(str(stopped))} --model {shlex.quote(args.model)}"
-            )
-            print(f"Stopped. The run folder is resumable:\n  {command}")
-            return 130
+            command = f"python -m lib_videoloop run --resume {shlex.quote(str(engine.run_dir))}"
+            if args.model:
+                command += f" --model {shlex.quote(args.model)}"
+            reason = f"{stopped}\n" if isinstance(stopped, WorkersLost) else ""
+            print(f"{reason}Stopped. The run folder is resumable:\n  {command}")
+            return 1 if reason else 130
     finally:
         signal.signal(signal.SIGINT, previous)
         if bar is not None:
             bar.close()
     _print_result(result)
     return 0
+
+
+def _backend(args: argparse.Namespace, settings: dict[str, Any]) -> Any:
+    """The run's backend: the workers when there are any (--workers, else the run's own), else
+    diffusers with --model (on resume: the model the run recorded)."""
+    workers = worker_urls(getattr(args, "workers", None) or settings.get("workers", ""))
+    if workers:
+        from lib_videoloop.backends.workers import WorkersBackend, cli_template
+
+        auth = args.worker_auth or os.environ.get(WORKER_AUTH) or None
+        return WorkersBackend(workers, auth=auth, template=cli_template(settings.get("sampler_name", ""), args.model))
+    from lib_videoloop.backends.diffusers_backend import DiffusersBackend
+
+    if args.resume:
+        from lib_videoloop.resume import recorded_model
+
+        args.model, _ = recorded_model(args.resume, args.model)
+    elif not args.model:
+        raise VideoLoopError(
+            "--model", None, "is required", "Give a diffusers model folder, a checkpoint file, or tiny-random"
+        )
+    return DiffusersBackend(args.model, settings.get("sampler_name", ""), args.device)
 
 
 def _print_result(result: Any) -> None:
@@ -274,7 +298,8 @@ def _refuse_flags_with_resume(args: argparse.Namespace) -> None:
     """A resumed run keeps its own settings (see resume.py)."""
     from lib_videoloop.resume import refuse_settings
 
-    names = {f.name for f in dataclasses.fields(Settings)} - _SKIP_FLAGS
+    # Other workers make the same frames: a resume may name the ones that are up now.
+    names = {f.name for f in dataclasses.fields(Settings)} - _SKIP_FLAGS - {"workers"}
     given = {f"--{key}": value for key, value in vars(args).items() if key in names}
     for flag, key in (("input", "input"), ("--output", "output_directory"), ("--config", "config")):
         if getattr(args, key, None):

@@ -12,6 +12,7 @@ import json
 import math
 import types
 import typing
+import urllib.parse
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -274,7 +275,7 @@ class Settings:
     cfg_scale: float = _f(7.0, "classifier-free guidance scale", "generation", low=CFG_RANGE[0], high=CFG_RANGE[1])
     sampler_name: str = _f("", "sampler (backend default when empty)", "generation")
     batch_size: int = _f(
-        1, "images per batch; every image is averaged into the frame (batch blend)", "generation", low=1, high=MAX_BATCH
+        1, "images per batch, all averaged into the frame (batch blend)", "generation", low=1, high=MAX_BATCH
     )
     n_iter: int = _f(1, "batches per frame (batch count)", "generation", low=1, high=MAX_BATCH)
     frames_per_call: int = _f(
@@ -292,6 +293,7 @@ class Settings:
         " frames_per_call 2 or more; 1 = the first step, -1 = the last; empty: off), e.g. -1",
         "generation",
     )
+    workers: str = _f("", "WebUI API URLs to generate on, e.g. http://gpu1:7860, http://gpu2:7860", "generation")
     # schedules: expressions of image_i and loop_i, empty = use the setting above
     subseed_strength_schedule: str = _f("", "e.g. (sin(pi*image_i/90)+1)/2*0.07", "schedule")
     denoising_schedule: str = _f("", "e.g. 0.4 if loop_i<3 else 0.3", "schedule")
@@ -438,6 +440,7 @@ def _validate(s: Settings) -> None:
     _validate_patch_blend(s)
     _validate_latent_deflicker(s)
     temporal_weights(s.temporal_superimpose_alpha_list)
+    worker_urls(s.workers)
     listed = keyframe_numbers(s.keyframe_frames)
     if s.keyframe_mode == "listed frames" and not listed:
         raise VideoLoopError(
@@ -476,6 +479,11 @@ def _validate_patch_blend(s: Settings) -> None:
 
 
 def _validate_latent_deflicker(s: Settings) -> None:
+    if deflicker_steps(s.latent_deflicker_steps) and worker_urls(s.workers):
+        raise VideoLoopError(
+            "latent_deflicker_steps", s.latent_deflicker_steps, "works inside this process's sampler, not on workers",
+            "Clear latent_deflicker_steps or workers",
+        )  # fmt: skip
     if deflicker_steps(s.latent_deflicker_steps) and s.frames_per_call in {0, 1}:
         raise VideoLoopError(
             "frames_per_call", s.frames_per_call, "must be 2 or more with latent_deflicker_steps: it blends the frames"
@@ -518,6 +526,41 @@ def keyframe_numbers(text: str) -> list[int]:
             )
         numbers.add(int(part))
     return sorted(numbers)
+
+
+WORKER_AUTH = "VIDEO_LOOPBACK_WORKER_AUTH"  # the workers' user:password, kept out of every file
+
+
+def worker_urls(text: str) -> list[str]:
+    """workers 'http://gpu1:7860, http://gpu2:7860' as a list of base URLs. Only http(s) with a
+    host; a user and password in a URL are refused (they would be saved with the run)."""
+    urls: list[str] = []
+    for raw in str(text or "").replace("\n", ",").replace(" ", ",").split(","):
+        part = raw.strip()
+        if not part:
+            continue
+        parsed = urllib.parse.urlsplit(part)
+        if parsed.username is not None or parsed.password is not None:
+            shown = part.replace(parsed.netloc, parsed.netloc.rsplit("@", 1)[-1])
+            raise VideoLoopError(
+                "workers", shown, "has a user and password in it, which would be saved with the run",
+                f"Give them as user:password in the environment variable {WORKER_AUTH} (or --worker-auth)",
+            )  # fmt: skip
+        try:
+            port_ok = parsed.port is None or parsed.port > 0
+        except ValueError:
+            port_ok = False
+        if parsed.scheme not in ("http", "https") or not parsed.hostname or not port_ok:
+            raise VideoLoopError(
+                "workers", part, "is not the http(s) address of a WebUI", "e.g. http://192.168.1.20:7860"
+            )
+        if parsed.query or parsed.fragment:
+            raise VideoLoopError("workers", part, "has a query or fragment", "Give the WebUI's address alone")
+        url = f"{parsed.scheme}://{parsed.netloc}{parsed.path.rstrip('/')}"
+        if url in urls:
+            raise VideoLoopError("workers", part, "is listed twice", "List each WebUI once")
+        urls.append(url)
+    return urls
 
 
 def deflicker_steps(text: str) -> tuple[int, ...]:

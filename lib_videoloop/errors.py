@@ -41,6 +41,10 @@ class VideoLoopError(Exception):
         super().__init__(text)
 
 
+class WorkersLost(VideoLoopError):
+    """No worker is left to make the frames; the run folder stays resumable."""
+
+
 class InterruptedRun(Exception):
     """Raised inside the engine when the user asked to stop; the run folder stays resumable."""
 

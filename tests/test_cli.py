@@ -313,3 +313,28 @@ def test_a_finished_run_is_neither_resumed_nor_nested(tmp_path: Path, bikes: Pat
     assert nested.returncode == 2
     assert f"is inside the run folder {run_dir}" in nested.stderr and str(tmp_path / "out") in nested.stderr
     assert sorted(p.relative_to(run_dir) for p in run_dir.rglob("*")) == before
+
+
+def test_run_on_a_worker_with_its_password_in_the_environment_only(tmp_path: Path, bikes: Path, tiny_backend) -> None:
+    """`run --workers`: the frames come from the worker's API; the password the worker's
+    --api-auth asks for travels in the environment, and lands in no file of the run."""
+    from worker_server import Behaviour, WorkerServer
+
+    password = "pa55-w0rd-only-in-env"
+    with WorkerServer(tiny_backend, Behaviour(auth=f"vl:{password}")) as worker:
+        args = ["run", str(bikes), "-o", str(tmp_path), "--workers", worker.url, "--max_frames", "2", "--loop_n", "1",
+                "--width", "64", "--height", "48", "--steps", "2", "--sampler_name", "Euler a"]  # fmt: skip
+        refused = cli(*args)
+        assert (
+            refused.returncode != 0 and "HTTP 401" in refused.stderr and "VIDEO_LOOPBACK_WORKER_AUTH" in refused.stderr
+        )
+        done = cli(*args, env={**os.environ, "VIDEO_LOOPBACK_WORKER_AUTH": f"vl:{password}"})
+        assert done.returncode == 0, done.stderr[-2000:]
+        sent = worker.behaviour.requests
+    assert [body["sampler_name"] for body in sent] == ["Euler a", "Euler a"]
+    (run,) = [d for d in tmp_path.iterdir() if d.is_dir()]
+    assert FrameStore.open(run).folder_complete("loop_001")
+    for path in run.rglob("*"):
+        if path.is_file() and path.suffix in (".json", ".jsonl"):
+            assert password not in path.read_text(encoding="utf-8"), path
+    assert password not in done.stdout + done.stderr

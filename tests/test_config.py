@@ -89,10 +89,10 @@ API_ORDER = (
     ("keyframe_mode", "listed frames"), ("keyframe_interval", 7), ("keyframe_motion", 0.11), ("keyframe_frames", "0, 9"),
     ("keyframe_repair", False), ("repair_min_share", 0.03), ("repair_denoising_strength", 0.59),
     ("frames_per_call", 5), ("patch_blend_window", 9), ("patch_blend_mode", "exact"),
-    ("keyframe_propagation", "patch match"), ("latent_deflicker_steps", "-1"),
+    ("keyframe_propagation", "patch match"), ("latent_deflicker_steps", "-1"), ("workers", "http://gpu1:7860"),
 )  # fmt: skip
 # The list's length before each group of settings was added (newest first).
-OLDER_LENGTHS = (54, 51, 50, 43, 41)
+OLDER_LENGTHS = (55, 54, 51, 50, 43, 41)
 
 
 def _check_values(settings: Settings, resume: str, pairs) -> None:
@@ -122,7 +122,7 @@ def test_an_older_api_argument_list_still_means_what_it_meant() -> None:
         _check_values(settings, resume, API_ORDER[:length])
         _check_values(settings, resume, [(name, getattr(defaults, name)) for name, _ in API_ORDER[length:]])
     with pytest.raises(VideoLoopError, match="script arguments"):
-        settings_from_panel([value for _, value in API_ORDER[:-2]])
+        settings_from_panel([value for _, value in API_ORDER[:-3]])
 
 
 def test_named_api_arguments_are_taken_by_name_and_checked() -> None:

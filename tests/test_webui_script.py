@@ -116,6 +116,48 @@ def test_run_drives_the_engine_through_process_images(webui, tmp_path: Path, bik
         assert p.latents_after_sampling == [], "Forge's lists grow on copies, not on the user's p"
 
 
+def test_with_workers_each_frame_goes_out_with_the_tabs_values_and_its_controlnet_image(
+    webui, tmp_path: Path, bikes: Path, tiny_backend
+) -> None:
+    """The img2img tab's sampler, styles, mask settings, checkpoint and ControlNet units reach
+    the worker; the unit without an image gets the frame there, as it does here."""
+    from lib_videoloop.backends.workers import decode_png
+    from worker_server import Behaviour, WorkerServer
+
+    _, unit_cls, calls = webui
+    own = np.full((48, 64, 3), 7, np.uint8)
+    p = make_p(unit_cls, own, sampler_name="Euler a", styles=["film"], inpainting_fill=1)
+    shared.opts.CLIP_stop_at_last_layers = 2  # the webui fixture resets the options after the test
+    loaded_here = {"title": "tiny-random-sd [0000]", "model_name": "tiny-random-sd"}
+    with WorkerServer(tiny_backend, Behaviour(model=loaded_here)) as worker:
+        values = panel_values(
+            input_directory=str(bikes), output_directory=str(tmp_path / "out"), max_frames=3, loop_n=1,
+            workers=worker.url,
+        )  # fmt: skip
+        processed = load_webui_script().run(p, *values)
+        sent = worker.behaviour.requests
+    assert calls == [], "nothing is generated here"
+    assert len(sent) == 3 and "Video: " in processed.info
+    run_dir = Path(processed.info.splitlines()[0].split(": ", 1)[1])
+    store = FrameStore.open(run_dir)
+    for i, body in enumerate(sent):
+        assert (body["sampler_name"], body["styles"], body["inpainting_fill"], body["mask_blur"]) == (
+            "Euler a",
+            ["film"],
+            1,
+            0,
+        )
+        assert body["override_settings"] == {
+            "sd_model_checkpoint": "tiny-random-sd [0000]",
+            "CLIP_stop_at_last_layers": 2,
+        }
+        first, second = body["alwayson_scripts"]["controlnet"]["args"]
+        frame = (store.read_frame("input", i) * 255 + 0.5).astype(np.uint8)
+        assert np.array_equal((decode_png(first["image"]) * 255 + 0.5).astype(np.uint8), frame)
+        assert np.array_equal((decode_png(second["image"]) * 255 + 0.5).astype(np.uint8), own)
+    assert p.script_args[0].image is None, "the user's own units are not changed"
+
+
 def test_backend_takes_exactly_the_generated_images(webui) -> None:
     _, unit_cls, calls = webui
     from lib_videoloop.backends import GenerationRequest

@@ -38,7 +38,8 @@ def _needs_image(unit: Any) -> bool:
     return bool(get("enabled", False)) and get("image", None) is None
 
 
-def _controlnet(p: Any) -> Any:
+def controlnet_script(p: Any) -> Any:
+    """The ControlNet extension's always-on script (sd-webui-controlnet or Forge's own), if any."""
     runner = getattr(p, "scripts", None)
     for script in getattr(runner, "alwayson_scripts", []) or []:
         if "controlnet" in script.title().lower():
@@ -48,7 +49,7 @@ def _controlnet(p: Any) -> Any:
 
 def frame_units(p: Any) -> int:
     """How many of p's ControlNet units take each frame (enabled, without an image of their own)."""
-    script = _controlnet(p)
+    script = controlnet_script(p)
     if script is None:
         return 0
     return sum(_needs_image(unit) for unit in p.script_args[script.args_from : script.args_to])
@@ -56,7 +57,7 @@ def frame_units(p: Any) -> int:
 
 def apply_frame(p: Any, control_images: list[np.ndarray]) -> int:
     """Gives p's ControlNet units this frame's images; returns how many units got one."""
-    script = _controlnet(p) if control_images else None
+    script = controlnet_script(p) if control_images else None
     if script is None:
         return 0
     frames = [to_uint8(img) for img in control_images]

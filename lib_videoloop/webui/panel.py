@@ -27,6 +27,7 @@ ADDED_GROUPS = (
     ("frames_per_call",),
     ("patch_blend_window", "patch_blend_mode", "keyframe_propagation"),
     ("latent_deflicker_steps",),
+    ("workers",),
 )
 ADDED_LATER = tuple(name for group in ADDED_GROUPS for name in group)
 
@@ -172,6 +173,7 @@ class _Layout:
                 add("lossless", "keep_audio", "save_every_loop")
             with gr.Row():
                 add("frames_per_call", "latent_deflicker_steps")
+            add("workers")  # other WebUIs' API: README "Workers"
 
     def schedules(self) -> None:
         with self.gr.Accordion("Schedules (expressions of image_i and loop_i)", open=False,
@@ -264,9 +266,8 @@ def _positional(values: Sequence[Any]) -> dict[str, Any]:
             f"{' or '.join(map(str, lengths[:-1]))} leave the settings added later at their defaults)",
             "Send one dict of setting names and values instead (the README's API section)",
         )
-    named = dict(
-        zip(PANEL_ORDER, values, strict=False)
-    )  # an older, shorter list leaves the later settings at their defaults
+    # An older, shorter list leaves the later settings at their defaults.
+    named = dict(zip(PANEL_ORDER, values, strict=False))
     return {name: value if name == RESUME else _from_widget(name, value) for name, value in named.items()}
 
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from lib_videoloop.config import WORKER_AUTH, worker_urls
 from lib_videoloop.engine import Engine, Progress, RunResult
-from lib_videoloop.errors import InterruptedRun
+from lib_videoloop.errors import InterruptedRun, WorkersLost
 from lib_videoloop.media.images import to_pil
+from lib_videoloop.media.store import read_run_settings
 from lib_videoloop.webui.backend import WebUIBackend
 from lib_videoloop.webui.panel import FROM_P, RESUME, settings_from_panel
 from lib_videoloop.webui.safety import allowed_roots, check_paths, is_exposed
@@ -47,7 +51,7 @@ def run_in_webui(p: Any, values: tuple[Any, ...]) -> Any:
             allowed_roots(shared.opts, paths.data_path),
         )  # fmt: skip
     state = shared.state
-    backend = WebUIBackend(p)
+    backend = _backend(p, settings.workers or _recorded_workers(resume), state)
 
     def progress(update: Progress) -> None:
         state.job_count = update.total
@@ -64,14 +68,35 @@ def run_in_webui(p: Any, values: tuple[Any, ...]) -> Any:
         log.info("resuming %s with its own settings.json; the panel's settings are not used", resume)
     engine = Engine.resume(resume, backend, **hooks) if resume else Engine(settings, backend, **hooks)
     try:
-        with backend.watching_skip():
+        with backend.watching_skip() if isinstance(backend, WebUIBackend) else contextlib.nullcontext():
             result = engine.run()
-    except InterruptedRun:
+    except (InterruptedRun, WorkersLost) as stopped:
         root = engine.run_dir
-        text = f"Stopped. To finish the run, put this folder in {RESUME}: {root}"
+        reason = f"{stopped}. " if isinstance(stopped, WorkersLost) else ""
+        text = f"{reason}Stopped. To finish the run, put this folder in {RESUME}: {root}"
         log.info(text)
         return processing.Processed(p, [], p.seed, text, p.subseed, infotexts=[text])
     return _processed(p, result)
+
+
+def _backend(p: Any, workers: str, state: Any) -> Any:
+    """This WebUI, or the workers (other WebUIs' API) with the img2img tab's values."""
+    urls = worker_urls(workers)
+    if not urls:
+        return WebUIBackend(p)
+    from lib_videoloop.backends.workers import WorkersBackend
+    from lib_videoloop.webui.worker_template import template_from_p
+
+    def interrupted() -> bool:  # the Interrupt button: the workers' jobs stop too
+        return bool(state.interrupted or getattr(state, "stopping_generation", False))
+
+    auth = os.environ.get(WORKER_AUTH) or None
+    return WorkersBackend(urls, auth=auth, template=template_from_p(p), should_interrupt=interrupted)
+
+
+def _recorded_workers(resume: str) -> str:
+    """A resumed run's own workers, when the panel names none."""
+    return str(read_run_settings(resume).get("workers", "")) if resume else ""
 
 
 def _processed(p: Any, result: RunResult) -> Any:

@@ -219,8 +219,12 @@ def server_env(dest: Path) -> dict[str, str]:
     return env
 
 
-def start(dest: Path, port: int = 7861, listen: bool = False, nowebui: bool = False, timeout: float = 900) -> str:
+def start(  # noqa: PLR0913 -- each a launch option, named by every caller
+    dest: Path, port: int = 7861, *, listen: bool = False, nowebui: bool = False, timeout: float = 900,
+    instance: str = "", env: dict[str, str] | None = None,
+) -> str:  # fmt: skip
     """Starts the WebUI in the background; returns its URL once it has finished starting.
+    instance: a name for one more server of the same install (its own pid file and log).
 
     The API answers before it is ready: both WebUIs serve its routes while Api() still builds
     the scripts' default arguments, and a job sent then gets another tab's argument list (seen
@@ -232,15 +236,16 @@ def start(dest: Path, port: int = 7861, listen: bool = False, nowebui: bool = Fa
     cmd = [str(webui / "venv" / "bin" / "python"), "launch.py", *ARGS[kind], *COMMON_ARGS, "--port", str(port)]
     cmd += ["--listen"] if listen else []
     cmd += ["--nowebui"] if nowebui else []
-    log_path = dest / "webui.log"
+    log_path = dest / f"webui{instance}.log"
     log = open(log_path, "ab")  # noqa: SIM115 -- the server's stdout: open for as long as it runs
     log.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n".encode())
     log.flush()
     offset = log_path.stat().st_size
     proc = subprocess.Popen(
-        cmd, cwd=webui, env=server_env(dest), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    (dest / "webui.pid").write_text(str(proc.pid))
+        cmd, cwd=webui, env={**server_env(dest), **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    (dest / f"webui{instance}.pid").write_text(str(proc.pid))
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -251,12 +256,12 @@ def start(dest: Path, port: int = 7861, listen: bool = False, nowebui: bool = Fa
             if b"Startup time:" in f.read():
                 return url
         time.sleep(1)
-    stop(dest)
+    stop(dest, instance)
     raise TimeoutError(f"the WebUI did not finish starting within {timeout:.0f} s; see {log_path}")
 
 
-def stop(dest: Path) -> None:
-    pid_file = dest / "webui.pid"
+def stop(dest: Path, instance: str = "") -> None:
+    pid_file = dest / f"webui{instance}.pid"
     if not pid_file.exists():
         return
     pid = int(pid_file.read_text())

@@ -42,6 +42,8 @@ class StableDiffusionProcessing:
         self.do_not_save_samples, self.do_not_save_grid = do_not_save_samples, do_not_save_grid
         self.extra_generation_params: dict[str, Any] = {}
         self.override_settings: dict[str, Any] = dict(kwargs.pop("override_settings", None) or {})
+        self.styles: list[str] = list(kwargs.pop("styles", None) or [])
+        self.scheduler: str | None = kwargs.pop("scheduler", None)
         self.override_settings_restore_afterwards = True
         self.scripts: Any = None
         self.script_args: tuple = ()

@@ -71,6 +71,8 @@ class Options:
             "img2img_color_correction": False, "return_grid": True, "return_mask": False, "return_mask_composite": False,
             "outdir_samples": "", "outdir_img2img_samples": "outputs/img2img-images", "enable_pnginfo": True,
             "img2img_fix_steps": False,
+            # shared_options.py's defaults; the WebUI sets sd_model_checkpoint to the title it loaded.
+            "sd_model_checkpoint": "tiny-random-sd [0000]", "sd_vae": "Automatic", "CLIP_stop_at_last_layers": 1,
         }.items():  # fmt: skip
             self.data[key] = value
 

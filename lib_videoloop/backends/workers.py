@@ -1,0 +1,297 @@
+"""Generation on other WebUIs through their HTTP API: the `workers` setting.
+
+The run itself stays here: init images, blends, masks and the run folder are made by this
+process; each frame's generation goes to a free worker as one /sdapi/v1/img2img request that
+carries everything the call would use here. Within a call, frames are independent once their
+init images are made, so the call's frames go out at once, one per worker, and come back in
+frame order. A worker that fails (a connection refused or cut, a timeout, a server error) is
+dropped and its frame sent to another, at most MAX_TRIES times; when none is left the run
+stops with its folder resumable. A request the worker refuses (4xx: a bad model name, a bad
+field) is the run's fault, not the worker's: it stops the run with the worker's answer.
+
+URLs are user input: only http(s) with a host, no credentials in them (config.worker_urls);
+the API user and password (the workers' --api-auth) come from VIDEO_LOOPBACK_WORKER_AUTH or
+the CLI's --worker-auth, and are never written to settings.json or a log.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+import urllib.error
+import urllib.request
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from lib_videoloop.backends import GenerationRequest
+from lib_videoloop.errors import InterruptedRun, VideoLoopError, WorkersLost, short
+from lib_videoloop.media.images import to_uint8
+
+log = logging.getLogger(__name__)
+
+AUTH_VARIABLE = "VIDEO_LOOPBACK_WORKER_AUTH"  # user:password, as the workers' --api-auth takes it
+CHECK_TIMEOUT = 20.0  # seconds for the questions asked before the run
+REQUEST_TIMEOUT = 900.0  # seconds for one frame's generation
+MAX_TRIES = 3  # workers a frame is sent to before the run stops
+
+
+class WorkerFault(Exception):
+    """The worker did not answer (gone, cut off, timed out, or a server error)."""
+
+
+@dataclass
+class Worker:
+    url: str  # without credentials: safe to show
+    alive: bool = True
+
+
+class WorkerClient:
+    """JSON over HTTP to one WebUI's API, with Basic auth when given."""
+
+    def __init__(self, auth: str | None) -> None:
+        self._header = {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()} if auth else {}
+
+    def call(
+        self, worker: Worker, path: str, payload: dict[str, Any] | None = None, timeout: float = CHECK_TIMEOUT
+    ) -> Any:
+        data = None if payload is None else json.dumps(payload).encode()
+        headers = {"Content-Type": "application/json", **self._header}
+        request = urllib.request.Request(
+            worker.url + path, data=data, headers=headers
+        )  # http(s) only: config.worker_urls
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as answer:
+                return json.loads(answer.read())
+        except urllib.error.HTTPError as exc:
+            text = exc.read().decode("utf-8", "replace")
+            if exc.code >= 500:
+                raise WorkerFault(f"HTTP {exc.code}: {short(text, quote=False)}") from None
+            raise VideoLoopError(
+                "workers", worker.url, f"refused {path} with HTTP {exc.code}: {short(text, quote=False)}",
+                "Check the worker's --api and --api-auth (VIDEO_LOOPBACK_WORKER_AUTH) and its log",
+            ) from None  # fmt: skip
+        except (OSError, ValueError) as exc:  # refused, cut, timed out, or not JSON
+            raise WorkerFault(f"{type(exc).__name__}: {exc}") from None
+
+
+def encode_png(image: np.ndarray) -> str:
+    """An image (float HxWx3, or an HxW mask) as the API takes it: base64 8-bit PNG, as the WebUI
+    itself makes of an image given to it."""
+    buffer = io.BytesIO()
+    Image.fromarray(to_uint8(image)).save(buffer, format="PNG", compress_level=1)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def decode_png(text: str) -> np.ndarray:
+    with Image.open(io.BytesIO(base64.b64decode(text))) as img:
+        return np.asarray(img.convert("RGB"), dtype=np.float32) / np.float32(255.0)
+
+
+class WorkersBackend:
+    """template: the img2img fields every request carries (sampler, scheduler, the mask's
+    settings, the model and VAE as override_settings, ControlNet units); each frame adds its
+    own. should_interrupt: polled while a call runs; when it says so, every worker's current
+    job is interrupted and the run stops (InterruptedRun)."""
+
+    name = "workers"
+
+    def __init__(
+        self,
+        urls: list[str],
+        *,
+        auth: str | None = None,
+        template: dict[str, Any] | None = None,
+        should_interrupt: Callable[[], bool] | None = None,
+    ) -> None:
+        self.workers = [Worker(url.rstrip("/")) for url in urls]
+        self.client = WorkerClient(auth)
+        self.template = dict(template or {})
+        self.should_interrupt = should_interrupt or (lambda: False)
+        self.wants_input_frames = bool(self.template.get("alwayson_scripts", {}).get("controlnet"))
+        self.model_name: str | None = (self.template.get("override_settings") or {}).get("sd_model_checkpoint")
+        self.timeout = REQUEST_TIMEOUT
+
+    # -- before the run ----------------------------------------------------------------------
+    def check(self, uses_subseed: bool, uses_mask: bool) -> None:  # noqa: ARG002 -- a WebUI does both
+        """Every worker answers and has the model (and VAE) the run asks for; without one named,
+        they all have the same one loaded. Raises naming the worker, before any work."""
+        models = {}
+        for worker in self.workers:
+            models[worker.url] = self._model_of(worker)
+        if self.model_name is None:
+            loaded = set(models.values())
+            if len(loaded) > 1:
+                listing = ", ".join(f"{url}: {model}" for url, model in models.items())
+                raise VideoLoopError(
+                    "workers", listing, "have different models loaded, so their frames would differ",
+                    "Load one model on every worker, or name it (--model, or the WebUI's own checkpoint)",
+                )  # fmt: skip
+            self.model_name = loaded.pop()
+
+    def _model_of(self, worker: Worker) -> str:
+        try:
+            options = self.client.call(worker, "/sdapi/v1/options")
+            titles = self.client.call(worker, "/sdapi/v1/sd-models")
+        except WorkerFault as exc:
+            raise VideoLoopError(
+                "workers", worker.url, f"does not answer ({exc})", "Start it with --api, or remove it from workers"
+            ) from None
+        wanted = self.model_name
+        if wanted is not None and not any(wanted in _names(m) for m in titles):
+            raise VideoLoopError(
+                "workers", worker.url, f"does not have the model {wanted!r}",
+                "Put the same checkpoint in every worker's models/Stable-diffusion folder",
+            )  # fmt: skip
+        vae = (self.template.get("override_settings") or {}).get("sd_vae")
+        if vae and vae not in ("Automatic", "None"):
+            names = [v.get("model_name") for v in self.client.call(worker, "/sdapi/v1/sd-vae")]
+            if vae not in names:
+                raise VideoLoopError("workers", worker.url, f"does not have the VAE {vae!r}", "Put it in models/VAE")
+        return str(options.get("sd_model_checkpoint"))
+
+    # -- the calls ---------------------------------------------------------------------------
+    def frames_per_call(self, request: GenerationRequest, setting: int) -> int:  # noqa: ARG002
+        """As many frames as workers answer, so that each has one (or the run's setting)."""
+        return setting or max(1, sum(w.alive for w in self.workers))
+
+    def generate(self, request: GenerationRequest) -> list[np.ndarray]:
+        return self.generate_frames([request])[0]
+
+    def generate_frames(self, requests: list[GenerationRequest]) -> list[list[np.ndarray]]:
+        """Each request on a free worker, one request per worker at a time; results in order."""
+        return _Dispatch(self, requests).run()
+
+    def payload(self, request: GenerationRequest) -> dict[str, Any]:
+        """The img2img request of one frame: the template and the frame's own values."""
+        r = request
+        body = {
+            **self.template,
+            "init_images": [encode_png(r.init_image)],
+            "prompt": r.prompt, "negative_prompt": r.negative_prompt,
+            "seed": r.seed, "subseed": r.subseed, "subseed_strength": r.subseed_strength,
+            "denoising_strength": r.denoising_strength, "steps": r.steps, "cfg_scale": r.cfg_scale,
+            "width": r.width, "height": r.height, "batch_size": r.batch_size, "n_iter": r.n_iter,
+            "save_images": False, "send_images": True, "do_not_save_samples": True, "do_not_save_grid": True,
+        }  # fmt: skip
+        if r.mask is not None:
+            body["mask"] = encode_png(r.mask)
+        if self.model_name:
+            body["override_settings"] = {**body.get("override_settings", {}), "sd_model_checkpoint": self.model_name}
+            body["override_settings_restore_afterwards"] = False  # the worker keeps it loaded
+        units = body.get("alwayson_scripts", {}).get("controlnet", {}).get("args")
+        if units and r.control_images:
+            body["alwayson_scripts"] = {**body["alwayson_scripts"], "controlnet": {"args": _with_frames(units, r)}}
+        return body
+
+    def post(self, worker: Worker, request: GenerationRequest) -> list[np.ndarray]:
+        answer = self.client.call(worker, "/sdapi/v1/img2img", self.payload(request), self.timeout)
+        images = answer.get("images") or []
+        if len(images) < request.image_count:
+            raise WorkerFault(f"returned {len(images)} images, expected {request.image_count}")
+        return [decode_png(text) for text in images[: request.image_count]]
+
+    def interrupt(self, workers: list[Worker]) -> None:
+        for worker in workers:
+            try:
+                self.client.call(worker, "/sdapi/v1/interrupt", {})
+            except (WorkerFault, VideoLoopError) as exc:
+                log.warning("%s could not be interrupted: %s", worker.url, exc)
+
+
+def _names(model: dict[str, Any]) -> set[str]:
+    """What a checkpoint answers to: AUTOMATIC1111's option holds its title ("name.safetensors
+    [hash]"), Forge's the file name alone; a user may give either, or the short model_name."""
+    title = str(model.get("title", ""))
+    filename = str(model.get("filename", "")).replace("\\", "/").rsplit("/", 1)[-1]
+    return {title, title.split(" [", 1)[0], str(model.get("model_name", "")), filename} - {""}
+
+
+def cli_template(sampler_name: str, model: str | None) -> dict[str, Any]:
+    """The command line's requests: the sampler and checkpoint asked for, and the img2img tab's
+    own defaults for a mask (the run keeps the result inside the mask itself)."""
+    template: dict[str, Any] = {"mask_blur": 4, "inpainting_fill": 1, "inpaint_full_res": False}
+    if sampler_name:
+        template["sampler_name"] = sampler_name
+    if model:
+        template["override_settings"] = {"sd_model_checkpoint": model}
+    return template
+
+
+def _with_frames(units: list[dict[str, Any]], request: GenerationRequest) -> list[dict[str, Any]]:
+    """The ControlNet units with the frame's images: each enabled unit without an image of its
+    own takes the next reference folder's frame (as webui/controlnet.py does in the WebUI)."""
+    given, out = 0, []
+    for unit in units:
+        if unit.get("enabled") and not unit.get("image"):
+            image = request.control_images[min(given, len(request.control_images) - 1)]
+            out.append({**unit, "image": encode_png(image)})
+            given += 1
+        else:
+            out.append(unit)
+    return out
+
+
+class _Dispatch:
+    """One call's frames over the workers."""
+
+    def __init__(self, backend: WorkersBackend, requests: list[GenerationRequest]) -> None:
+        self.backend, self.requests = backend, requests
+        self.results: list[list[np.ndarray] | None] = [None] * len(requests)
+        self.tries = [0] * len(requests)
+        self.waiting = deque(range(len(requests)))
+        self.running: dict[Future[list[np.ndarray]], tuple[Worker, int]] = {}
+
+    def run(self) -> list[list[np.ndarray]]:
+        workers = self.backend.workers
+        with ThreadPoolExecutor(max_workers=len(workers), thread_name_prefix="videoloop-worker") as pool:
+            try:
+                while self.waiting or self.running:
+                    self._send(pool)
+                    done, _ = wait(self.running, timeout=0.2, return_when=FIRST_COMPLETED)
+                    if self.backend.should_interrupt():
+                        raise InterruptedRun("interrupted")
+                    for future in done:
+                        self._receive(future)
+            except BaseException:  # a stop, Ctrl-C or an error: the workers' jobs end too
+                busy = [worker for worker, _ in self.running.values()]
+                if busy:
+                    self.backend.interrupt(busy)
+                for future in self.running:
+                    future.cancel()
+                raise
+        return [r if r is not None else [] for r in self.results]
+
+    def _send(self, pool: ThreadPoolExecutor) -> None:
+        busy = {id(worker) for worker, _ in self.running.values()}
+        free = [w for w in self.backend.workers if w.alive and id(w) not in busy]
+        while self.waiting and free:
+            worker, index = free.pop(0), self.waiting.popleft()
+            self.tries[index] += 1
+            self.running[pool.submit(self.backend.post, worker, self.requests[index])] = (worker, index)
+        if self.waiting and not self.running and not any(w.alive for w in self.backend.workers):
+            raise WorkersLost(
+                "workers", ", ".join(w.url for w in self.backend.workers), "none of them answers any more",
+                "Start them again and resume the run: its folder keeps every frame made so far",
+            )  # fmt: skip
+
+    def _receive(self, future: Future[list[np.ndarray]]) -> None:
+        worker, index = self.running.pop(future)
+        try:
+            self.results[index] = future.result()
+        except WorkerFault as exc:
+            worker.alive = False
+            log.warning("worker %s failed (%s); its frame goes to another", worker.url, exc)
+            if self.tries[index] >= MAX_TRIES:
+                raise WorkersLost(
+                    "workers", worker.url, f"a frame failed on {MAX_TRIES} workers, the last time with: {exc}",
+                    "Check the workers' logs, then resume the run",
+                ) from None  # fmt: skip
+            self.waiting.appendleft(index)
