@@ -31,14 +31,17 @@ class RunThreads:
     """
 
     def __init__(self) -> None:
+        # An executor starts its threads on its first job: the pools of a run that needs none cost nothing.
+        self.prepare = _pool("prepare")
+        self.resize = _pool("resize", 2)
+        self.read = _pool("read")
+        self.flow = _pool("flow", FLOW_THREADS)
+        self.report = _pool("report")
+        self.video = _pool("video")
+        self.final = _pool("final-video")
         self._copy = contextlib.ExitStack()
-        self._pools: dict[str, ThreadPoolExecutor] = {}
 
     def __enter__(self) -> RunThreads:
-        pools = (("prepare", 1), ("resize", 2), ("read", 1), ("flow", FLOW_THREADS), ("report", 1), ("video", 1))
-        for name, workers in pools:
-            self._pools[name] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"videoloop-{name}")
-        self._pools["final"] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="videoloop-final-video")
         return self
 
     def copying(self, fill: contextlib.AbstractContextManager[None]) -> None:
@@ -50,40 +53,15 @@ class RunThreads:
     ) -> None:
         # The call being prepared may wait for an input frame: it finishes while the copy still
         # runs. The copy then ends before the pools that read what it writes.
-        pools = self._pools
         try:
-            pools["prepare"].shutdown(wait=True)
+            self.prepare.shutdown(wait=True)
         finally:
             try:
                 self._copy.__exit__(kind, error, trace)  # raises the copy's error, if it failed
             finally:
-                for pool in pools.values():
+                for pool in (self.resize, self.read, self.flow, self.report, self.video, self.final):
                     pool.shutdown(wait=True)
 
-    @property
-    def prepare(self) -> ThreadPoolExecutor:
-        return self._pools["prepare"]
 
-    @property
-    def resize(self) -> ThreadPoolExecutor:
-        return self._pools["resize"]
-
-    @property
-    def read(self) -> ThreadPoolExecutor:
-        return self._pools["read"]
-
-    @property
-    def flow(self) -> ThreadPoolExecutor:
-        return self._pools["flow"]
-
-    @property
-    def report(self) -> ThreadPoolExecutor:
-        return self._pools["report"]
-
-    @property
-    def video(self) -> ThreadPoolExecutor:
-        return self._pools["video"]
-
-    @property
-    def final(self) -> ThreadPoolExecutor:
-        return self._pools["final"]
+def _pool(name: str, workers: int = 1) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"videoloop-{name}")

@@ -60,16 +60,10 @@ def check_plan_isolated(
     env["PYTHONPATH"] = os.pathsep.join([str(_PACKAGE_ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     command = [sys.executable, "-m", "lib_videoloop.schedule_isolation"]
     try:
-        done = subprocess.run(
-            command,
-            input=payload,
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            env=env,
-            cwd=_PACKAGE_ROOT,
-            check=False,  # the answer is read from stdout; a failed child is reported below
-        )
+        done = subprocess.run(  # check=False: the answer is read from stdout; a failed child is reported below
+            command, input=payload, capture_output=True, text=True, timeout=timeout_s, env=env, cwd=_PACKAGE_ROOT,
+            check=False,
+        )  # fmt: skip
     except subprocess.TimeoutExpired:
         raise _refused(settings, f"checking them for {frame_count} frames took longer than {timeout_s:g} s") from None
     except OSError as exc:  # no child process can be started here: check in this process instead
