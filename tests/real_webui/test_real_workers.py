@@ -34,8 +34,9 @@ from PIL import Image
 import rig
 
 FORGE = os.environ.get("VIDEO_LOOPBACK_FORGE")
-if not FORGE:
-    pytest.skip("real workers: set VIDEO_LOOPBACK_FORGE to a Forge install built by rig.py", allow_module_level=True)
+A1111 = os.environ.get("VIDEO_LOOPBACK_A1111")
+if not (FORGE or A1111):
+    pytest.skip("real workers: set VIDEO_LOOPBACK_FORGE / _A1111 to installs built by rig.py", allow_module_level=True)
 
 REPO = Path(__file__).parents[2]
 PYTHON = REPO / ".venv" / "bin" / "python"  # the CLI's own environment (torch, PyAV)
@@ -45,6 +46,8 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 @pytest.fixture(scope="module")
 def workers():
+    if not FORGE:
+        pytest.skip("set VIDEO_LOOPBACK_FORGE")
     dest = Path(FORGE).resolve()
     urls = {}
     for name, port in INSTANCES.items():
@@ -187,3 +190,42 @@ def test_a_worker_killed_mid_loop_loses_no_frame(workers, clip: Path, tmp_path: 
     (run,) = [d for d in tmp_path.iterdir() if d.is_dir()]
     lines = (run / "manifest.jsonl").read_text().splitlines()
     assert len(lines) == len(set(lines)), "no frame written twice"
+
+
+@pytest.mark.parametrize("kind", ["a1111", "forge"])
+def test_controlnet_units_reach_the_worker_with_each_frame(kind: str, clip: Path, tmp_path: Path) -> None:
+    """The same WebUI on both sides (AUTOMATIC1111 with sd-webui-controlnet, or Forge with its
+    own): a unit without an image of its own reaches the worker's ControlNet with each frame;
+    this side generates nothing."""
+    from test_real_webui import call, frames, job, run_folder
+
+    install = {"a1111": A1111, "forge": FORGE}[kind]
+    if not install:
+        pytest.skip(f"set VIDEO_LOOPBACK_{kind.upper()}")
+    dest = Path(install).resolve()
+    probes = {name: tmp_path / f"probe{name}.jsonl" for name in ("-here", "-there")}
+    urls = {}
+    try:
+        for name, port in (("-here", 7883), ("-there", 7884)):
+            rig.stop(dest, name)
+            urls[name] = rig.start(
+                dest, port=port, nowebui=True, instance=name, env={"VL_PROBE_LOG": str(probes[name])}
+            )
+        unit = {"enabled": True, "module": "none" if kind == "a1111" else "None", "model": "None", "weight": 1.0}
+        status, response = job(urls["-here"], alwayson={"controlnet": {"args": [unit]}}, input_directory=str(clip),
+                               output_directory=str(tmp_path / "out"), max_frames=4, loop_n=1,
+                               workers=urls["-there"])  # fmt: skip
+        assert status == 200, response
+        inputs = frames(run_folder(response) / "input")
+        there = [json.loads(line) for line in probes["-there"].read_text().splitlines()]
+        seen = [r["units"][0]["image"] for r in there if r["units"] and r["units"][0]["enabled"]]
+        assert len(seen) == 4, there
+        for i, image in enumerate(seen):
+            assert image is not None and image["shape"][:2] == [48, 64], f"frame {i + 1}: {image}"
+            assert abs(image["mean"] - inputs[i][..., :3].mean()) < 1.0, f"frame {i + 1} got another image"
+        here = probes["-here"].read_text().splitlines() if probes["-here"].exists() else []
+        assert here == [], "nothing is generated on this side"
+        assert call(urls["-there"], "/sdapi/v1/options")[0] == 200
+    finally:
+        for name in probes:
+            rig.stop(dest, name)

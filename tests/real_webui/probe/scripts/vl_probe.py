@@ -4,6 +4,8 @@ The rig installs it beside Video Loopback; every process() appends one JSON line
 named by VL_PROBE_LOG, so a test can see which image each unit really received.
 """
 
+import base64
+import io
 import json
 import os
 
@@ -16,6 +18,10 @@ def _image_summary(image):
         image = image.get("image")
     if image is None:
         return None
+    if isinstance(image, str):  # base64, as the HTTP API hands a unit's image over
+        from PIL import Image
+
+        image = Image.open(io.BytesIO(base64.b64decode(image.split(",", 1)[-1]))).convert("RGB")
     array = np.asarray(image)
     return {"shape": list(array.shape), "mean": float(array.astype(np.float64).mean())}
 
