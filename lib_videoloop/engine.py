@@ -207,7 +207,8 @@ class _Loops:
             window = self.next_window if self.next_window is not None and self.next_window.folder == previous else None
             window = window or FrameWindow(store, previous, reader)
             blend = LoopBlend(self.settings, store, (window, references[0]), self.flows, strength)  # reads nothing yet
-        prepare = functools.partial(self._prepare_call, blend, _Inputs(references, masks), folder)
+        inputs = _Inputs(references, masks)
+        prepare = functools.partial(self._prepare_call, blend, inputs, folder)
         inbetweens: InBetweens | None = None
         ahead: Future[list[_Pending]] | None = None  # the next call, prepared while this one generates
         for n, call in enumerate(todo):
@@ -216,7 +217,7 @@ class _Loops:
                 if inbetweens is None:
                     store.flush()  # the loop's keyframes on disk: they are read back from there
                     inbetweens = self.order.inbetweens(self.session.folder, loop, previous, self.flows)
-                if self._inbetween(plan, inbetweens, _Inputs(references, masks)):
+                if self._inbetween(plan, inbetweens, inputs):
                     continue  # else generated like a keyframe
             batch = ahead.result() if ahead is not None else prepare(call)
             ahead = self._ahead(loop, folder, plan, todo[n + 1] if n + 1 < len(todo) else None, prepare)

@@ -17,7 +17,6 @@ the CLI's --worker-auth, and are never written to settings.json or a log.
 from __future__ import annotations
 
 import base64
-import io
 import json
 import logging
 import urllib.error
@@ -29,7 +28,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from lib_videoloop.backends import GenerationRequest
 from lib_videoloop.errors import InterruptedRun, VideoLoopError, WorkersLost, short
@@ -37,7 +35,6 @@ from lib_videoloop.media.images import to_uint8
 
 log = logging.getLogger(__name__)
 
-AUTH_VARIABLE = "VIDEO_LOOPBACK_WORKER_AUTH"  # user:password, as the workers' --api-auth takes it
 CHECK_TIMEOUT = 20.0  # seconds for the questions asked before the run
 REQUEST_TIMEOUT = 900.0  # seconds for one frame's generation
 MAX_TRIES = 3  # workers a frame is sent to before the run stops
@@ -47,7 +44,7 @@ class WorkerFault(Exception):
     """The worker did not answer (gone, cut off, timed out, or a server error)."""
 
 
-@dataclass
+@dataclass(eq=False)  # one worker is one object: held in sets by identity
 class Worker:
     url: str  # without credentials: safe to show
     alive: bool = True
@@ -64,9 +61,7 @@ class WorkerClient:
     ) -> Any:
         data = None if payload is None else json.dumps(payload).encode()
         headers = {"Content-Type": "application/json", **self._header}
-        request = urllib.request.Request(
-            worker.url + path, data=data, headers=headers
-        )  # http(s) only: config.worker_urls
+        request = urllib.request.Request(worker.url + path, data=data, headers=headers)  # http(s): config.worker_urls
         try:
             with urllib.request.urlopen(request, timeout=timeout) as answer:
                 return json.loads(answer.read())
@@ -98,8 +93,10 @@ def encode_png(image: np.ndarray) -> str:
 
 
 def decode_png(text: str) -> np.ndarray:
-    with Image.open(io.BytesIO(base64.b64decode(text))) as img:
-        return np.asarray(img.convert("RGB"), dtype=np.float32) / np.float32(255.0)
+    """An image the API sent (base64 PNG, RGB as the WebUI saves it) as float HxWx3."""
+    from lib_videoloop.media.store import decode_png as decode
+
+    return decode(base64.b64decode(text))
 
 
 class WorkersBackend:
@@ -124,7 +121,6 @@ class WorkersBackend:
         self.should_interrupt = should_interrupt or (lambda: False)
         self.wants_input_frames = bool(self.template.get("alwayson_scripts", {}).get("controlnet"))
         self.model_name: str | None = (self.template.get("override_settings") or {}).get("sd_model_checkpoint")
-        self.timeout = REQUEST_TIMEOUT
 
     # -- before the run ----------------------------------------------------------------------
     def check(self, uses_subseed: bool, uses_mask: bool) -> None:  # noqa: ARG002 -- a WebUI does both
@@ -199,7 +195,7 @@ class WorkersBackend:
         return body
 
     def post(self, worker: Worker, request: GenerationRequest) -> list[np.ndarray]:
-        answer = self.client.call(worker, "/sdapi/v1/img2img", self.payload(request), self.timeout)
+        answer = self.client.call(worker, "/sdapi/v1/img2img", self.payload(request), REQUEST_TIMEOUT)
         images = answer.get("images") or []
         if len(images) < request.image_count:
             raise WorkerFault(f"returned {len(images)} images, expected {request.image_count}")
@@ -277,8 +273,8 @@ class _Dispatch:
         return [r if r is not None else [] for r in self.results]
 
     def _send(self, pool: ThreadPoolExecutor) -> None:
-        busy = {id(worker) for worker, _ in self.running.values()}
-        free = [w for w in self.backend.workers if w.alive and id(w) not in busy]
+        busy = {worker for worker, _ in self.running.values()}
+        free = [w for w in self.backend.workers if w.alive and w not in busy]
         while self.waiting and free:
             worker, index = free.pop(0), self.waiting.popleft()
             self.tries[index] += 1
