@@ -12,7 +12,9 @@ Two modes, over a window of `window` frames (odd: the frame and (window-1)/2 on 
 - fast: the sums over the window's halves are built by doubling, as FastBlend's fast mode does:
   the sum over the 2^m frames ending at frame i is the sum over the 2^(m-1) ending there plus
   the sum over the 2^(m-1) ending 2^(m-1) frames earlier, rebuilt on frame i through one match.
-  A frame then costs 2 log2(window + 1) - 2 matches instead of window - 1. Each half covers
+  A frame then costs 2 log2(window + 1) - 2 matches instead of window - 1, and only the two
+  between neighbours are full ones: a longer match starts from two shorter ones of the sweep
+  composed, and one light round of PatchMatch refines it. Each half covers
   2^m - 1 neighbours for the smallest 2^m - 1 >= (window - 1) / 2, so its window can be wider
   than exact mode's (window 15: the same 7 a side).
 
@@ -37,6 +39,9 @@ from lib_videoloop.media.resize import resize_frame
 from lib_videoloop.motion import FlowChain
 
 MATCH_SCALE = 0.002  # a mean squared patch difference (0-1 levels) that lowers a neighbour's weight by e
+# Fast mode's composed fields are close already: propagation from 2 pixels away, not 4, lost
+# nothing measurable (bench/patch_blend.py --windows: E_warp against exact mode 1.034 either way).
+LIGHT_JUMP = 2
 
 
 class _Cached:
@@ -70,6 +75,7 @@ class PatchBlender:
         self.guide = guide
         self.patch_size = patch_size
         self.iterations = iterations
+        self._basis: tuple[int, object] | None = None  # (target, its basis) of the last full match
 
     def tensor(self, image: np.ndarray):
         return self.torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].to(self.device)
@@ -82,16 +88,29 @@ class PatchBlender:
     def rebuild(self, premultiplied, source: int, target: int):
         """Premultiplied colour and weight of frame `source` rebuilt on frame `target`, the weight
         scaled by how well each pixel's patch matched."""
-        from lib_videoloop.patchmatch import flow_start, nearest_field, remap
+        return self.rebuild_matched(premultiplied, source, target)[0]
 
-        flow, _valid = self.chain.to(target, source)
-        start = flow_start(self.torch.from_numpy(flow).permute(2, 0, 1)[None].to(self.device))
-        field, error = nearest_field(
-            self.tensor(self.guide(source)), self.tensor(self.guide(target)), patch_size=self.patch_size,
-            iterations=self.iterations, start=start, seed=source * 7919 + target,
-        )  # fmt: skip
+    def rebuild_matched(self, premultiplied, source: int, target: int, start=None) -> tuple:
+        """rebuild(), and the field it went through. start: a field from target to source that is
+        already close (fast mode's, composed from two shorter ones): it gets one light round of
+        PatchMatch, with the patch basis of target's last full match, instead of two full ones
+        from the composed optical flow."""
+        from lib_videoloop.patchmatch import flow_start, nearest_field, patch_basis, remap
+
+        guides = self.tensor(self.guide(source)), self.tensor(self.guide(target))
+        seed = source * 7919 + target
+        if start is None:
+            flow, _valid = self.chain.to(target, source)
+            start = flow_start(self.torch.from_numpy(flow).permute(2, 0, 1)[None].to(self.device))
+            generator = self.torch.Generator("cpu").manual_seed(seed)
+            self._basis = target, patch_basis(*guides, self.patch_size, generator)
+            rounds = dict(iterations=self.iterations)
+        else:
+            rounds = dict(iterations=1, jump=LIGHT_JUMP)
+        basis = self._basis[1] if self._basis is not None and self._basis[0] == target else None
+        field, error = nearest_field(*guides, patch_size=self.patch_size, start=start, seed=seed, basis=basis, **rounds)
         moved = remap(premultiplied, field, self.patch_size)
-        return moved * self.torch.exp(-error / MATCH_SCALE).unsqueeze(1)
+        return moved * self.torch.exp(-error / MATCH_SCALE).unsqueeze(1), field
 
     @staticmethod
     def result(total) -> np.ndarray:
@@ -116,8 +135,14 @@ def _sweep(style: Callable[[int], np.ndarray], order: range, levels: int, blende
     """(frame, own, sum over the 2^levels frames ending at it along `order`). The sum over the
     2^m frames ending at i is the one over the 2^(m-1) ending at i plus the one over the
     2^(m-1) ending 2^(m-1) frames earlier, rebuilt on frame i (nothing is added across a cut)."""
+    from lib_videoloop.patchmatch import compose
+
     step = order.step
     sums: list[dict[int, object]] = [{} for _ in range(levels)]
+    # fields[m][i]: the field from frame i to the frame 2^m before it along the sweep. A longer
+    # one starts from two shorter ones composed (i to halfway, halfway to there), which the
+    # sweep has already matched: closer than the optical flow, so one light round refines it.
+    fields: list[dict[int, object]] = [{} for _ in range(levels)]
     for i in order:
         own = blender.premultiplied(style(i))
         current = own
@@ -125,12 +150,18 @@ def _sweep(style: Callable[[int], np.ndarray], order: range, levels: int, blende
         for m in range(1, levels + 1):
             j = i - step * (1 << (m - 1))
             if j in sums[m - 1] and not blender.chain.cut_between(i, j):
-                current = current + blender.rebuild(sums[m - 1][j], j, i)
+                start, halfway = None, i - step * (1 << max(m - 2, 0))
+                if m > 1 and i in fields[m - 2] and halfway in fields[m - 2]:
+                    start = compose(fields[m - 2][i], fields[m - 2][halfway])
+                moved, fields[m - 1][i] = blender.rebuild_matched(sums[m - 1][j], j, i, start)
+                current = current + moved
             if m < levels:  # the whole side's sum is only this frame's
                 sums[m][i] = current
         for m in range(levels):  # keep what a later frame of the sweep still reaches
             for k in [k for k in sums[m] if abs(i - k) >= (1 << m)]:
                 del sums[m][k]
+            for k in [k for k in fields[m] if abs(i - k) >= (1 << levels)]:
+                del fields[m][k]
         blender.chain.keep_only(min(i, i - step * (1 << levels)), max(i, i - step * (1 << levels)) + 1)
         yield i, own, current
 

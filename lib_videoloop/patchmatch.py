@@ -129,12 +129,13 @@ def _shifted(field: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
 
 
 def _refine(
-    matcher: _Matcher, field: torch.Tensor, iterations: int, generator: torch.Generator | None, coarse: bool = False
-) -> tuple[torch.Tensor, torch.Tensor]:
+    matcher: _Matcher, field: torch.Tensor, iterations: int, generator: torch.Generator | None, *,
+    coarse: bool = False, jump: int = JUMP,
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     error = matcher.error(_clamp(field, matcher.sh, matcher.sw))
     radius0 = max(matcher.sh, matcher.sw) if coarse else SEARCH_RADIUS
     for _ in range(iterations):
-        step = JUMP
+        step = jump
         while step >= 1:  # a few jumps, then the plain one-pixel propagation
             for dx, dy in ((step, 0), (-step, 0), (0, step), (0, -step)):
                 _improve(matcher, field, error, _shifted(field, dx, dy))
@@ -147,7 +148,7 @@ def _refine(
     return field, error
 
 
-def nearest_field(
+def nearest_field(  # noqa: PLR0913 (the matcher's knobs, each keyword-only with a default)
     source: torch.Tensor,
     target: torch.Tensor,
     *,
@@ -155,14 +156,19 @@ def nearest_field(
     iterations: int = 2,
     start: torch.Tensor | None = None,
     seed: int = 0,
+    jump: int = JUMP,
+    basis: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The nearest-neighbour field from target to source guides, (N, C, H, W) each in [0, 1],
     and each pixel's patch error. start: a first guess (e.g. target position + optical flow);
-    without it the field is built coarse to fine from a pyramid."""
+    without it the field is built coarse to fine from a pyramid. jump: the farthest propagation
+    (a power of 2; a start that is already close needs less). basis: patch_basis() of similar
+    frames, to reuse (computed from these when None)."""
     if patch_size % 2 == 0 or patch_size < 1:
         raise ValueError(f"patch_size must be odd, got {patch_size}")
     generator = torch.Generator("cpu").manual_seed(seed)
-    basis = _basis(source, target, patch_size, DIMENSIONS, generator)
+    if basis is None:
+        basis = patch_basis(source, target, patch_size, generator)
     n, _, h, w = target.shape
     if start is None:
         levels = max(1, int(math.log2(min(h, w) / 16)) + 1)
@@ -185,7 +191,23 @@ def nearest_field(
             field, error = _refine(_Matcher(src, tgt, basis), field, iterations, generator, coarse=level == levels - 1)
         assert field is not None
         return field, error
-    return _refine(_Matcher(source, target, basis), start.clone().float(), iterations, generator)
+    return _refine(_Matcher(source, target, basis), start.clone().float(), iterations, generator, jump=jump)
+
+
+def patch_basis(
+    source: torch.Tensor, target: torch.Tensor, patch_size: int = PATCH_SIZE, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """The patch descriptors' basis (_basis) of a pair of guide frames."""
+    return _basis(source, target, patch_size, DIMENSIONS, generator or torch.Generator("cpu").manual_seed(0))
+
+
+def compose(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """The field through two: `first` from frame a to b and `second` from b to c give a to c
+    (each pixel's match in b, then that pixel's match in c)."""
+    n, _, h, w = first.shape
+    sh, sw = second.shape[-2:]
+    index = (first[:, 1].round().clamp(0, sh - 1) * sw + first[:, 0].round().clamp(0, sw - 1)).long()
+    return torch.gather(second.flatten(2), 2, index.view(n, 1, -1).expand(-1, 2, -1)).view(n, 2, h, w)
 
 
 def flow_start(flow: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,7 @@ from lib_videoloop.media.resize import resize_frame
 from lib_videoloop.media.sources import open_source
 from lib_videoloop.metrics import psnr
 from lib_videoloop.patch_blend import patch_blend
-from lib_videoloop.patchmatch import flow_start, nearest_field, remap
+from lib_videoloop.patchmatch import compose, flow_start, nearest_field, remap
 
 
 def texture(h: int, w: int, seed: int = 0) -> torch.Tensor:
@@ -67,6 +67,21 @@ def test_a_start_from_the_flow_is_refined_to_the_match() -> None:
     field, _ = nearest_field(source, target, start=flow_start(rough))
     dx, dy = offsets(field)
     assert bool((dx[:, 20:-20, 20:-20] == -7).all()) and bool((dy[:, 20:-20, 20:-20] == -4).all())
+
+
+def test_two_fields_composed_lead_through_the_middle_frame() -> None:
+    """Fast mode starts a long match from two short ones composed: frame c to b, then b to a,
+    is c to a."""
+    a = texture(120, 150, 5)
+    b = torch.roll(a, shifts=(2, -3), dims=(2, 3))
+    c = torch.roll(b, shifts=(-5, 4), dims=(2, 3))
+    b_to_a, _ = nearest_field(a, b)
+    c_to_b, _ = nearest_field(b, c)
+    dx, dy = offsets(compose(c_to_b, b_to_a))
+    inner = (slice(None), slice(30, -30), slice(30, -30))
+    assert bool((dx[inner] == -1).all()) and bool((dy[inner] == 3).all())
+    field, error = nearest_field(a, c, start=compose(c_to_b, b_to_a), iterations=1, jump=2)
+    assert bool((offsets(field)[0][inner] == -1).all()) and float(error[inner].max()) < 1e-6
 
 
 def test_patch_blending_removes_flicker_and_keeps_the_picture(tmp_path: Path, bikes: Path) -> None:
