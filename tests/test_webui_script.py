@@ -150,6 +150,7 @@ def test_with_workers_each_frame_goes_out_with_the_tabs_values_and_its_controlne
         assert body["override_settings"] == {
             "sd_model_checkpoint": "tiny-random-sd [0000]",
             "CLIP_stop_at_last_layers": 2,
+            "img2img_color_correction": False,
         }
         first, second = body["alwayson_scripts"]["controlnet"]["args"]
         frame = (store.read_frame("input", i) * 255 + 0.5).astype(np.uint8)
@@ -247,6 +248,34 @@ def test_skip_keeps_the_previous_loop_image(webui, tmp_path: Path, bikes: Path) 
     assert shared.state.skipped is False
 
 
+def test_skip_with_workers_keeps_the_frame_a_worker_was_making(
+    webui, tmp_path: Path, bikes: Path, tiny_backend
+) -> None:
+    import threading
+    import time
+
+    from worker_server import Behaviour, WorkerServer
+
+    _, unit_cls, _ = webui
+    loaded_here = {"title": "tiny-random-sd [0000]", "model_name": "tiny-random-sd"}
+    with WorkerServer(tiny_backend, Behaviour(model=loaded_here, delay=30)) as worker:
+
+        def press_skip() -> None:  # the Skip button while the worker has the first frame
+            while not worker.behaviour.requests:
+                time.sleep(0.01)
+            shared.state.skip()
+
+        threading.Thread(target=press_skip, daemon=True).start()
+        values = panel_values(input_directory=str(bikes), output_directory=str(tmp_path), max_frames=3, loop_n=1,
+                              workers=worker.url)  # fmt: skip
+        processed = load_webui_script().run(make_p(unit_cls, None), *values)
+        assert worker.behaviour.interrupts == 1
+    store = FrameStore.open(Path(processed.info.splitlines()[0].split(": ", 1)[1]))
+    kept = [np.array_equal(store.read_frame("loop_001", i), store.read_frame("input", i)) for i in range(3)]
+    assert kept == [True, False, False]
+    assert shared.state.skipped is False
+
+
 def test_shared_webui_limits_paths_until_the_owner_allows_them(webui, tmp_path: Path, bikes: Path) -> None:
     _, unit_cls, _ = webui
     shared.cmd_opts.listen = True
@@ -313,6 +342,39 @@ def test_colour_correction_pulls_each_frame_towards_its_own_input(webui) -> None
     red_bias = lambda img: float(img[..., 0].mean() - img[..., 1:].mean())  # noqa: E731
     assert red_bias(corrected) > red_bias(plain) + 0.1
     assert abs(red_bias(corrected) - red_bias(reddish)) < 0.1
+
+
+def test_with_workers_colour_correction_is_towards_each_frames_input(
+    webui, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, bikes: Path, tiny_backend
+) -> None:
+    """A worker does not correct by its own option (towards the blended init image): the frames
+    it makes are corrected here, towards their input frames, as a run made here is."""
+    from worker_server import Behaviour, WorkerServer
+
+    _, unit_cls, _ = webui
+    loaded_here = {"title": "tiny-random-sd [0000]", "model_name": "tiny-random-sd"}
+
+    def loop_one(name: str) -> tuple[list[Image.Image], list[Image.Image], list[dict]]:
+        with WorkerServer(tiny_backend, Behaviour(model=loaded_here)) as worker:
+            values = panel_values(
+                input_directory=str(bikes), output_directory=str(tmp_path / name), max_frames=3, loop_n=1,
+                superimpose_alpha=1.0, workers=worker.url,
+            )  # fmt: skip
+            p = make_p(unit_cls, None)
+            p.batch_size = 1  # a frame is then the one corrected image, not a blend of several
+            processed = load_webui_script().run(p, *values)
+        store = FrameStore.open(Path(processed.info.splitlines()[0].split(": ", 1)[1]))
+        read = lambda folder: [to_pil(store.read_frame(folder, i)) for i in range(3)]  # noqa: E731
+        return read("input"), read("loop_001"), worker.behaviour.requests
+
+    inputs, raw, _ = loop_one("plain")
+    monkeypatch.setitem(shared.opts.data, "img2img_color_correction", True)
+    _, corrected, sent = loop_one("corrected")
+    assert all(body["override_settings"]["img2img_color_correction"] is False for body in sent)
+    for source, made, got in zip(inputs, raw, corrected, strict=True):
+        expected = np.asarray(processing.apply_color_correction(processing.setup_color_correction(source), made))
+        assert np.abs(np.asarray(got).astype(int) - expected).max() <= 1
+        assert np.abs(np.asarray(got).astype(int) - np.asarray(made)).mean() > 1, "the correction changed the frame"
 
 
 def test_colour_correction_is_applied_once_per_image_towards_its_frames_input(

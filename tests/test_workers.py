@@ -179,3 +179,23 @@ def test_an_interrupt_stops_the_workers_current_jobs(bikes, tmp_path, tiny_backe
         with pytest.raises(InterruptedRun):
             Engine(job(bikes, tmp_path, max_frames=2), backend).run()
         assert slow.behaviour.interrupts == 1 and slow.interrupted.is_set()
+
+
+def test_skip_keeps_the_frame_being_made_and_the_run_goes_on(bikes, tmp_path, tiny_backend) -> None:
+    with WorkerServer(tiny_backend, Behaviour(delay=30)) as slow:
+        pressed = []
+
+        def skip_pressed() -> bool:  # the Skip button, once, while the first frame is on the worker
+            if slow.behaviour.requests and not pressed:
+                pressed.append(True)
+                return True
+            return False
+
+        backend = WorkersBackend([slow.url], skip_pressed=skip_pressed)
+        s = job(bikes, tmp_path, max_frames=3, loop_n=1, temporal_superimpose_alpha_list="1")
+        result = Engine(s, backend).run()
+        assert slow.behaviour.interrupts == 1, "the skipped frame's job is stopped on the worker"
+        assert len(slow.behaviour.requests) == 3, "the skipped frame is not sent again"
+    store = FrameStore.open(result.run_dir)
+    kept = [np.array_equal(store.read_frame("loop_001", i), store.read_frame("input", i)) for i in range(3)]
+    assert kept == [True, False, False]

@@ -103,7 +103,11 @@ class WorkersBackend:
     """template: the img2img fields every request carries (sampler, scheduler, the mask's
     settings, the model and VAE as override_settings, ControlNet units); each frame adds its
     own. should_interrupt: polled while a call runs; when it says so, every worker's current
-    job is interrupted and the run stops (InterruptedRun)."""
+    job is interrupted and the run stops (InterruptedRun). skip_pressed: polled before and
+    while a call runs, answering once per Skip (it clears the host's flag); a skipped call's
+    jobs are interrupted, and its frames keep their previous images (take_skip).
+    correct_colours: (the frame's input, its images) -> the images colour-corrected, as the
+    WebUI's own option does; it makes every call carry the input frame."""
 
     name = "workers"
 
@@ -114,12 +118,18 @@ class WorkersBackend:
         auth: str | None = None,
         template: dict[str, Any] | None = None,
         should_interrupt: Callable[[], bool] | None = None,
+        skip_pressed: Callable[[], bool] | None = None,
+        correct_colours: Callable[[np.ndarray, list[np.ndarray]], list[np.ndarray]] | None = None,
     ) -> None:
         self.workers = [Worker(url.rstrip("/")) for url in urls]
         self.client = WorkerClient(auth)
         self.template = dict(template or {})
         self.should_interrupt = should_interrupt or (lambda: False)
-        self.wants_input_frames = bool(self.template.get("alwayson_scripts", {}).get("controlnet"))
+        self.skip_pressed = skip_pressed or (lambda: False)
+        self.skipped = False
+        self.correct_colours = correct_colours
+        controlnet = self.template.get("alwayson_scripts", {}).get("controlnet")
+        self.wants_input_frames = bool(controlnet) or correct_colours is not None
         self.model_name: str | None = (self.template.get("override_settings") or {}).get("sd_model_checkpoint")
 
     # -- before the run ----------------------------------------------------------------------
@@ -172,6 +182,11 @@ class WorkersBackend:
         """Each request on a free worker, one request per worker at a time; results in order."""
         return _Dispatch(self, requests).run()
 
+    def take_skip(self) -> bool:
+        """Whether the user skipped the last call; clears it."""
+        skipped, self.skipped = self.skipped, False
+        return skipped
+
     def payload(self, request: GenerationRequest) -> dict[str, Any]:
         """The img2img request of one frame: the template and the frame's own values."""
         r = request
@@ -199,7 +214,10 @@ class WorkersBackend:
         images = answer.get("images") or []
         if len(images) < request.image_count:
             raise WorkerFault(f"returned {len(images)} images, expected {request.image_count}")
-        return [decode_png(text) for text in images[: request.image_count]]
+        made = [decode_png(text) for text in images[: request.image_count]]
+        if self.correct_colours is not None and request.input_image is not None:
+            made = self.correct_colours(request.input_image, made)
+        return made
 
     def interrupt(self, workers: list[Worker]) -> None:
         for worker in workers:
@@ -257,6 +275,9 @@ class _Dispatch:
         with ThreadPoolExecutor(max_workers=len(workers), thread_name_prefix="videoloop-worker") as pool:
             try:
                 while self.waiting or self.running:
+                    if self.backend.skip_pressed():
+                        self._skip()
+                        break
                     self._send(pool)
                     done, _ = wait(self.running, timeout=0.2, return_when=FIRST_COMPLETED)
                     if self.backend.should_interrupt():
@@ -271,6 +292,15 @@ class _Dispatch:
                     future.cancel()
                 raise
         return [r if r is not None else [] for r in self.results]
+
+    def _skip(self) -> None:
+        """The call's frames are dropped: the workers' current jobs end (the pool waits for
+        their answers, which are not read) and nothing more is sent."""
+        self.backend.skipped = True
+        self.waiting.clear()
+        busy = [worker for worker, _ in self.running.values()]
+        if busy:
+            self.backend.interrupt(busy)
 
     def _send(self, pool: ThreadPoolExecutor) -> None:
         busy = {worker for worker, _ in self.running.values()}

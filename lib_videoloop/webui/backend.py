@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -182,19 +182,39 @@ def _color_corrections(requests: list[GenerationRequest], q: Any) -> list[Any] |
     """With the WebUI's img2img colour correction on, each image is corrected towards its frame's
     own input, so colours cannot drift over loops. Set on p before the call, as the WebUI's own
     loopback script does: init() builds corrections (from the blended init image) only while
-    p.color_corrections is None, and process_images applies them once, before the inpaint overlay.
+    p.color_corrections is None, and process_images applies them once, before the inpaint overlay."""
+    from modules import processing
 
-    The option is read as process_images will see it: an API request's override_settings are
-    applied inside process_images, after a script's run() has begun."""
-    from modules import processing, shared
-
-    overrides = getattr(q, "override_settings", None) or {}
-    enabled = overrides.get("img2img_color_correction", getattr(shared.opts, "img2img_color_correction", False))
-    if not enabled or requests[0].input_image is None:
+    if not color_correction_on(q) or requests[0].input_image is None:
         return None
     size = requests[0].batch_size
     targets = [processing.setup_color_correction(to_pil(r.input_image)) for r in requests]
     return [target for target in targets for _ in range(size)]
+
+
+def color_correction_on(p: Any) -> bool:
+    """The WebUI's img2img colour correction option as process_images will see it: an API
+    request's override_settings are applied inside process_images, after a script's run() has
+    begun."""
+    from modules import shared
+
+    overrides = getattr(p, "override_settings", None) or {}
+    return bool(overrides.get("img2img_color_correction", getattr(shared.opts, "img2img_color_correction", False)))
+
+
+def color_corrector() -> Callable[[np.ndarray, list[np.ndarray]], list[np.ndarray]]:
+    """The WebUI's colour correction of images made elsewhere (workers), towards the frame's
+    input: what process_images does here with p.color_corrections set. The worker's image is
+    already composited over its init image outside a mask, where the WebUI corrects before that
+    overlay; the run keeps only the inside of the mask, but the histograms matched include the
+    outside, so with a mask the colours can differ slightly from a run made here."""
+    from modules import processing
+
+    def correct(input_image: np.ndarray, images: list[np.ndarray]) -> list[np.ndarray]:
+        target = processing.setup_color_correction(to_pil(input_image))
+        return [from_pil(processing.apply_color_correction(target, to_pil(image))) for image in images]
+
+    return correct
 
 
 def _seeds(requests: list[GenerationRequest], iteration: int) -> tuple[list[int], list[int]]:

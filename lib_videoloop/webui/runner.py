@@ -15,7 +15,7 @@ from lib_videoloop.engine import Engine, Progress, RunResult
 from lib_videoloop.errors import InterruptedRun, WorkersLost
 from lib_videoloop.media.images import to_pil
 from lib_videoloop.media.store import read_run_settings
-from lib_videoloop.webui.backend import WebUIBackend
+from lib_videoloop.webui.backend import WebUIBackend, color_correction_on, color_corrector
 from lib_videoloop.webui.panel import FROM_P, RESUME, settings_from_panel
 from lib_videoloop.webui.safety import allowed_roots, check_paths, is_exposed
 
@@ -90,8 +90,15 @@ def _backend(p: Any, workers: str, state: Any) -> Any:
     def interrupted() -> bool:  # the Interrupt button: the workers' jobs stop too
         return bool(state.interrupted or getattr(state, "stopping_generation", False))
 
+    def skip_pressed() -> bool:  # the Skip button sets the flag; nothing here clears it but us
+        pressed, state.skipped = bool(state.skipped), False
+        return pressed
+
     auth = os.environ.get(WORKER_AUTH) or None
-    return WorkersBackend(urls, auth=auth, template=template_from_p(p), should_interrupt=interrupted)
+    return WorkersBackend(
+        urls, auth=auth, template=template_from_p(p), should_interrupt=interrupted, skip_pressed=skip_pressed,
+        correct_colours=color_corrector() if color_correction_on(p) else None,
+    )  # fmt: skip
 
 
 def _recorded_workers(resume: str) -> str:

@@ -1,6 +1,6 @@
 """What a frame's request to a worker carries from the img2img tab (p), so that a worker makes
 what this WebUI would: the sampler, scheduler, styles, the mask's settings, the checkpoint, VAE
-and CLIP skip, the tab's override settings, and the ControlNet units (each frame's image is
+and CLIP skip, the tab's override settings (colour correction off: it is done here), and the ControlNet units (each frame's image is
 added per request, backends/workers.py). Field names are those of the img2img API request
 (modules/api/models.py builds them from StableDiffusionProcessingImg2Img's own)."""
 
@@ -31,6 +31,9 @@ def template_from_p(p: Any) -> dict[str, Any]:
     for option in ("sd_vae", "CLIP_stop_at_last_layers"):
         if hasattr(shared.opts, option) and getattr(shared.opts, option) not in (None, "Automatic"):
             overrides.setdefault(option, getattr(shared.opts, option))
+    # The frames are colour-corrected here, towards their own input (runner.py), never by a
+    # worker's own option, which would correct towards the blended init image.
+    overrides["img2img_color_correction"] = False
     template["override_settings"] = overrides
     units = _controlnet_units(p)
     if units:

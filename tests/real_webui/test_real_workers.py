@@ -167,6 +167,37 @@ def test_the_webui_sends_its_frames_to_a_worker(workers, clip: Path) -> None:
     like_on_one(made_there, made_here)
 
 
+def test_skip_on_the_webui_keeps_the_frame_its_worker_was_making(workers, clip: Path, tmp_path: Path) -> None:
+    """The Skip button (the API's skip) of the WebUI that runs the job, while a worker makes the
+    frame: that frame keeps its input, the worker's job stops, and the run goes on."""
+    import threading
+
+    from test_real_webui import call, frames, job, run_folder
+
+    _, urls = workers
+    here, there = urls["-worker1"], urls["-worker2"]
+    out, result = tmp_path / "skip", {}
+    panel = {"input_directory": str(clip), "output_directory": str(out), "max_frames": 6, "loop_n": 1,
+             "superimpose_alpha": 1.0, "workers": there}  # fmt: skip
+    # Enough steps that the Skip lands while the worker samples a frame.
+    thread = threading.Thread(target=lambda: result.update(r=job(here, steps=60, **panel)))
+    thread.start()
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and len(list(out.glob("*/loop_001/*.png"))) < 2:
+        time.sleep(0.05)
+    started = time.monotonic()
+    call(here, "/sdapi/v1/skip", {})
+    thread.join(900)
+    status, response = result["r"]
+    assert status == 200, response
+    root = run_folder(response)
+    before, after = frames(root / "input"), frames(root / "loop_001")
+    assert len(after) == 6, "the run goes on after a skip"
+    kept = [i for i in range(6) if np.array_equal(before[i], after[i])]
+    assert len(kept) == 1, f"exactly the skipped frame keeps its input, got {kept}"
+    print(f"skip pressed at frame {kept[0] + 1}; the run ended {time.monotonic() - started:.1f} s later")
+
+
 def test_a_worker_killed_mid_loop_loses_no_frame(workers, clip: Path, tmp_path: Path, on_one) -> None:
     dest, urls = workers
     python = str(PYTHON if PYTHON.exists() else sys.executable)
@@ -192,18 +223,17 @@ def test_a_worker_killed_mid_loop_loses_no_frame(workers, clip: Path, tmp_path: 
     assert len(lines) == len(set(lines)), "no frame written twice"
 
 
-@pytest.mark.parametrize("kind", ["a1111", "forge"])
-def test_controlnet_units_reach_the_worker_with_each_frame(kind: str, clip: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module", params=["a1111", "forge"])
+def pair(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     """The same WebUI on both sides (AUTOMATIC1111 with sd-webui-controlnet, or Forge with its
-    own): a unit without an image of its own reaches the worker's ControlNet with each frame;
-    this side generates nothing."""
-    from test_real_webui import call, frames, job, run_folder
-
+    own): "-here" runs the jobs, "-there" is its worker; each logs its generations (the probe)."""
+    kind = request.param
     install = {"a1111": A1111, "forge": FORGE}[kind]
     if not install:
         pytest.skip(f"set VIDEO_LOOPBACK_{kind.upper()}")
     dest = Path(install).resolve()
-    probes = {name: tmp_path / f"probe{name}.jsonl" for name in ("-here", "-there")}
+    logs = tmp_path_factory.mktemp(f"probe-{kind}")
+    probes = {name: logs / f"probe{name}.jsonl" for name in ("-here", "-there")}
     urls = {}
     try:
         for name, port in (("-here", 7883), ("-there", 7884)):
@@ -211,21 +241,58 @@ def test_controlnet_units_reach_the_worker_with_each_frame(kind: str, clip: Path
             urls[name] = rig.start(
                 dest, port=port, nowebui=True, instance=name, env={"VL_PROBE_LOG": str(probes[name])}
             )
-        unit = {"enabled": True, "module": "none" if kind == "a1111" else "None", "model": "None", "weight": 1.0}
-        status, response = job(urls["-here"], alwayson={"controlnet": {"args": [unit]}}, input_directory=str(clip),
-                               output_directory=str(tmp_path / "out"), max_frames=4, loop_n=1,
-                               workers=urls["-there"])  # fmt: skip
-        assert status == 200, response
-        inputs = frames(run_folder(response) / "input")
-        there = [json.loads(line) for line in probes["-there"].read_text().splitlines()]
-        seen = [r["units"][0]["image"] for r in there if r["units"] and r["units"][0]["enabled"]]
-        assert len(seen) == 4, there
-        for i, image in enumerate(seen):
-            assert image is not None and image["shape"][:2] == [48, 64], f"frame {i + 1}: {image}"
-            assert abs(image["mean"] - inputs[i][..., :3].mean()) < 1.0, f"frame {i + 1} got another image"
-        here = probes["-here"].read_text().splitlines() if probes["-here"].exists() else []
-        assert here == [], "nothing is generated on this side"
-        assert call(urls["-there"], "/sdapi/v1/options")[0] == 200
+        yield {"kind": kind, "urls": urls, "probes": probes}
     finally:
         for name in probes:
             rig.stop(dest, name)
+
+
+def test_controlnet_units_reach_the_worker_with_each_frame(pair: dict, clip: Path, tmp_path: Path) -> None:
+    """A unit without an image of its own reaches the worker's ControlNet with each frame; this
+    side generates nothing."""
+    from test_real_webui import call, frames, job, run_folder
+
+    urls, probes = pair["urls"], pair["probes"]
+    for probe in probes.values():
+        probe.unlink(missing_ok=True)
+    unit = {"enabled": True, "module": "none" if pair["kind"] == "a1111" else "None", "model": "None", "weight": 1.0}
+    status, response = job(urls["-here"], alwayson={"controlnet": {"args": [unit]}}, input_directory=str(clip),
+                           output_directory=str(tmp_path / "out"), max_frames=4, loop_n=1,
+                           workers=urls["-there"])  # fmt: skip
+    assert status == 200, response
+    inputs = frames(run_folder(response) / "input")
+    there = [json.loads(line) for line in probes["-there"].read_text().splitlines()]
+    seen = [r["units"][0]["image"] for r in there if r["units"] and r["units"][0]["enabled"]]
+    assert len(seen) == 4, there
+    for i, image in enumerate(seen):
+        assert image is not None and image["shape"][:2] == [48, 64], f"frame {i + 1}: {image}"
+        assert abs(image["mean"] - inputs[i][..., :3].mean()) < 1.0, f"frame {i + 1} got another image"
+    here = probes["-here"].read_text().splitlines() if probes["-here"].exists() else []
+    assert here == [], "nothing is generated on this side"
+    assert call(urls["-there"], "/sdapi/v1/options")[0] == 200
+
+
+def test_colour_correction_over_a_worker_is_the_one_made_here(pair: dict, clip: Path, tmp_path: Path) -> None:
+    """With the img2img colour correction on, frames a worker makes are corrected towards their
+    input frames as the frames this WebUI makes itself are, not left as the worker made them."""
+    from test_real_webui import frames, job, run_folder
+
+    here, there = pair["urls"]["-here"], pair["urls"]["-there"]
+    common = {"input_directory": str(clip), "max_frames": 4, "loop_n": 1, "fix_seed": False, "superimpose_alpha": 1.0}
+
+    def made(correct: bool, **panel: object) -> list[np.ndarray]:
+        extra = {"override_settings": {"img2img_color_correction": correct}}
+        out = tmp_path / f"{correct}-{bool(panel)}"
+        status, response = job(here, body_extra=extra, output_directory=str(out), **common, **panel)
+        assert status == 200, response
+        return frames(run_folder(response) / "loop_001")
+
+    here_corrected, there_corrected = made(True), made(True, workers=there)
+    here_plain, there_plain = made(False), made(False, workers=there)
+    # Uncorrected, the two sides' frames differ by the WebUI's VAE sampling (see the top); the
+    # histogram match stretches that difference with the contrast it restores.
+    noise, apart = difference(there_plain, here_plain), difference(there_corrected, here_corrected)
+    uncorrected = difference(there_plain, here_corrected)
+    print(f"{pair['kind']}: corrected over a worker {apart:.2f} levels from corrected here, uncorrected "
+          f"{uncorrected:.2f}; uncorrected frames of both sides {noise:.2f} apart")  # fmt: skip
+    assert apart <= 2 * noise and uncorrected > 3 * apart
