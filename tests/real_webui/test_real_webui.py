@@ -334,24 +334,26 @@ def test_keyframe_mode_generates_keyframes_and_inpaints_repairs(webui, tmp_path:
     assert np.abs(painted[3][square].astype(int) - painted[1][square].astype(int)).mean() < 8, "carried, not repainted"
 
 
-def test_skip_keeps_the_frame_it_was_pressed_on(webui, clip: Path, tmp_path: Path) -> None:
-    url = webui["url"]
-    out = tmp_path / "skip"
+def skipped_once(url: str, out: Path, made_first: int, **panel: object) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """A one-loop job whose Skip is pressed (the API's) once `made_first` frames are written: the
+    input frames and loop 1's. Enough steps that the Skip lands while a frame is sampled."""
     result: dict = {}
-    panel = {"input_directory": str(clip), "output_directory": str(out), "max_frames": 8, "loop_n": 1,
-             "superimpose_alpha": 1.0}  # fmt: skip
-    # Enough steps that the Skip lands while a frame is being sampled.
-    thread = threading.Thread(target=lambda: result.update(r=job(url, steps=60, **panel)))
+    thread = threading.Thread(target=lambda: result.update(r=job(url, steps=60, output_directory=str(out), **panel)))
     thread.start()
     deadline = time.monotonic() + 600
-    while time.monotonic() < deadline and len(list(out.glob("*/loop_001/*.png"))) < 3:
+    while time.monotonic() < deadline and len(list(out.glob("*/loop_001/*.png"))) < made_first:
         time.sleep(0.05)
     call(url, "/sdapi/v1/skip", {})
-    thread.join(600)
+    thread.join(900)
     status, response = result["r"]
     assert status == 200, response
     root = run_folder(response)
-    before, after = frames(root / "input"), frames(root / "loop_001")
+    return frames(root / "input"), frames(root / "loop_001")
+
+
+def test_skip_keeps_the_frame_it_was_pressed_on(webui, clip: Path, tmp_path: Path) -> None:
+    before, after = skipped_once(webui["url"], tmp_path / "skip", 3, input_directory=str(clip), max_frames=8,
+                                 loop_n=1, superimpose_alpha=1.0)  # fmt: skip
     assert len(after) == 8, "the run goes on after a skip"
     kept = [i for i in range(8) if np.array_equal(before[i], after[i])]
     assert len(kept) == 1, f"exactly the skipped frame keeps its input, got {kept}"

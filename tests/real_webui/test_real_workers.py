@@ -170,32 +170,14 @@ def test_the_webui_sends_its_frames_to_a_worker(workers, clip: Path) -> None:
 def test_skip_on_the_webui_keeps_the_frame_its_worker_was_making(workers, clip: Path, tmp_path: Path) -> None:
     """The Skip button (the API's skip) of the WebUI that runs the job, while a worker makes the
     frame: that frame keeps its input, the worker's job stops, and the run goes on."""
-    import threading
-
-    from test_real_webui import call, frames, job, run_folder
+    from test_real_webui import skipped_once
 
     _, urls = workers
-    here, there = urls["-worker1"], urls["-worker2"]
-    out, result = tmp_path / "skip", {}
-    panel = {"input_directory": str(clip), "output_directory": str(out), "max_frames": 6, "loop_n": 1,
-             "superimpose_alpha": 1.0, "workers": there}  # fmt: skip
-    # Enough steps that the Skip lands while the worker samples a frame.
-    thread = threading.Thread(target=lambda: result.update(r=job(here, steps=60, **panel)))
-    thread.start()
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline and len(list(out.glob("*/loop_001/*.png"))) < 2:
-        time.sleep(0.05)
-    started = time.monotonic()
-    call(here, "/sdapi/v1/skip", {})
-    thread.join(900)
-    status, response = result["r"]
-    assert status == 200, response
-    root = run_folder(response)
-    before, after = frames(root / "input"), frames(root / "loop_001")
+    before, after = skipped_once(urls["-worker1"], tmp_path, 2, input_directory=str(clip), max_frames=6, loop_n=1,
+                                 superimpose_alpha=1.0, workers=urls["-worker2"])  # fmt: skip
     assert len(after) == 6, "the run goes on after a skip"
     kept = [i for i in range(6) if np.array_equal(before[i], after[i])]
     assert len(kept) == 1, f"exactly the skipped frame keeps its input, got {kept}"
-    print(f"skip pressed at frame {kept[0] + 1}; the run ended {time.monotonic() - started:.1f} s later")
 
 
 def test_a_worker_killed_mid_loop_loses_no_frame(workers, clip: Path, tmp_path: Path, on_one) -> None:
