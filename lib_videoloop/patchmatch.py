@@ -40,8 +40,10 @@ def _sample_patches(images: torch.Tensor, patch_size: int, count: int, generator
     which = torch.randint(0, n, (count,), generator=generator).to(images.device)
     ys = torch.randint(0, h, (count,), generator=generator).to(images.device)
     xs = torch.randint(0, w, (count,), generator=generator).to(images.device)
-    parts = [padded[which, :, ys + dy, xs + dx] for dy in range(patch_size) for dx in range(patch_size)]
-    return torch.stack(parts, dim=2).reshape(count, c * patch_size * patch_size)
+    offsets = torch.arange(patch_size, device=images.device)
+    dy, dx = offsets.repeat_interleave(patch_size), offsets.repeat(patch_size)  # row by row over the patch
+    parts = padded[which[:, None], :, ys[:, None] + dy, xs[:, None] + dx]  # (count, p*p, C), in one indexing
+    return parts.transpose(1, 2).reshape(count, c * patch_size * patch_size)
 
 
 def _basis(
@@ -88,21 +90,24 @@ class _Matcher:
         self.n, _, self.h, self.w = target.shape
         self.sh, self.sw = source.shape[-2:]
         self.k = basis.shape[0]
-        self.source = _describe(source, basis).flatten(2).transpose(1, 2).contiguous()  # (N, Hs*Ws, D)
-        self.target = _describe(target, basis).flatten(2)  # (N, D, H*W)
+        # Descriptors as rows, one per pixel (the batch's frames one after another): a candidate's
+        # rows are then picked with index_select, about 4x faster than gather on the CPU.
+        self.source = _describe(source, basis).permute(0, 2, 3, 1).reshape(-1, self.k).contiguous()
+        self.target = _describe(target, basis).permute(0, 2, 3, 1).reshape(self.n, -1, self.k).contiguous()
+        self.offsets = (torch.arange(self.n, device=target.device) * (self.sh * self.sw)).view(self.n, 1)
         self.scale = 1.0 / (source.shape[1] * basis.shape[-1] ** 2)  # per patch pixel and channel
 
     def error(self, field: torch.Tensor) -> torch.Tensor:
         """(N, H, W) mean squared patch difference of each pixel's match (rounded to whole pixels)."""
-        index = (field[:, 1].round() * self.sw + field[:, 0].round()).long().view(self.n, -1)
+        index = (field[:, 1].round() * self.sw + field[:, 0].round()).long().view(self.n, -1) + self.offsets
         out = torch.empty(self.n, self.h * self.w, device=field.device)
         rows = max(1, TILE_PIXELS // self.w)
         for start in range(0, self.h * self.w, rows * self.w):
             stop = min(start + rows * self.w, self.h * self.w)
             part = index[:, start:stop]
-            picked = torch.gather(self.source, 1, part.unsqueeze(-1).expand(-1, -1, self.k))  # (N, P, K)
-            diff = picked.transpose(1, 2) - self.target[:, :, start:stop]
-            out[:, start:stop] = diff.square().sum(dim=1) * self.scale
+            picked = self.source.index_select(0, part.reshape(-1)).view(self.n, -1, self.k)  # (N, P, K)
+            diff = picked - self.target[:, start:stop]
+            out[:, start:stop] = diff.square().sum(dim=2) * self.scale
         return out.view(self.n, self.h, self.w)
 
 
@@ -130,17 +135,16 @@ def _shifted(field: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
 
 def _refine(
     matcher: _Matcher, field: torch.Tensor, iterations: int, generator: torch.Generator | None, *,
-    coarse: bool = False, jump: int = JUMP,
+    jump: int = JUMP, search_radius: int = SEARCH_RADIUS,
 ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     error = matcher.error(_clamp(field, matcher.sh, matcher.sw))
-    radius0 = max(matcher.sh, matcher.sw) if coarse else SEARCH_RADIUS
     for _ in range(iterations):
         step = jump
         while step >= 1:  # a few jumps, then the plain one-pixel propagation
             for dx, dy in ((step, 0), (-step, 0), (0, step), (0, -step)):
                 _improve(matcher, field, error, _shifted(field, dx, dy))
             step //= 2
-        radius = radius0 / 2
+        radius = search_radius / 2
         while radius >= 1:
             noise = torch.rand(field.shape, generator=generator, device="cpu").to(field.device) * 2 - 1
             _improve(matcher, field, error, field + noise * radius)
@@ -157,13 +161,15 @@ def nearest_field(  # noqa: PLR0913 (the matcher's knobs, each keyword-only with
     start: torch.Tensor | None = None,
     seed: int = 0,
     jump: int = JUMP,
+    search_radius: int = SEARCH_RADIUS,
     basis: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The nearest-neighbour field from target to source guides, (N, C, H, W) each in [0, 1],
     and each pixel's patch error. start: a first guess (e.g. target position + optical flow);
     without it the field is built coarse to fine from a pyramid. jump: the farthest propagation
-    (a power of 2; a start that is already close needs less). basis: patch_basis() of similar
-    frames, to reuse (computed from these when None)."""
+    (a power of 2; a start that is already close needs less), search_radius the random search's
+    (around a start; halved, then quartered down to 1). basis: patch_basis() of similar frames,
+    to reuse (computed from these when None)."""
     if patch_size % 2 == 0 or patch_size < 1:
         raise ValueError(f"patch_size must be odd, got {patch_size}")
     generator = torch.Generator("cpu").manual_seed(seed)
@@ -188,10 +194,13 @@ def nearest_field(  # noqa: PLR0913 (the matcher's knobs, each keyword-only with
                 ).to(target.device)
             else:
                 field = F.interpolate(field, size=(th, tw), mode="nearest") * 2
-            field, error = _refine(_Matcher(src, tgt, basis), field, iterations, generator, coarse=level == levels - 1)
+            # the coarsest level starts from random matches: its search spans the whole frame
+            radius = max(src.shape[-2:]) if level == levels - 1 else SEARCH_RADIUS
+            field, error = _refine(_Matcher(src, tgt, basis), field, iterations, generator, search_radius=radius)
         assert field is not None
         return field, error
-    return _refine(_Matcher(source, target, basis), start.clone().float(), iterations, generator, jump=jump)
+    matcher = _Matcher(source, target, basis)
+    return _refine(matcher, start.clone().float(), iterations, generator, jump=jump, search_radius=search_radius)
 
 
 def patch_basis(
@@ -210,6 +219,19 @@ def compose(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
     return torch.gather(second.flatten(2), 2, index.view(n, 1, -1).expand(-1, 2, -1)).view(n, 2, h, w)
 
 
+def invert(field: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
+    """A field from b to a out of `field` from a to b (frames of one size): each pixel of b takes
+    the pixel of a that matched it (of several, the last in raster order), and `fallback`'s
+    match where none did (what a uncovers, or b shows that a does not)."""
+    n, _, h, w = field.shape
+    index = (field[:, 1].round() * w + field[:, 0].round()).long().view(n, -1)
+    pixels = torch.arange(h * w, device=field.device).expand(n, -1)
+    which = torch.full((n, h * w), -1, dtype=torch.long, device=field.device)
+    which.scatter_reduce_(1, index, pixels, reduce="amax")  # deterministic, unlike scatter_ on CUDA
+    matched = torch.stack([which % w, torch.div(which, w, rounding_mode="floor")], dim=1).float()
+    return torch.where((which >= 0).view(n, 1, h, w), matched.view(n, 2, h, w), fallback)
+
+
 def flow_start(flow: torch.Tensor) -> torch.Tensor:
     """A starting field from an optical flow (N, 2, H, W): each target pixel's position plus its flow."""
     n, _, h, w = flow.shape
@@ -220,22 +242,25 @@ def remap(style: torch.Tensor, field: torch.Tensor, patch_size: int = PATCH_SIZE
     """The source style frames (N, C, Hs, Ws) rebuilt on the target's grid through `field` by
     patch voting: each target pixel is the mean of the source pixels its covering patches' matches
     put there."""
-    n, c, sh, sw = style.shape
+    n, c, _, sw = style.shape
     _, _, h, w = field.shape
     r = patch_size // 2
-    index = (field[:, 1].round() * sw + field[:, 0].round()).long()  # (N, H, W)
-    flat = style.reshape(n, c, sh * sw)
+    # The style padded by its edge pixels: a patch pixel's index is its centre's plus a constant,
+    # with no clamping (half the time of clamping each offset's indices).
+    pw = sw + 2 * r
+    flat = F.pad(style, (r, r, r, r), mode="replicate").reshape(n, c, -1)
+    centre = ((field[:, 1].round() + r) * pw + field[:, 0].round() + r).long()  # (N, H, W)
     total = torch.zeros(n, c, h, w, device=style.device)
-    count = torch.zeros(1, 1, h, w, device=style.device)
     for dy in range(-r, r + 1):
         for dx in range(-r, r + 1):
             # the patch centred at q = p - d matched m(q); its pixel at offset d lies at m(q) + d
             ys0, ys1 = max(0, -dy), min(h, h - dy)
             xs0, xs1 = max(0, -dx), min(w, w - dx)
-            q = index[:, ys0:ys1, xs0:xs1]
-            qy, qx = torch.div(q, sw, rounding_mode="floor"), q % sw
-            ty, tx = (qy + dy).clamp(0, sh - 1), (qx + dx).clamp(0, sw - 1)
-            picked = torch.gather(flat, 2, (ty * sw + tx).view(n, 1, -1).expand(-1, c, -1))
+            index = centre[:, ys0:ys1, xs0:xs1] + (dy * pw + dx)
+            picked = torch.gather(flat, 2, index.reshape(n, 1, -1).expand(-1, c, -1))
             total[:, :, ys0 + dy : ys1 + dy, xs0 + dx : xs1 + dx] += picked.view(n, c, ys1 - ys0, xs1 - xs0)
-            count[:, :, ys0 + dy : ys1 + dy, xs0 + dx : xs1 + dx] += 1
-    return total / count
+    # the patches covering a pixel: those whose centre lies in the frame, a row's times a column's
+    ys, xs = torch.arange(h, device=style.device), torch.arange(w, device=style.device)
+    rows = ys.clamp(max=r) + (h - 1 - ys).clamp(max=r) + 1
+    columns = xs.clamp(max=r) + (w - 1 - xs).clamp(max=r) + 1
+    return total / (rows.view(h, 1) * columns.view(1, w)).float()

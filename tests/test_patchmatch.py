@@ -16,7 +16,7 @@ from lib_videoloop.media.resize import resize_frame
 from lib_videoloop.media.sources import open_source
 from lib_videoloop.metrics import psnr
 from lib_videoloop.patch_blend import patch_blend
-from lib_videoloop.patchmatch import compose, flow_start, nearest_field, remap
+from lib_videoloop.patchmatch import compose, flow_start, invert, nearest_field, remap
 
 
 def texture(h: int, w: int, seed: int = 0) -> torch.Tensor:
@@ -82,6 +82,28 @@ def test_two_fields_composed_lead_through_the_middle_frame() -> None:
     assert bool((dx[inner] == -1).all()) and bool((dy[inner] == 3).all())
     field, error = nearest_field(a, c, start=compose(c_to_b, b_to_a), iterations=1, jump=2)
     assert bool((offsets(field)[0][inner] == -1).all()) and float(error[inner].max()) < 1e-6
+
+
+def test_a_field_inverted_leads_back_and_takes_the_fallback_where_nothing_matched() -> None:
+    """Fast mode's second sweep starts each neighbour match from the first sweep's, inverted:
+    b to a out of a to b is the opposite shift; what no pixel of a matched (b's side that a
+    does not show) takes the fallback's match."""
+    a = texture(120, 150, 6)
+    b = torch.roll(a, shifts=(3, -4), dims=(2, 3))
+    a_to_b, _ = nearest_field(b, a)  # a's pixel (x, y) is b's (x - 4, y + 3)
+    fallback = torch.full_like(a_to_b, -7.0)
+    inverted = invert(a_to_b, fallback)
+    dx, dy = offsets(inverted)
+    inner = (slice(None), slice(30, -30), slice(30, -30))
+    # A pixel that several of a's matched takes the last: near enough everywhere, the shift.
+    assert float(((dx[inner] == 4) & (dy[inner] == -3)).float().mean()) > 0.99
+    unmatched = inverted[:, 0] == -7.0
+    assert int(unmatched.sum()) > 0 and bool((inverted[:, 1][unmatched] == -7.0).all())
+    assert not bool(unmatched[inner].any())
+    # and the one light round that fast mode gives it makes it the shift everywhere
+    field, _ = nearest_field(a, b, start=inverted, iterations=1, jump=2, search_radius=4)
+    dx, dy = offsets(field)
+    assert bool((dx[inner] == 4).all()) and bool((dy[inner] == -3).all())
 
 
 def test_patch_blending_removes_flicker_and_keeps_the_picture(tmp_path: Path, bikes: Path) -> None:
