@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 PATCH_SIZE = 5
-DIMENSIONS = 12  # patch descriptor length (see _basis)
+DIMENSIONS = 12  # patch descriptor length (see patch_basis)
 JUMP = 4  # propagation from 4, 2 and 1 pixels away; the pyramid's coarser levels bring larger moves
 SEARCH_RADIUS = 16  # random search around a match at a level with a coarser one (or a start) above it
 # Rows of the target matched at once: bounds the memory of a candidate's patch gathers
@@ -46,19 +46,21 @@ def _sample_patches(images: torch.Tensor, patch_size: int, count: int, generator
     return parts.transpose(1, 2).reshape(count, c * patch_size * patch_size)
 
 
-def _basis(
-    source: torch.Tensor, target: torch.Tensor, patch_size: int, dims: int, generator: torch.Generator
+def patch_basis(
+    source: torch.Tensor, target: torch.Tensor, patch_size: int = PATCH_SIZE, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """The patches' principal directions as convolution filters (D, C, p, p).
+    """The principal directions of a pair of guide frames' patches, as convolution filters
+    (DIMENSIONS, C, p, p): the patch descriptors' basis.
 
-    Patch distances are taken between the patches' projections on these: with D well below
-    C*p*p the gathers that dominate the cost shrink as much, while the dropped directions hold
-    little of natural images' patch variance (the distance is exact when D = C*p*p)."""
+    Patch distances are taken between the patches' projections on these: with DIMENSIONS well
+    below C*p*p the gathers that dominate the cost shrink as much, while the dropped directions
+    hold little of natural images' patch variance (the distance is exact when D = C*p*p)."""
+    generator = generator or torch.Generator("cpu").manual_seed(0)
     c = source.shape[1]
     samples = torch.cat([_sample_patches(x, patch_size, 4096, generator) for x in (source, target)])
     samples = samples - samples.mean(dim=0)
     _values, vectors = torch.linalg.eigh(samples.T @ samples)
-    top = vectors[:, -min(dims, vectors.shape[1]) :].T  # (D, C*p*p), largest last
+    top = vectors[:, -min(DIMENSIONS, vectors.shape[1]) :].T  # (D, C*p*p), largest last
     return top.reshape(-1, c, patch_size, patch_size).contiguous()
 
 
@@ -201,13 +203,6 @@ def nearest_field(  # noqa: PLR0913 (the matcher's knobs, each keyword-only with
         return field, error
     matcher = _Matcher(source, target, basis)
     return _refine(matcher, start.clone().float(), iterations, generator, jump=jump, search_radius=search_radius)
-
-
-def patch_basis(
-    source: torch.Tensor, target: torch.Tensor, patch_size: int = PATCH_SIZE, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """The patch descriptors' basis (_basis) of a pair of guide frames."""
-    return _basis(source, target, patch_size, DIMENSIONS, generator or torch.Generator("cpu").manual_seed(0))
 
 
 def compose(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
