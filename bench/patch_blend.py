@@ -152,15 +152,25 @@ def window_speedups(windows: tuple[int, ...] = (15, 31), repeats: int = 3) -> No
 
 
 def peak_memory(count: int) -> float:
-    """Peak RSS (MB) of a child that patch-blends `count` frames of 256x256 in fast mode."""
-    code = (
-        "import sys, resource, numpy as np; sys.path.insert(0, 'bench');"
-        "from patch_blend import patch_method, img2img_flicker;"
-        f"rng = np.random.default_rng(0); base = rng.random((256, 256, 3), dtype=np.float32);"
-        f"clean = [np.roll(base, k, axis=1) for k in range({count})];"
-        "patch_method('fast')(img2img_flicker(clean), clean);"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
-    )
+    """Peak RSS (MB) of a child that patch-blends `count` frames of 256x256 in fast mode. The
+    frames are made when asked for and the results dropped, so what grows is the pass's own."""
+    code = f"""
+import resource, sys, tempfile
+from pathlib import Path
+import numpy as np
+sys.path.insert(0, 'bench')
+from patch_blend import img2img_flicker
+from lib_videoloop.media.flows import FlowFolder
+from lib_videoloop.patch_blend import patch_blend
+base = np.random.default_rng(0).random((256, 256, 3), dtype=np.float32)
+clean = lambda k: np.roll(base, k, axis=1)
+noisy = lambda k: img2img_flicker([clean(k)], seed=k)[0]
+with tempfile.TemporaryDirectory() as tmp:
+    chain = FlowFolder(Path(tmp), clean, {count}).chain()
+    for _ in patch_blend(noisy, clean, {count}, chain, window=15, mode="fast"):
+        pass
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(done.stdout.strip().splitlines()[-1])
 
