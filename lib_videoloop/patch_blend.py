@@ -229,8 +229,8 @@ def fast_blend(
             if tensor is not None:
                 put(name, tensor)
     for i, own, total, _field, _basis in _sweep(style, range(count), levels, blender, neighbour_start):
-        for name in (f"f{i - 1}", f"b{i}"):  # what the sweep did not need (after a cut)
-            take(name)
+        for name in (f"f{i - 1}", f"b{i}"):  # what the sweep did not need (at a cut, or frame 0)
+            (scratch / f"{name}.raw").unlink(missing_ok=True)
         yield blender.result(total + take(f"s{i}") - own)
 
 

@@ -1,8 +1,9 @@
 """What a frame's request to a worker carries from the img2img tab (p), so that a worker makes
 what this WebUI would: the sampler, scheduler, styles, the mask's settings, the checkpoint, VAE
-and CLIP skip, the tab's override settings (colour correction off: it is done here), and the ControlNet units (each frame's image is
-added per request, backends/workers.py). Field names are those of the img2img API request
-(modules/api/models.py builds them from StableDiffusionProcessingImg2Img's own)."""
+and CLIP skip, the tab's override settings (colour correction off: it is done here), and the
+ControlNet units (each frame's image is added per request, backends/workers.py). Field names
+are those of the img2img API request (modules/api/models.py builds them from
+StableDiffusionProcessingImg2Img's own)."""
 
 from __future__ import annotations
 
