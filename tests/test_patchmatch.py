@@ -59,6 +59,18 @@ def test_remapping_a_frame_onto_itself_is_the_identity() -> None:
     assert torch.allclose(remap(style, field), style, atol=1e-6)
 
 
+def test_large_frames_matched_and_remapped_in_bands_of_rows_come_out_as_in_one(monkeypatch) -> None:
+    # Frames larger than a tile go through in bands of rows: no seams where two bands meet.
+    source, target = texture(72, 96, 4), torch.roll(texture(72, 96, 4), (3, -2), (2, 3))
+    style = torch.rand(1, 4, 72, 96, generator=torch.Generator().manual_seed(1))
+    whole_field, whole_error = nearest_field(source, target, seed=3)
+    whole = remap(style, whole_field)
+    monkeypatch.setattr("lib_videoloop.patchmatch.TILE_PIXELS", {"cpu": 96 * 7})  # bands of 7 rows
+    field, error = nearest_field(source, target, seed=3)
+    assert torch.equal(field, whole_field) and torch.equal(error, whole_error)
+    assert torch.allclose(remap(style, field), whole, atol=1e-6)
+
+
 def test_a_start_from_the_flow_is_refined_to_the_match() -> None:
     source = texture(96, 128, 4)
     target = torch.roll(source, shifts=(4, 7), dims=(2, 3))
