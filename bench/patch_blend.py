@@ -11,8 +11,10 @@ channel's gain +-4%), low-frequency blotches (a smooth random pattern, amplitude
 - patch blend, fast and exact, window 15.
 Reported: E_warp along Farneback flow of the clean clip (independent of the DIS flow the
 filter follows and the patch matcher starts from) and along DIS, PSNR against the clean clip,
-time per frame (2 threads). Then the speed at 512x512 (16 frames of bigbuckbunny), fast and
-exact at window 15, and the peak memory of fast mode for 24 and 96 frames (flat in the length).
+time per frame (2 threads; the guides' flows computed on the way, as `smooth` does). Then the
+speed at 512x512 (16 frames of bigbuckbunny), fast and exact at window 15, with the flows
+computed first as in a run (their time apart), and the peak memory of fast mode for 24 and 96
+frames (flat in the length).
 
     .venv/bin/python bench/patch_blend.py [--frames 40] [--skip-speed]
     .venv/bin/python bench/patch_blend.py --windows   # fast against exact at windows 15 and 31, 24 and 72 frames
@@ -68,13 +70,25 @@ def ffmpeg_deflicker(frames: list[np.ndarray], _clean: list[np.ndarray]) -> list
         return [np.asarray(Image.open(folder / f"out{i + 1:05d}.png"), np.float32) / 255 for i in range(len(frames))]
 
 
-def patch_method(mode: str, window: int = 15):
+def patch_method(mode: str, window: int = 15, flows: Path | None = None):
+    """The pass as `smooth` runs it (the guides' flows computed on the way), or with the flows
+    already in `flows` (see computed_flows), as a run's pass finds them in its flows/ folder."""
+
     def run(frames: list[np.ndarray], clean: list[np.ndarray]) -> list[np.ndarray]:
         with tempfile.TemporaryDirectory() as tmp:
-            chain = FlowFolder(Path(tmp), clean.__getitem__, len(clean)).chain()
+            chain = FlowFolder(flows or Path(tmp), clean.__getitem__, len(clean)).chain()
             return list(patch_blend(frames.__getitem__, clean.__getitem__, len(clean), chain, window=window, mode=mode))
 
     return run
+
+
+def computed_flows(clean: list[np.ndarray], folder: Path) -> float:
+    """Writes the clip's neighbour flows into `folder`, as a run's first loop does; their time (s)."""
+    started = time.perf_counter()
+    flows = FlowFolder(folder, clean.__getitem__, len(clean))
+    for i in range(len(clean) - 1):
+        flows.pair(i)
+    return time.perf_counter() - started
 
 
 def quality_table(frames: int, methods: dict | None = None) -> None:
@@ -110,16 +124,20 @@ def quality_table(frames: int, methods: dict | None = None) -> None:
 
 
 def speed(count: int = 16, size: int = 512) -> None:
+    """Both modes at window 15, with the flows already computed (as in a run), in turns."""
     clean = [cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in load("bigbuckbunny.mp4", count, 0)]
     noisy = img2img_flicker(clean)
     walls: dict[str, list[float]] = {"fast": [], "exact": []}
-    for _ in range(2):  # in turns; the least of each (a 2-core machine's speed drifts)
-        for mode, seconds in walls.items():
-            started = time.perf_counter()
-            patch_method(mode)(noisy, clean)
-            seconds.append((time.perf_counter() - started) / count)
+    with tempfile.TemporaryDirectory() as tmp:
+        flows = computed_flows(clean, Path(tmp))
+        for _ in range(2):  # in turns; the least of each (a 2-core machine's speed drifts)
+            for mode, seconds in walls.items():
+                started = time.perf_counter()
+                patch_method(mode, flows=Path(tmp))(noisy, clean)
+                seconds.append((time.perf_counter() - started) / count)
     for mode, seconds in walls.items():
         print(f"{size}x{size}, window 15, {mode}: {min(seconds):.2f} s per frame (of {len(seconds)} runs)", flush=True)
+    print(f"{size}x{size}: the flows, computed once: {flows / count:.3f} s per frame", flush=True)
 
 
 def window_speedups(windows: tuple[int, ...] = (15, 31), repeats: int = 3) -> None:
@@ -127,28 +145,33 @@ def window_speedups(windows: tuple[int, ...] = (15, 31), repeats: int = 3) -> No
     and 60-131, where fewer frames are within a window of the clip's ends (there both modes
     match fewer neighbours, exact mode more so). The fast mode's matches grow with log(window),
     the exact mode's with the window. The modes run in turns, `repeats` times: a 2-core
-    machine's speed drifts, and a turn's ratio is a fairer one."""
+    machine's speed drifts, and a turn's ratio is a fairer one. The flows are computed first, as
+    a run's first loop does, and their time is given apart: both modes need the same."""
     for count, first in ((24, 72), (72, 60)):
         clean = [
             cv2.resize(f, (256, 144), interpolation=cv2.INTER_AREA) for f in load("bigbuckbunny.mp4", count, first)
         ]
         noisy, motion = img2img_flicker(clean), Motion(clean)
-        for window in windows:
-            walls: dict[str, list[float]] = {"fast": [], "exact": []}
-            e_warp = {}
-            for _ in range(repeats):  # in turns, so that both modes see the machine alike
-                for mode in ("fast", "exact"):
-                    started = time.perf_counter()
-                    out = patch_method(mode, window)(noisy, clean)
-                    walls[mode].append(time.perf_counter() - started)
-                    e_warp[mode] = motion.e_warp(out, "farneback")
-            ratios = sorted(e / f for f, e in zip(walls["fast"], walls["exact"], strict=True))
-            print(
-                f"frames {first}-{first + count - 1}, window {window}: fast {min(walls['fast']) / count:.3f} s/frame,"
-                f" exact {min(walls['exact']) / count:.3f} (the least of {repeats}); exact / fast in each turn:"
-                f" {', '.join(f'{r:.2f}x' for r in ratios)}; E_warp fast / exact {e_warp['fast'] / e_warp['exact']:.3f}",
-                flush=True,
-            )
+        with tempfile.TemporaryDirectory(prefix="bench-patch-blend-flows-") as tmp:
+            flows = Path(tmp)
+            print(f"frames {first}-{first + count - 1}: the flows {computed_flows(clean, flows) / count:.3f} s/frame")
+            for window in windows:
+                walls: dict[str, list[float]] = {"fast": [], "exact": []}
+                e_warp = {}
+                for _ in range(repeats):  # in turns, so that both modes see the machine alike
+                    for mode in ("fast", "exact"):
+                        started = time.perf_counter()
+                        out = patch_method(mode, window, flows)(noisy, clean)
+                        walls[mode].append(time.perf_counter() - started)
+                        e_warp[mode] = motion.e_warp(out, "farneback")
+                ratios = sorted(e / f for f, e in zip(walls["fast"], walls["exact"], strict=True))
+                print(
+                    f"frames {first}-{first + count - 1}, window {window}: fast {min(walls['fast']) / count:.3f}"
+                    f" s/frame, exact {min(walls['exact']) / count:.3f} (the least of {repeats}); exact / fast in"
+                    f" each turn: {', '.join(f'{r:.2f}x' for r in ratios)};"
+                    f" E_warp fast / exact {e_warp['fast'] / e_warp['exact']:.3f}",
+                    flush=True,
+                )
 
 
 def peak_memory(count: int) -> float:

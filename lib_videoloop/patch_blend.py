@@ -209,7 +209,7 @@ def fast_blend(
 
     def put(name: str, tensor) -> None:
         shapes[name[0]] = tuple(tensor.shape)
-        tensor.cpu().numpy().astype(np.float32).tofile(scratch / f"{name}.raw")
+        tensor.float().cpu().numpy().tofile(scratch / f"{name}.raw")
 
     def take(name: str):
         path = scratch / f"{name}.raw"
