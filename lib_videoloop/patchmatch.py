@@ -31,8 +31,9 @@ SEARCH_RADIUS = 16  # random search around a match at a level with a coarser one
 # descriptor gathers (about 4 * DIMENSIONS bytes per pixel, a few times over) at any frame size.
 # On the CPU a small tile is also faster, its buffers staying in the cache: at 512x512 a
 # candidate's errors take 8 ms and a remap 30 ms, against 22 and 55 ms in one tile of 2^18.
-# On CUDA each tile costs kernel launches: there one tile holds a whole 1080p frame.
-TILE_PIXELS = {"cpu": 1 << 16, "cuda": 1 << 21}
+# On CUDA (not measured here) the tile stays as it was, a quarter of a 1080p frame: a larger
+# one launches fewer kernels, but takes its memory beside the model during sampling.
+TILE_PIXELS = {"cpu": 1 << 16, "cuda": 1 << 18}
 
 
 def _tile_pixels(device: torch.device) -> int:
@@ -255,7 +256,9 @@ def remap(style: torch.Tensor, field: torch.Tensor, patch_size: int = PATCH_SIZE
     flat = F.pad(style, (r, r, r, r), mode="replicate").reshape(n, c, -1)
     centre = ((field[:, 1].round() + r) * pw + field[:, 0].round() + r).long()  # (N, H, W)
     total = torch.zeros(n, c, h, w, device=style.device)
-    rows = max(1, _tile_pixels(style.device) // w)  # patches centred in a band of rows at a time
+    # Patches centred in a band of rows at a time on the CPU (for the cache); on CUDA, as before,
+    # the whole frame at once (its memory is that of the frame's votes, not of descriptors).
+    rows = max(1, TILE_PIXELS["cpu"] // w) if style.device.type == "cpu" else h
     for y0 in range(0, h, rows):
         y1 = min(h, y0 + rows)
         for dy in range(-r, r + 1):
