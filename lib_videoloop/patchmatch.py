@@ -258,9 +258,9 @@ def remap(style: torch.Tensor, field: torch.Tensor, patch_size: int = PATCH_SIZE
     total = torch.zeros(n, c, h, w, device=style.device)
     # Patches centred in a band of rows at a time on the CPU (for the cache); on CUDA, as before,
     # the whole frame at once (its memory is that of the frame's votes, not of descriptors).
-    rows = max(1, TILE_PIXELS["cpu"] // w) if style.device.type == "cpu" else h
-    for y0 in range(0, h, rows):
-        y1 = min(h, y0 + rows)
+    band = max(1, TILE_PIXELS["cpu"] // w) if style.device.type == "cpu" else h
+    for y0 in range(0, h, band):
+        y1 = min(h, y0 + band)
         for dy in range(-r, r + 1):
             # the patch centred at q = p - d matched m(q); its pixel at offset d lies at m(q) + d
             ys0, ys1 = max(y0, -dy), min(y1, h - dy)

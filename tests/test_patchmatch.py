@@ -59,7 +59,7 @@ def test_remapping_a_frame_onto_itself_is_the_identity() -> None:
     assert torch.allclose(remap(style, field), style, atol=1e-6)
 
 
-def test_large_frames_matched_and_remapped_in_bands_of_rows_come_out_as_in_one(monkeypatch) -> None:
+def test_large_frames_matched_and_remapped_in_bands_of_rows_come_out_as_in_one(monkeypatch: pytest.MonkeyPatch) -> None:
     # Frames larger than a tile go through in bands of rows: no seams where two bands meet.
     source, target = texture(72, 96, 4), torch.roll(texture(72, 96, 4), (3, -2), (2, 3))
     style = torch.rand(1, 4, 72, 96, generator=torch.Generator().manual_seed(1))
