@@ -1,8 +1,9 @@
 """Keyframe mode in a run: the chosen keyframes (keyframes.json), the in-between frames of each
 loop, and what they leave in the run folder for a resumed run and the report to read back:
-the masks frames were repaired with (repair/loop_NNN/NNNNNN.png) and the pixels of each frame
-that nothing explained and that still hold a guess (guessed/loop_NNN/NNNNNN.png, only where
-there are any)."""
+the masks frames were repaired with (repair/loop_NNN/NNNNNN.png), the pixels of each frame
+that nothing explained and that still hold a guess (guessed/loop_NNN/NNNNNN.png), and those
+that hold a repaint, made there or carried from the frame before (painted/loop_NNN/NNNNNN.png);
+the last two only where there are any."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 KEYFRAMES_FILE = "keyframes.json"
 REPAIR = "repair"
 GUESSED = "guessed"
+PAINTED = "painted"
 
 
 def keyframe_plan(store: FrameStore, settings: Settings, state: RunState) -> KeyframePlan | None:
@@ -90,7 +92,7 @@ class InBetweens:
             patches = PatchBlender(chain, reference)
         keyframe = functools.partial(store.read_frame, self.folder)
         self.propagation = Propagation(plan, chain, reference, keyframe, patches)
-        self._last: tuple[int, np.ndarray, np.ndarray] | None = None
+        self._last: tuple[int, np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def make(
         self,
@@ -106,9 +108,10 @@ class InBetweens:
             _write_mask(_mask_path(root / REPAIR, self.loop, i), np.ones((1, 1)))  # all white: generated whole
             self._last = None
             return None
-        out, unknown = made
+        out, unknown, painted = made
         if mask is not None:
             unknown &= mask > 0.5
+            painted &= mask > 0.5
         repair = repair_mask(unknown, mask, s.repair_min_share) if s.keyframe_repair else None
         # The previous loop's frame, only where something keeps or starts from it.
         base = self.store.read_frame(self.base_folder, i) if mask is not None or repair is not None else None
@@ -124,28 +127,34 @@ class InBetweens:
             if generated is not None:
                 out = init + repair[..., None] * (generated - init)
                 unknown &= repair < 0.5
+                painted |= repair >= 0.5
         out = as_stored(out)
-        guessed = _mask_path(root / GUESSED, self.loop, i)
-        if unknown.any():
-            _write_mask(guessed, unknown)
-        else:
-            guessed.unlink(missing_ok=True)  # one a stopped run may have left
-        self._last = (i, out, unknown)
+        for folder, pixels in ((GUESSED, unknown), (PAINTED, painted)):
+            path = _mask_path(root / folder, self.loop, i)
+            if pixels.any():
+                _write_mask(path, pixels)
+            else:
+                path.unlink(missing_ok=True)  # one a stopped run may have left
+        self._last = (i, out, unknown, painted)
         return out
 
-    def _previous(self, i: int) -> tuple[np.ndarray, np.ndarray] | None:
-        """Frame i-1 and its guessed pixels, when it is an in-between of the same scene."""
+    def _previous(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Frame i-1, its guessed pixels and its repainted ones, when it is an in-between of the
+        same scene."""
         if i == 0 or i in self.plan.scene_starts or self.plan.sides(i - 1) == [(i - 1, 1.0)]:
             return None
         if self._last is not None and self._last[0] == i - 1:
-            return self._last[1], self._last[2]
+            return self._last[1], self._last[2], self._last[3]
         self.store.flush()  # a resumed run, or a frame generated whole just before
         made = self.store.read_frame(self.folder, i - 1)
-        path = _mask_path(self.store.root / GUESSED, self.loop, i - 1)
+        return made, self._read_mask(GUESSED, i - 1, made.shape[:2]), self._read_mask(PAINTED, i - 1, made.shape[:2])
+
+    def _read_mask(self, folder: str, i: int, shape: tuple[int, ...]) -> np.ndarray:
+        path = _mask_path(self.store.root / folder, self.loop, i)
         if not path.is_file():
-            return made, np.zeros(made.shape[:2], bool)
+            return np.zeros(shape, bool)
         with Image.open(path) as img:
-            return made, np.asarray(img) > 127
+            return np.asarray(img) > 127
 
 
 def _mask_path(folder: Path, loop: int, index: int) -> Path:

@@ -134,10 +134,14 @@ def unexplained(flow: np.ndarray, valid: np.ndarray, here: np.ndarray, there: np
     in colour.
     """
     difference = cv2.absdiff(_soft(here), sample(_soft(there), flow)).max(axis=2)
-    h, w = difference.shape
+    return _leaves(flow) | (difference > LOOKS_ALIKE) | (~valid & (difference > LOOKS_ALIKE / 2))
+
+
+def _leaves(flow: np.ndarray) -> np.ndarray:
+    """Where the flow leads out of the frame."""
+    h, w = flow.shape[:2]
     tx, ty = targets(flow)
-    outside = (tx < -0.5) | (tx > w - 0.5) | (ty < -0.5) | (ty > h - 0.5)
-    return outside | (difference > LOOKS_ALIKE) | (~valid & (difference > LOOKS_ALIKE / 2))
+    return (tx < -0.5) | (tx > w - 0.5) | (ty < -0.5) | (ty > h - 0.5)
 
 
 def _soft(frame: np.ndarray) -> np.ndarray:
@@ -165,15 +169,17 @@ class Propagation:
         self._keyframes: dict[int, np.ndarray] = {}
 
     def frame(
-        self, i: int, previous: tuple[np.ndarray, np.ndarray] | None = None
-    ) -> tuple[np.ndarray, np.ndarray] | None:
-        """(the propagated frame, its pixels that nothing explains), or None when no keyframe of
-        its scene reaches frame i (a cut the full-size flows see and the chooser did not).
+        self, i: int, previous: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(the propagated frame, its pixels that nothing explains, its pixels that hold a
+        repaint carried from frame i-1), or None when no keyframe of its scene reaches frame i (a
+        cut the full-size flows see and the chooser did not).
 
-        previous: frame i-1 as made (an in-between of the same scene) and its pixels that nothing
-        explained. What no keyframe explains in frame i is taken from there, one step along the
-        flow, where frame i-1 had it right (from a keyframe or a repair): new content is then
-        repaired once, when it first needs it, and carried on unchanged like keyframe content.
+        previous: frame i-1 as made (an in-between of the same scene), its pixels that nothing
+        explained, and its pixels that hold a repaint (repaired there or carried). What no
+        keyframe explains in frame i is taken from there, one step along the flow, where frame
+        i-1 had it right (from a keyframe) or holds a repaint: new content is then repaired
+        once, when it first needs it, and carried on unchanged like keyframe content.
         """
         sides = [(k, w) for k, w in self.plan.sides(i) if not self.chain.cut_between(i, k)]
         if not sides:
@@ -202,14 +208,26 @@ class Propagation:
         # distance-weighted mean of the warps, the best guess when nothing repairs it.
         out = np.where(reached[..., None], mixed / np.maximum(weight, 1e-6)[..., None], guess)
         unknown = ~reached
+        painted = np.zeros_like(unknown)
         if previous is not None and unknown.any() and not self.chain.cut_between(i, i - 1):
-            made, left = previous
+            made, left, was_painted = previous
             flow, valid = self.chain.to(i, i - 1)
             carried = unknown & ~unexplained(flow, valid, refs[i], refs[i - 1])
             carried &= sample(left.astype(np.uint8), flow, interpolation=cv2.INTER_NEAREST) == 0
+            # A repaint goes on wherever the flow leads into frame i-1, whether the reference
+            # frames look alike there or not: on fast motion they often do not (motion blur), and
+            # the same content was painted again and again, each time with a new texture. On
+            # bikes.mp4 60-119 (second loop), carried only where they looked alike, up to 63% of
+            # a repair fell on pixels repainted in the frame before, and repair raised E_warp by
+            # 15%; carried wherever the flow leads, up to 14% (the mask's rim) and 8% (also 13-15%
+            # when carried where they differ by at most 2 or 3 times LOOKS_ALIKE). Where a
+            # keyframe explains a pixel again, its content takes over: the input may have changed.
+            painted = unknown & ~_leaves(flow)
+            painted &= sample(was_painted.astype(np.uint8), flow, interpolation=cv2.INTER_NEAREST) > 0
+            carried |= painted
             out[carried] = sample(made, flow, interpolation=FRAME_WARP)[carried]
             unknown &= ~carried
-        return np.clip(out, 0.0, 1.0).astype(np.float32), unknown
+        return np.clip(out, 0.0, 1.0).astype(np.float32), unknown, painted
 
     def _rebuilt(self, k: int, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Keyframe k rebuilt on frame i through the reference frames' patch matches (started

@@ -88,9 +88,12 @@ def make_clip(  # noqa: PLR0913 -- the encoder's options, each named where a tes
     return path
 
 
-def flash_clip(folder: Path, count: int = 9, width: int = 64, height: int = 48, shown: range = range(1, 4)) -> Path:
+def flash_clip(
+    folder: Path, count: int = 9, width: int = 64, height: int = 48, *, shown: range = range(1, 4), brighten: int = 0
+) -> Path:
     """A still texture with a red square that is there only in frames `shown`: content that no
-    keyframe outside them has, as PNG frames in `folder`."""
+    keyframe outside them has, as PNG frames in `folder`. brighten: levels of green and blue the
+    square gains from one frame to the next (its look changes, as under motion blur)."""
     import cv2
     from PIL import Image
 
@@ -100,7 +103,8 @@ def flash_clip(folder: Path, count: int = 9, width: int = 64, height: int = 48, 
     for i in range(count):
         frame = texture.copy()
         if i in shown:
-            frame[height // 4 : height // 4 + 16, width // 4 : width // 4 + 16] = (230, 20, 20)
+            extra = brighten * (i - shown[0])
+            frame[height // 4 : height // 4 + 16, width // 4 : width // 4 + 16] = (230, 20 + extra, 20 + extra)
         Image.fromarray(frame).save(folder / f"{i:04d}.png")
     return folder
 

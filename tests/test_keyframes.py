@@ -58,7 +58,7 @@ def test_a_propagated_frame_is_the_keyframe_moved_along_a_known_pan(propagation_
     for i in (1, 4, 7):
         made = propagation.frame(i)
         assert made is not None
-        out, unreached = made
+        out, unreached, _painted = made
         truth = styled(frames[i])
         error = np.abs(out - truth)[margin:-margin, margin:-margin].mean()
         unmoved = np.abs(styled(frames[0]) - truth)[margin:-margin, margin:-margin].mean()
@@ -69,7 +69,7 @@ def test_a_propagated_frame_is_the_keyframe_moved_along_a_known_pan(propagation_
 def test_one_sided_frames_after_the_last_keyframe_follow_it() -> None:
     frames = pan(6)
     plan = KeyframePlan(6, [0])
-    out, _ = Propagation(plan, chain_of(frames), frames.__getitem__, lambda k: styled(frames[k])).frame(5)
+    out, *_ = Propagation(plan, chain_of(frames), frames.__getitem__, lambda k: styled(frames[k])).frame(5)
     assert np.abs(out - styled(frames[5]))[24:-24, 24:-24].mean() < 0.01
 
 
@@ -271,8 +271,13 @@ def test_the_panel_previews_where_the_keyframes_fall(carphone: Path, bikes: Path
     assert image is None and "keyframe_frames" in text
 
 
-def test_new_content_is_painted_once_and_carried_to_the_next_frames(tmp_path: Path, tiny_backend) -> None:
-    clip = flash_clip(tmp_path / "clip")  # a square only in frames 1-3, between keyframes 0 and 4
+# 40: the square's look changes by more than LOOKS_ALIKE a frame, so the reference frames do
+# not look alike along the flow; the repaint still goes on (it was painted again in each frame).
+@pytest.mark.parametrize("brighten", [0, 40])
+def test_new_content_is_painted_once_and_carried_to_the_next_frames(
+    tmp_path: Path, tiny_backend, brighten: int
+) -> None:
+    clip = flash_clip(tmp_path / "clip", brighten=brighten)  # a square only in frames 1-3, between keyframes 0 and 4
     backend = Recording(tiny_backend)
     settings = small(clip, tmp_path / "out", max_frames=None, loop_n=1, keyframe_mode="every n frames",
                      keyframe_interval=4, save_every_loop=False)  # fmt: skip
@@ -281,6 +286,14 @@ def test_new_content_is_painted_once_and_carried_to_the_next_frames(tmp_path: Pa
     assert sum(r.mask is not None for r in backend.requests) == 1
     made = frames_of(root, "loop_001")
     square = (slice(12, 28), slice(16, 32))
-    assert np.abs(made[3][square] - made[1][square]).mean() < 0.02, "carried along, not painted again"
+    # Carried along, not painted again (a new repaint differs by more than 0.05); the
+    # brightening square nudges the flow below a pixel, and each bilinear step softens the noise.
+    assert np.abs(made[2][square] - made[1][square]).mean() < 0.02, "carried along, not painted again"
+    assert np.abs(made[3][square] - made[1][square]).mean() < 0.05, "carried along, not painted again"
     assert np.abs(made[1][square] - made[0][square]).mean() > 0.05, "the repair painted over the keyframe's warp"
     assert not (root / "guessed" / "loop_001").exists() or not any((root / "guessed" / "loop_001").iterdir())
+    assert sorted(p.name for p in (root / "painted" / "loop_001").iterdir()) == [
+        "000002.png",
+        "000003.png",
+        "000004.png",
+    ]
