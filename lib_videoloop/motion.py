@@ -117,6 +117,28 @@ class FlowEstimator:
         return self.dis.calc(a, b, None)
 
 
+def matched_share(
+    grey_a: np.ndarray,
+    grey_b: np.ndarray,
+    forward: np.ndarray,
+    backward: np.ndarray,
+    *,
+    valid_forward: np.ndarray | None = None,
+    valid_backward: np.ndarray | None = None,
+) -> float:
+    """Share of pixels, in the weaker direction, that the flows between two grey frames may be
+    trusted at (blend_mask, unless given) and that look alike along them; under CUT_SHARE the
+    frames lie on either side of a cut."""
+    if valid_forward is None or valid_backward is None:
+        valid_forward, valid_backward = blend_mask(forward, backward), blend_mask(backward, forward)
+    # Where DIS finds no match it tends to answer "no motion" both ways, which agrees with
+    # itself: to tell a cut from a pan, the frames must also look alike along the flow.
+    soft_a, soft_b = (cv2.blur(g.astype(np.float32), (3, 3)) for g in (grey_a, grey_b))
+    fits_forward = np.abs(sample(soft_b, forward) - soft_a) <= LOOKS_ALIKE
+    fits_backward = np.abs(sample(soft_a, backward) - soft_b) <= LOOKS_ALIKE
+    return min(float((valid_forward & fits_forward).mean()), float((valid_backward & fits_backward).mean()))
+
+
 @dataclass(frozen=True)
 class PairFlow:
     """Flows between frames i and i+1, with the pixels each may be trusted at."""
@@ -133,12 +155,7 @@ class PairFlow:
         forward = estimator(ga, gb).astype(np.float16).astype(np.float32)
         backward = estimator(gb, ga).astype(np.float16).astype(np.float32)
         valid_forward, valid_backward = blend_mask(forward, backward), blend_mask(backward, forward)
-        # Where DIS finds no match it tends to answer "no motion" both ways, which agrees with
-        # itself: to tell a cut from a pan, the frames must also look alike along the flow.
-        soft_a, soft_b = (cv2.blur(g.astype(np.float32), (3, 3)) for g in (ga, gb))
-        fits_forward = np.abs(sample(soft_b, forward) - soft_a) <= LOOKS_ALIKE
-        fits_backward = np.abs(sample(soft_a, backward) - soft_b) <= LOOKS_ALIKE
-        matched = min(float((valid_forward & fits_forward).mean()), float((valid_backward & fits_backward).mean()))
+        matched = matched_share(ga, gb, forward, backward, valid_forward=valid_forward, valid_backward=valid_backward)
         return cls(forward, backward, valid_forward, valid_backward, matched)
 
     @property

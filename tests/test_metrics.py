@@ -159,3 +159,19 @@ def test_a_loop_measured_as_it_is_made_reports_what_its_frames_on_disk_measure(
                           flows=flows.forward_backward)  # fmt: skip
         assert entry["per_frame"] == on_disk.per_frame
         assert (entry["e_warp"], entry["psnr"], entry["ssim"]) == (on_disk.e_warp, on_disk.psnr, on_disk.ssim)
+
+
+def test_the_pair_across_a_real_cut_is_left_out_of_the_warp_error(bikes: Path) -> None:
+    # bikes.mp4 cuts between frames 186 and 187; DIS still "matches" a few percent of the pixels
+    # across it, and that pair alone would outweigh the rest of the clip.
+    from lib_videoloop.media.resize import resize_frame
+    from lib_videoloop.media.sources import open_source
+
+    frames = [resize_frame(f.image, 160, 68) for f in open_source(bikes, start_frame=181, max_frames=12)]
+    rng = np.random.default_rng(2)
+    noisy = [np.clip(f + rng.normal(0, 0.02, f.shape), 0, 1).astype(np.float32) for f in frames]
+    result = measure(noisy, frames, with_tof=False)
+    assert result.pairs == 11 and result.skipped_pairs == 1
+    assert np.isnan(result.per_frame[5]), "the pair 186-187 is the one left out"
+    # The other pairs are grain plus the clip's own motion: near 2 sigma^2 plus the source's own.
+    assert result.e_warp < 2 * 0.02**2 + 2 * result.e_warp_source
