@@ -141,9 +141,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     if "psnr" in report:
         lines += [f"PSNR:          {report['psnr']:.2f} dB", f"SSIM:          {report['ssim']:.4f}"]
     if report.get("skipped_pairs"):
-        lines.append(
-            f"({report['skipped_pairs']} of {report['pairs']} frame pairs skipped: no reliable motion, e.g. a scene cut)"
-        )
+        lines.append(f"({report['skipped_pairs']} of {report['pairs']} frame pairs left out: across a scene cut)")
     return lines
 
 
