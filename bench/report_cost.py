@@ -58,9 +58,7 @@ def main() -> None:
                     folder.pair(k)
                 t2 = time.perf_counter()
                 reader = FlowFolder(Path(tmp), clean.__getitem__, n)
-                stored = measure(
-                    iter(loop), iter(clean), fidelity_to_source=True, with_tof=False, flows=reader.forward_backward
-                )
+                stored = measure(iter(loop), iter(clean), fidelity_to_source=True, with_tof=False, flows=reader.pair)
                 t3 = time.perf_counter()
             size = f"{clean[0].shape[1]}x{clean[0].shape[0]}"
             print(

@@ -22,6 +22,7 @@ from lib_videoloop.frame_order import EveryFrame
 from lib_videoloop.media.flows import FlowFolder
 from lib_videoloop.media.store import INPUT, as_stored, loop_dir_name
 from lib_videoloop.metrics import FlickerMeter
+from lib_videoloop.motion import PairFlow
 from lib_videoloop.output_video import video_of
 from lib_videoloop.report import RunReport, report_meter
 from lib_videoloop.resume import kept_loop_video, loop_reported
@@ -172,10 +173,10 @@ class LoopEnd:
         extra = self.order.report_extra(self.store.root, loop)
         return RunReport(self.store.root).add_loop(loop, meter.result(), seconds, extra)
 
-    def _input_flows(self) -> Callable[[int], tuple[np.ndarray, np.ndarray]] | None:
+    def _input_flows(self) -> Callable[[int], PairFlow] | None:
         """The input's flows, when the run's flows are the input's (no other reference frames):
         computed once for the whole run, by whichever needs a pair first."""
-        return None if self.state.references else self.flows.forward_backward
+        return None if self.state.references else self.flows.pair
 
     def write_video(self, folder: str, name: str, frames: Iterable[np.ndarray] | None = None) -> Path:
         """The video of `folder`'s frames (or of `frames`), with the source's sound."""

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from lib_videoloop.errors import VideoLoopError
-from lib_videoloop.motion import CUT_SHARE, FlowEstimator, matched_share, sample, valid_mask
+from lib_videoloop.motion import CUT_SHARE, FlowEstimator, PairFlow, matched_share, sample, valid_mask
 from lib_videoloop.motion import grey as _grey
 
 
@@ -57,7 +57,7 @@ class FlickerMeter:
         *,
         fidelity_to_source: bool = False,
         with_tof: bool = True,
-        flows: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None,
+        flows: Callable[[int], PairFlow] | None = None,
     ) -> None:
         self.fidelity_to_source, self.with_tof, self.flows = fidelity_to_source, with_tof, flows
         self.flow = FlowEstimator() if flows is None else None
@@ -89,13 +89,15 @@ class FlickerMeter:
         prev_out, prev_src, prev_grey, prev_out_grey = previous
         out, src, grey, out_grey = current
         if self.flows is not None:
-            forward, backward = self.flows(len(self.per_frame))
+            pair = self.flows(len(self.per_frame))  # its cut test made once, with the flows
+            forward, backward, cut = pair.forward, pair.backward, pair.cut
         else:
             assert self.flow is not None
             forward, backward = self.flow(prev_grey, grey), self.flow(grey, prev_grey)
+            cut = matched_share(prev_grey, grey, forward, backward) < CUT_SHARE
         mask = valid_mask(forward, backward)
         count = int(mask.sum())
-        if count == 0 or matched_share(prev_grey, grey, forward, backward) < CUT_SHARE:
+        if count == 0 or cut:
             self.skipped += 1
             self.per_frame.append(float("nan"))
             self.per_frame_source.append(float("nan"))
@@ -129,13 +131,13 @@ def measure(
     *,
     fidelity_to_source: bool = False,
     with_tof: bool = True,
-    flows: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None,
+    flows: Callable[[int], PairFlow] | None = None,
 ) -> FlickerResult:
     """Warp error of `output` and of `source` (flow from the source), tOF, and fidelity
     (PSNR/SSIM) against `reference`, or against the source itself with fidelity_to_source.
 
-    flows(k): the forward and backward DIS flows between source frames k and k+1 when they are
-    known already (a run keeps them in its flows/ folder); else they are computed here."""
+    flows(k): the DIS flows between source frames k and k+1, with the engine's cut test, when
+    they are known already (a run keeps them in its flows/ folder); else they are computed here."""
     meter = FlickerMeter(fidelity_to_source=fidelity_to_source, with_tof=with_tof, flows=flows)
     ref_iter: Iterator[np.ndarray] | None = iter(reference) if reference is not None else None
     for out, src in _zip_strict(output, source):

@@ -12,11 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from PIL import Image, ImageDraw
 
 from lib_videoloop.media.images import write_atomic
 from lib_videoloop.metrics import FlickerMeter, FlickerResult
+from lib_videoloop.motion import PairFlow
 
 COLOURS = [
     (90, 90, 90),
@@ -145,7 +145,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-def report_meter(flows: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None) -> FlickerMeter:
+def report_meter(flows: Callable[[int], PairFlow] | None = None) -> FlickerMeter:
     """How a run's report measures a loop: motion from the input (`flows`, when the run has them
     already), fidelity to it. tOF is left to the metrics command: its two Farneback flows would
     double the cost."""

@@ -156,7 +156,7 @@ def test_a_loop_measured_as_it_is_made_reports_what_its_frames_on_disk_measure(
     for entry in report["loops"]:
         folder = f"loop_{entry['loop']:03d}"
         on_disk = measure(store.frames(folder), store.frames("input"), fidelity_to_source=True, with_tof=False,
-                          flows=flows.forward_backward)  # fmt: skip
+                          flows=flows.pair)  # fmt: skip
         assert entry["per_frame"] == on_disk.per_frame
         assert (entry["e_warp"], entry["psnr"], entry["ssim"]) == (on_disk.e_warp, on_disk.psnr, on_disk.ssim)
 

@@ -98,11 +98,6 @@ class FlowFolder:
                 if 0 <= upcoming < self.frame_count - 1 and upcoming not in self._futures:
                     self._futures[upcoming] = self.reader.submit(self._load_or_compute, upcoming)
 
-    def forward_backward(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """The two flows of pair i alone, as the flicker metric takes them."""
-        pair = self.pair(i)
-        return pair.forward, pair.backward
-
     def _load_or_compute(self, i: int) -> PairFlow:
         path = self.path(i)
         if path.is_file():
