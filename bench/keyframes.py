@@ -15,11 +15,18 @@ keyframes every 8 frames; the share of the repaired pixels (repair masks > 0.5) 
 band the square uncovered since the frame's keyframes (grown by the mask's dilation radius),
 and the share of each frame repaired outside it.
 
+`--where` splits instead the rise of Farneback E_warp from propagated only to repaired, on the
+three bikes.mp4 spans, by what repair did to each pixel of a pair (either loop): painted anew
+in the later frame (the mask's core, or its feathered rim), a repaint carried on from the frame
+before, a repaint that ended (a keyframe took over), or nothing.
+
     .venv/bin/python bench/keyframes.py
+    .venv/bin/python bench/keyframes.py --where
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import tempfile
@@ -37,6 +44,7 @@ from lib_videoloop.config import FILTER_METHOD, FLOW_METHOD, PATCH_BLEND, Settin
 from lib_videoloop.engine import Engine
 from lib_videoloop.media.store import FrameStore, encode_png16
 from lib_videoloop.metrics import psnr
+from lib_videoloop.motion import sample
 
 CONFIGS = {
     "every frame, simple 1,2,3,2,1": dict(temporal_superimpose_alpha_list="1,2,3,2,1"),
@@ -76,6 +84,11 @@ def write_frames(frames: list[np.ndarray], folder: Path) -> Path:
 
 
 def run(frames_dir: Path, out: Path, options: dict) -> tuple[list[np.ndarray], int, float]:
+    frames, calls, seconds, _ = run_folder(frames_dir, out, options)
+    return frames, calls, seconds
+
+
+def run_folder(frames_dir: Path, out: Path, options: dict) -> tuple[list[np.ndarray], int, float, Path]:
     backend = Counting()
     settings = Settings(input_directory=str(frames_dir), output_directory=str(out), loop_n=2, seed=7, fix_seed=False,
                         superimpose_alpha=0.5, save_every_loop=False, **options)  # fmt: skip
@@ -83,7 +96,8 @@ def run(frames_dir: Path, out: Path, options: dict) -> tuple[list[np.ndarray], i
     result = Engine(settings, backend).run()
     seconds = time.perf_counter() - started
     store = FrameStore.open(result.run_dir)
-    return [store.read_frame(result.frames_folder, i) for i in range(store.frame_count)], backend.calls, seconds
+    frames = [store.read_frame(result.frames_folder, i) for i in range(store.frame_count)]
+    return frames, backend.calls, seconds, result.run_dir
 
 
 def clips_table(tmp: Path) -> None:
@@ -158,9 +172,62 @@ def repair_placement(tmp: Path, size: int = 512, count: int = 48) -> dict[str, f
     }
 
 
+KINDS = ("painted anew (core)", "painted anew (rim)", "repaint carried on", "repaint ended", "untouched")
+
+
+def where_repair_costs(tmp: Path, name: str, start: int) -> dict[str, tuple[float, float]]:
+    """Per kind of pixel (KINDS): its share of the trusted pixels, and the rise of Farneback
+    E_warp from propagated only to repaired it holds, as a share of propagated only's E_warp."""
+    clean = load(name, 60, start)
+    motion = Motion(clean)
+    frames_dir = write_frames(clean, tmp / f"where-{start}")
+    plain = run(frames_dir, tmp / f"where-{start}-plain", CONFIGS["keyframes every 8, propagated"])[0]
+    frames, _, _, root = run_folder(frames_dir, tmp / f"where-{start}-repaired", CONFIGS["keyframes every 8, repaired"])
+    h, w = clean[0].shape[:2]
+
+    def mask(folder: str, i: int) -> np.ndarray:
+        out = np.zeros((h, w), np.float32)
+        for loop in ("loop_001", "loop_002"):
+            path = root / folder / loop / f"{i + 1:06d}.png"
+            if path.is_file():
+                m = np.asarray(Image.open(path).convert("L"), np.float32) / 255
+                out = np.maximum(out, m if m.shape == (h, w) else np.ones((h, w), np.float32))
+        return out
+
+    pixels, plain_sum, repaired_sum = np.zeros(5), np.zeros(5), np.zeros(5)
+    for t, ((forward, trusted), cut) in enumerate(zip(motion.flows["farneback"], motion.cuts, strict=False)):
+        if cut or not trusted.any():
+            continue
+        repair = sample(mask("repair", t + 1), forward)  # onto frame t's pixels, as E_warp compares
+        carried = sample(mask("painted", t + 1), forward) > 0.5
+        kind = np.full((h, w), 4)
+        kind[(mask("painted", t) > 0.5) & ~carried & (repair == 0)] = 3
+        kind[carried & (repair < 0.5)] = 2
+        kind[(repair > 0) & (repair < 0.5)] = 1
+        kind[repair >= 0.5] = 0
+        for sums, made in ((plain_sum, plain), (repaired_sum, frames)):
+            error = ((made[t] - sample(made[t + 1], forward)) ** 2).sum(axis=2) / 3
+            sums += [error[trusted & (kind == k)].sum() / trusted.sum() for k in range(5)]
+        pixels += [(trusted & (kind == k)).sum() for k in range(5)]
+    total = plain_sum.sum()
+    return {kind: (pixels[k] / pixels.sum(), (repaired_sum[k] - plain_sum[k]) / total) for k, kind in enumerate(KINDS)}
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--where", action="store_true", help="split repair's E_warp rise on bikes.mp4 by pixel")
+    args = parser.parse_args()
     cv2.setNumThreads(1)
     tmp = Path(tempfile.mkdtemp(prefix="bench-keyframes-"))
+    if args.where:
+        print("| span | " + " | ".join(KINDS) + " | all |")
+        print("|---" * (len(KINDS) + 2) + "|")
+        for start in (0, 150, 60):
+            split = where_repair_costs(tmp, "bikes.mp4", start)
+            cells = [f"{rise:+.1%} ({share:.2%} of pixels)" for share, rise in split.values()]
+            rise = sum(r for _, r in split.values())
+            print(f"| bikes.mp4 {start}-{start + 59} | " + " | ".join(cells) + f" | {rise:+.1%} |", flush=True)
+        return
     clips_table(tmp)
     for size in (256, 512):
         r = repair_placement(tmp, size)
