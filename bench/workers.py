@@ -5,10 +5,13 @@ fast GPU frame) with a fixed image (a frame of the clip, as large a PNG as a gen
 using no CPU meanwhile: what is measured is this side
 alone (init images, blends, the HTTP requests with their PNGs, the frame writes, report and
 videos). With N workers busy all the time a loop would make N / seconds frames a second; the
-table gives what the run reached, and the share of that ideal.
+table gives what the run reached, the share of that ideal, this process's CPU time per frame
+(all its threads), and how many cores that CPU time fills at the ideal rate. The first loop
+also computes the flows, which later loops read back: `--loops` weighs that in.
 
     .venv/bin/python bench/workers.py                       # 1, 2, 4 and 8 workers, 512x512
     .venv/bin/python bench/workers.py --size 256 --workers 8
+    .venv/bin/python bench/workers.py --workers 8 --loops 6
 """
 
 from __future__ import annotations
@@ -65,20 +68,37 @@ def serve(port: int, seconds: float, size: int, clip: Path) -> None:
     ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
 
 
-def run(clip: Path, urls: list[str], size: int, frames: int) -> float:
+def ready(port: int, timeout: float = 60.0) -> None:
+    """Waits until a worker answers: eight of them starting at once (each imports PyAV and
+    encodes its answer) take seconds of both cores, which must not fall inside the run."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/sdapi/v1/sd-models", timeout=5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def run(clip: Path, urls: list[str], size: int, frames: int, loops: int) -> tuple[float, float]:
+    """The run's wall time and this process's CPU time (all its threads), in seconds."""
     from lib_videoloop.backends.workers import WorkersBackend
     from lib_videoloop.config import Settings
     from lib_videoloop.engine import Engine
 
     with tempfile.TemporaryDirectory(prefix="bench-workers-") as out:
         settings = Settings(
-            input_directory=str(clip), output_directory=out, width=size, height=size, max_frames=frames, loop_n=2,
+            input_directory=str(clip), output_directory=out, width=size, height=size, max_frames=frames, loop_n=loops,
             temporal_superimpose_alpha_list="1,2,3,2,1", steps=20, denoising_strength=0.5, fix_seed=False,
             prompt="a watercolour street", workers=",".join(urls),
         )  # fmt: skip
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         Engine(settings, WorkersBackend(urls)).run()
-        return time.perf_counter() - started
+        return time.perf_counter() - started, time.process_time() - cpu
 
 
 def main() -> None:
@@ -88,6 +108,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--frames", type=int, default=48)
     parser.add_argument("--workers", type=int, nargs="*", default=[1, 2, 4, 8])
+    parser.add_argument("--loops", type=int, default=2, help="the first computes the flows, the others read them")
     args = parser.parse_args()
     import importlib.util
 
@@ -96,22 +117,27 @@ def main() -> None:
     if args.serve:
         serve(args.serve, args.seconds, args.size, clip)
         return
-    print(f"| workers | frames/s | ideal (workers / {args.seconds} s) | share of ideal | this side per frame |")
-    print("|---|---|---|---|---|")
+    print(f"| workers | frames/s | ideal (workers / {args.seconds} s) | share of ideal | this side per frame "
+          "| its CPU time per frame | cores it needs at the ideal rate |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
     for n in args.workers:
         ports = [8900 + k for k in range(n)]
         options = ["--seconds", str(args.seconds), "--size", str(args.size)]
         servers = [subprocess.Popen([sys.executable, __file__, "--serve", str(p), *options]) for p in ports]
         try:
-            time.sleep(1.5)
-            wall = run(clip, [f"http://127.0.0.1:{p}" for p in ports], args.size, args.frames)
+            for port in ports:
+                ready(port)
+            wall, cpu = run(clip, [f"http://127.0.0.1:{p}" for p in ports], args.size, args.frames, args.loops)
         finally:
             for server in servers:
                 server.kill()
-        fps = 2 * args.frames / wall
+                server.wait()  # its port free for the next row's
+        fps = args.loops * args.frames / wall
         ideal = n / args.seconds
-        own = wall / (2 * args.frames) - args.seconds / n  # beyond the workers' own time, per frame
-        print(f"| {n} | {fps:.2f} | {ideal:.1f} | {fps / ideal:.0%} | {own * 1000:.0f} ms |")
+        own = wall / (args.loops * args.frames) - args.seconds / n  # beyond the workers' own time, per frame
+        per_frame = cpu / (args.loops * args.frames)
+        print(f"| {n} | {fps:.2f} | {ideal:.1f} | {fps / ideal:.0%} | {own * 1000:.0f} ms | {per_frame * 1000:.0f} ms "
+              f"| {per_frame * ideal:.1f} |")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -67,6 +67,32 @@ def test_fidelity_figures() -> None:
     assert 15 < psnr(a, b) < 25 and ssim(a, b) < 1.0
 
 
+def test_ssim_is_wang_et_al_formula() -> None:
+    """The in-place SSIM gives the textbook formula's value (11x11 Gaussian window, sigma 1.5,
+    C1 = 0.01², C2 = 0.03²), worked out here in float64 the plain way, on a textured pair and on
+    a dark, nearly flat one, where C1 and C2 decide the value."""
+
+    def formula(a: np.ndarray, b: np.ndarray) -> float:
+        a, b = a.astype(np.float64), b.astype(np.float64)
+        window = lambda x: cv2.GaussianBlur(x, (11, 11), 1.5)  # noqa: E731
+        mu_a, mu_b = window(a), window(b)
+        var_a, var_b = window(a * a) - mu_a**2, window(b * b) - mu_b**2
+        cov = window(a * b) - mu_a * mu_b
+        c1, c2 = 0.01**2, 0.03**2
+        return float(
+            (((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))).mean()
+        )
+
+    rng = np.random.default_rng(5)
+    a = texture()
+    b = np.clip(a + rng.normal(0, 0.05, a.shape), 0, 1).astype(np.float32)
+    dark = np.full((48, 64, 3), 0.02, np.float32)
+    dark_b = (dark + rng.normal(0, 0.004, dark.shape)).astype(np.float32)
+    for x, y in ((a, b), (dark, dark_b)):
+        assert ssim(x, y) == pytest.approx(formula(x, y), abs=1e-5)
+    assert ssim(dark, dark_b) < 0.99 and ssim(a, b) < 0.95
+
+
 def test_metrics_command_json_and_plot(tmp_path: Path) -> None:
     frames = [(texture(48, 64, seed=4)[:, :] * 255).astype(np.uint8)] * 6
     source = make_clip(tmp_path / "src.mp4", frames, 25)
