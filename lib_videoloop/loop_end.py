@@ -48,6 +48,7 @@ class LoopEnd:
         self._reporter, self._encoder, self._final = threads.report, threads.video, threads.final
         self._loop_videos: list[Future[Path]] = []
         self._reports: list[Future[dict[str, Any] | None]] = []
+        self._source_errors: dict[int, float] = {}  # the input's own warp error per pair: the same every loop
         self._stream: _LoopMeter | None = None  # the loop being measured as it is made
         self._video: _StreamedVideo | None = None  # the last loop's video, encoded as it is made
 
@@ -57,7 +58,7 @@ class LoopEnd:
         self._feed_video(loop, index, frame)
         stream = self._stream
         if index == 0 and self.store.frame_count >= 2 and not self._denoised(loop) and self.order.in_frame_order:
-            stream = self._stream = _LoopMeter(loop, report_meter(self._input_flows()))
+            stream = self._stream = _LoopMeter(loop, report_meter(self._input_flows(), self._source_errors))
         if stream is None or stream.loop != loop:
             return
         if index != stream.next or stream.broken or not stream.slots.acquire(blocking=False):
@@ -156,7 +157,7 @@ class LoopEnd:
     def _report(self, loop: int, folder: str) -> dict[str, Any] | None:
         try:
             started = time.monotonic()
-            meter = report_meter(self._input_flows())
+            meter = report_meter(self._input_flows(), self._source_errors)
             for index in range(self.store.frame_count):
                 meter.add(self.store.read_frame(folder, index), self.store.read_frame(INPUT, index))
             return self._add(loop, meter, time.monotonic() - started)

@@ -145,11 +145,13 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-def report_meter(flows: Callable[[int], PairFlow] | None = None) -> FlickerMeter:
+def report_meter(
+    flows: Callable[[int], PairFlow] | None = None, source_errors: dict[int, float] | None = None
+) -> FlickerMeter:
     """How a run's report measures a loop: motion from the input (`flows`, when the run has them
     already), fidelity to it. tOF is left to the metrics command: its two Farneback flows would
-    double the cost."""
-    return FlickerMeter(fidelity_to_source=True, with_tof=False, flows=flows)
+    double the cost. source_errors: the input's own warp errors, kept from loop to loop."""
+    return FlickerMeter(fidelity_to_source=True, with_tof=False, flows=flows, source_errors=source_errors)
 
 
 class RunReport:

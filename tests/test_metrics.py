@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -185,6 +186,9 @@ def test_a_loop_measured_as_it_is_made_reports_what_its_frames_on_disk_measure(
                           flows=flows.pair)  # fmt: skip
         assert entry["per_frame"] == on_disk.per_frame
         assert (entry["e_warp"], entry["psnr"], entry["ssim"]) == (on_disk.e_warp, on_disk.psnr, on_disk.ssim)
+    # The input's own warp errors, worked out in loop 1 and kept for the later loops' reports.
+    assert report["per_frame_source"] == [None if math.isnan(v) else v for v in on_disk.per_frame_source]
+    assert report["e_warp_source"] == on_disk.e_warp_source
 
 
 def test_the_pair_across_a_real_cut_is_left_out_of_the_warp_error(bikes: Path) -> None:
