@@ -83,12 +83,8 @@ def write_frames(frames: list[np.ndarray], folder: Path) -> Path:
     return folder
 
 
-def run(frames_dir: Path, out: Path, options: dict) -> tuple[list[np.ndarray], int, float]:
-    frames, calls, seconds, _ = run_folder(frames_dir, out, options)
-    return frames, calls, seconds
-
-
-def run_folder(frames_dir: Path, out: Path, options: dict) -> tuple[list[np.ndarray], int, float, Path]:
+def run(frames_dir: Path, out: Path, options: dict) -> tuple[list[np.ndarray], int, float, Path]:
+    """The run's frames, its generations, its wall time and its folder."""
     backend = Counting()
     settings = Settings(input_directory=str(frames_dir), output_directory=str(out), loop_n=2, seed=7, fix_seed=False,
                         superimpose_alpha=0.5, save_every_loop=False, **options)  # fmt: skip
@@ -108,7 +104,7 @@ def clips_table(tmp: Path) -> None:
         motion = Motion(clean)
         frames_dir = write_frames(clean, tmp / f"clip{n}")
         for k, (label, options) in enumerate(CONFIGS.items()):
-            frames, calls, seconds = run(frames_dir, tmp / f"out{n}-{k}", options)
+            frames, calls, seconds, _ = run(frames_dir, tmp / f"out{n}-{k}", options)
             value = float(np.mean([psnr(a, b) for a, b in zip(frames, clean, strict=True)]))
             print(f"| {name} {start}-{start + len(clean) - 1} | {label} | {motion.e_warp(frames, 'dis'):.2e} "
                   f"| {motion.e_warp(frames, 'farneback'):.2e} | {value:.2f} | {calls} "
@@ -182,7 +178,7 @@ def where_repair_costs(tmp: Path, name: str, start: int) -> dict[str, tuple[floa
     motion = Motion(clean)
     frames_dir = write_frames(clean, tmp / f"where-{start}")
     plain = run(frames_dir, tmp / f"where-{start}-plain", CONFIGS["keyframes every 8, propagated"])[0]
-    frames, _, _, root = run_folder(frames_dir, tmp / f"where-{start}-repaired", CONFIGS["keyframes every 8, repaired"])
+    frames, _, _, root = run(frames_dir, tmp / f"where-{start}-repaired", CONFIGS["keyframes every 8, repaired"])
     h, w = clean[0].shape[:2]
 
     def mask(folder: str, i: int) -> np.ndarray:

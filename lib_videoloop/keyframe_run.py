@@ -144,7 +144,7 @@ class InBetweens:
         if i == 0 or i in self.plan.scene_starts or self.plan.sides(i - 1) == [(i - 1, 1.0)]:
             return None
         if self._last is not None and self._last[0] == i - 1:
-            return self._last[1], self._last[2], self._last[3]
+            return self._last[1:]
         self.store.flush()  # a resumed run, or a frame generated whole just before
         made = self.store.read_frame(self.folder, i - 1)
         return made, self._read_mask(GUESSED, i - 1, made.shape[:2]), self._read_mask(PAINTED, i - 1, made.shape[:2])

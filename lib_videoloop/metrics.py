@@ -63,7 +63,7 @@ class FlickerMeter:
         """source_errors: the source's warp error of each pair, shared by meters of the same source
         and motion (a run's loops are all measured against its input): each is worked out once."""
         self.fidelity_to_source, self.with_tof, self.flows = fidelity_to_source, with_tof, flows
-        self.source_errors = source_errors
+        self.source_errors = source_errors if source_errors is not None else {}
         self.flow = FlowEstimator() if flows is None else None
         self.per_frame: list[float] = []
         self.per_frame_source: list[float] = []
@@ -106,12 +106,11 @@ class FlickerMeter:
             self.per_frame.append(float("nan"))
             self.per_frame_source.append(float("nan"))
         else:
-            known = self.source_errors if self.source_errors is not None else {}
             pair_index = len(self.per_frame)
-            if pair_index not in known:
-                known[pair_index] = _warp_error(prev_src, src, forward, mask, count)
+            if pair_index not in self.source_errors:
+                self.source_errors[pair_index] = _warp_error(prev_src, src, forward, mask, count)
             self.per_frame.append(_warp_error(prev_out, out, forward, mask, count))
-            self.per_frame_source.append(known[pair_index])
+            self.per_frame_source.append(self.source_errors[pair_index])
         if self.with_tof:
             flow_out = cv2.calcOpticalFlowFarneback(prev_out_grey, out_grey, None, 0.5, 3, 15, 3, 5, 1.2, 0)
             flow_src = cv2.calcOpticalFlowFarneback(prev_grey, grey, None, 0.5, 3, 15, 3, 5, 1.2, 0)
