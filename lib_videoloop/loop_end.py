@@ -61,23 +61,31 @@ class LoopEnd:
             stream = self._stream = _LoopMeter(loop, report_meter(self._input_flows(), self._source_errors))
         if stream is None or stream.loop != loop:
             return
-        if index != stream.next or stream.broken or not stream.slots.acquire(blocking=False):
-            stream.broken = True  # measured after the loop instead; a full queue never holds up a generation
+        if index != stream.next or stream.broken:
+            stream.broken = True  # measured after the loop instead
             return
         stream.next += 1
-        self._reporter.submit(self._measure_frame, stream, index, frame)
+        # A full queue never holds up a generation: a frame beyond it is read back when its turn
+        # comes (from the store's queued writes while they last). Measuring the whole loop again
+        # instead, from its files, cost 2 PNG decodes a frame more, and with 8 workers, whose
+        # frames come 8 at a time, the queue overflowed at the 9th frame of every loop.
+        held = frame if stream.slots.acquire(blocking=False) else None
+        self._reporter.submit(self._measure_frame, stream, index, held)
 
-    def _measure_frame(self, stream: _LoopMeter, index: int, frame: np.ndarray) -> None:
+    def _measure_frame(self, stream: _LoopMeter, index: int, frame: np.ndarray | None) -> None:
         started = time.monotonic()
         try:
             if not stream.broken:
-                stream.meter.add(as_stored(frame), self.store.read_frame(INPUT, index))  # as read back later
+                # the values its file holds, as a report made from the files would read them
+                out = self.store.read_frame(loop_dir_name(stream.loop), index) if frame is None else as_stored(frame)
+                stream.meter.add(out, self.store.read_frame(INPUT, index))
         except Exception:  # measured after the loop instead
             log.exception("frame %d of loop %d could not be measured", index + 1, stream.loop)
             stream.broken = True
         finally:
             stream.seconds += time.monotonic() - started
-            stream.slots.release()
+            if frame is not None:
+                stream.slots.release()
 
     def _feed_video(self, loop: int, index: int, frame: np.ndarray) -> None:
         if loop != self.settings.loop_n or self._denoised(loop) or not self.order.in_frame_order:
@@ -110,6 +118,8 @@ class LoopEnd:
     def __exit__(self, *exc: object) -> None:
         if self._video is not None:  # a stopped run: its video is made when it is finished
             self._video.abort()
+        if self._stream is not None:  # and its report: frames still waiting for it do not hold up the stop
+            self._stream.broken = True
 
     def finish(self, loop: int, *, resumed: bool) -> str:
         """Runs the loop's denoise pass, video and report; returns the folder the next loop reads.
@@ -196,13 +206,13 @@ def _ready(path: Path) -> Future[Path]:
 class _LoopMeter:
     """One loop's report, measured on the report worker as the loop's frames are written."""
 
-    QUEUE = 8  # frames waiting for the worker; more and the loop is measured after it instead
+    QUEUE = 8  # frames held in memory for the worker; more are read back from the store
 
     def __init__(self, loop: int, meter: FlickerMeter) -> None:
         self.loop = loop
         self.meter = meter
         self.next = 0  # the frame expected next
-        self.broken = False  # out of order, queue full, or a failure: measured after the loop
+        self.broken = False  # out of order, or a failure: measured after the loop
         self.seconds = 0.0
         self.slots = threading.BoundedSemaphore(self.QUEUE)
 

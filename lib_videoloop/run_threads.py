@@ -59,7 +59,8 @@ class RunThreads:
             try:
                 self._copy.__exit__(kind, error, trace)  # raises the copy's error, if it failed
             finally:
-                for pool in (self.resize, self.read, self.flow, self.report, self.video, self.final):
+                # The report reads flows (and may start reading the next ones): it ends before them.
+                for pool in (self.resize, self.read, self.report, self.flow, self.video, self.final):
                     pool.shutdown(wait=True)
 
 

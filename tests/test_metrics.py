@@ -143,18 +143,23 @@ def test_every_run_gets_a_report_per_loop(tmp_path: Path, bikes: Path, tiny_back
     assert result.report == report
 
 
-@pytest.mark.parametrize("resume_in_loop_2", [False, True])
+@pytest.mark.parametrize("case", ["streamed", "none held in memory", "resumed in loop 2"])
 def test_a_loop_measured_as_it_is_made_reports_what_its_frames_on_disk_measure(
-    tmp_path: Path, bikes: Path, tiny_backend, resume_in_loop_2: bool, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, bikes: Path, tiny_backend, case: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The report measures each frame as it is written (no decode, no wait at the loop's end);
-    a loop whose frames came partly from an earlier session is measured from disk instead. Either
-    way the numbers are those of the frames in the run folder."""
+    """The report measures each frame as it is written (no wait at the loop's end), also the
+    frames that come faster than it measures (none held in memory: each is read back when its
+    turn comes); a loop whose frames came partly from an earlier session is measured
+    from disk after it. Either way the numbers are those of the frames in the run folder."""
+    from lib_videoloop import loop_end
     from lib_videoloop.config import Settings
     from lib_videoloop.engine import Engine
     from lib_videoloop.errors import InterruptedRun
     from lib_videoloop.media.flows import FlowFolder
     from lib_videoloop.media.store import FrameStore
+
+    monkeypatch.setattr(loop_end._LoopMeter, "QUEUE", 0 if case == "none held in memory" else 8)
+    resume_in_loop_2 = case == "resumed in loop 2"
 
     settings = Settings(
         input_directory=str(bikes), output_directory=str(tmp_path), width=64, height=48, max_frames=6, loop_n=2, steps=4,
@@ -189,6 +194,59 @@ def test_a_loop_measured_as_it_is_made_reports_what_its_frames_on_disk_measure(
     # The input's own warp errors, worked out in loop 1 and kept for the later loops' reports.
     assert report["per_frame_source"] == [None if math.isnan(v) else v for v in on_disk.per_frame_source]
     assert report["e_warp_source"] == on_disk.e_warp_source
+
+
+def test_a_stopped_run_does_not_wait_for_the_frames_its_report_has_not_reached(
+    tmp_path: Path, bikes: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Frames that come faster than the report measures wait for their turn; a stop leaves them
+    to the resumed run, which measures the loop from its files, instead of making the user wait
+    for each of them, and the one being measured as the stop comes still has its flows."""
+    import logging
+    import time
+
+    from lib_videoloop import loop_end
+    from lib_videoloop.config import Settings
+    from lib_videoloop.engine import Engine
+    from lib_videoloop.errors import InterruptedRun
+    from lib_videoloop.metrics import FlickerMeter
+
+    class Echo:  # a backend that takes no time: the frames outrun the report
+        name = "echo"
+
+        def check(self, uses_subseed: bool, uses_mask: bool) -> None:
+            pass
+
+        def generate(self, request):  # type: ignore[no-untyped-def]
+            return [request.init_image] * request.image_count
+
+    stopped: list[bool] = []
+    started: list[bool] = []  # whether the stop had come, for each measure begun
+    add = FlickerMeter.add
+
+    def slow_add(self, out, src, ref=None):  # type: ignore[no-untyped-def]
+        started.append(bool(stopped))
+        if len(started) > 2:  # the one measured as the stop comes needs a flow made long before
+            time.sleep(0.3)
+        add(self, out, src, ref)
+
+    monkeypatch.setattr(loop_end._LoopMeter, "QUEUE", 0)
+    monkeypatch.setattr(FlickerMeter, "add", slow_add)
+    written: list[int] = []
+
+    def stop() -> bool:
+        if len(written) == 10:
+            stopped.append(True)
+        return bool(stopped)
+
+    settings = Settings(input_directory=str(bikes), output_directory=str(tmp_path), width=64, height=48,
+                        max_frames=12, loop_n=2)  # fmt: skip
+    engine = Engine(settings, Echo(), on_progress=lambda p: written.append(p.frame), should_stop=stop)
+    with caplog.at_level(logging.ERROR), pytest.raises(InterruptedRun):
+        engine.run()
+    # At most the measure the report was starting as the stop came; before, all 9 it had not reached.
+    assert sum(started) <= 1
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], "no frame failed to be measured"
 
 
 def test_the_pair_across_a_real_cut_is_left_out_of_the_warp_error(bikes: Path) -> None:
