@@ -91,7 +91,8 @@ class LoopEnd:
         if loop != self.settings.loop_n or self._denoised(loop) or not self.order.in_frame_order:
             return
         if index == 0 and self._video is None:
-            self._video = _StreamedVideo(self.store.frame_count)
+            folder = loop_dir_name(loop)
+            self._video = _StreamedVideo(self.store.frame_count, lambda i: self.store.read_frame(folder, i))
             self._video.future = self._final.submit(self.write_video, "", self.store.root.name, self._video.frames())
         if self._video is not None:
             self._video.add(index, frame)
@@ -224,13 +225,15 @@ class _StreamAborted(Exception):
 class _StreamedVideo:
     """The last loop's video, encoded on its own thread while the loop is made."""
 
-    QUEUE = 8  # frames waiting for the encoder; more and the video is encoded after the loop
+    QUEUE = 8  # frames held in memory for the encoder; more are read back from the store, as the report's
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, read: Callable[[int], np.ndarray]) -> None:
         self.count = count
+        self.read = read  # a frame of the loop, as its file holds it
         self.next = 0  # the frame expected next
         self.broken = False
-        self.queue: queue.Queue[np.ndarray] = queue.Queue(self.QUEUE)
+        self.queue: queue.Queue[tuple[int, np.ndarray | None]] = queue.Queue()
+        self.slots = threading.BoundedSemaphore(self.QUEUE)
         self.future: Future[Path] | None = None
 
     def add(self, index: int, frame: np.ndarray) -> None:
@@ -239,11 +242,9 @@ class _StreamedVideo:
         if index != self.next:
             self.abort()
             return
-        try:
-            self.queue.put_nowait(frame)
-        except queue.Full:  # never hold up a generation
-            self.abort()
-            return
+        # Never holds up a generation, and a burst of frames (one from each worker) does not
+        # send the whole loop to be encoded again from its files after it.
+        self.queue.put((index, frame if self.slots.acquire(blocking=False) else None))
         self.next += 1
 
     def whole(self) -> bool:
@@ -258,8 +259,12 @@ class _StreamedVideo:
                 if self.broken:
                     raise _StreamAborted
                 try:
-                    frame = self.queue.get(timeout=0.1)
+                    index, frame = self.queue.get(timeout=0.1)
                     break
                 except queue.Empty:
                     continue
-            yield as_stored(frame)  # the values the files hold
+            if frame is None:
+                yield self.read(index)
+            else:
+                self.slots.release()
+                yield as_stored(frame)  # the values the files hold

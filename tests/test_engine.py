@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import av
@@ -349,30 +350,43 @@ def test_resume_keeps_the_videos_and_reports_of_finished_loops(tmp_path: Path, b
     assert [e["loop"] for e in json.loads((root / "report.json").read_text())["loops"]] == [1, 2]
 
 
+@pytest.mark.parametrize("held", [8, 1])
 def test_the_last_loop_is_encoded_as_it_is_made_into_the_video_its_files_make(
-    tmp_path: Path, bikes: Path, tiny_backend, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, bikes: Path, tiny_backend, monkeypatch: pytest.MonkeyPatch, held: int
 ) -> None:
     """The final video, encoded from memory while the last loop is made, holds exactly the
-    frames of the run's last loop folder. Checked on a lossless video: two lossy H.264 encodes
-    of the same frames need not be the same bytes (x264's macroblock tree reads memory it never
-    wrote: MALLOC_PERTURB_=85 and =170 give two different files), so comparing a lossy video
-    with a second encode of the files fails at random, whichever frames went in."""
+    frames of the run's last loop folder, also when frames come faster than the encoder takes
+    them (held 1: one waits in memory, the others are read back when their turn comes). Checked on a
+    lossless video: two lossy H.264 encodes of the same frames need not be the same bytes
+    (x264's macroblock tree reads memory it never wrote: MALLOC_PERTURB_=85 and =170 give two
+    different files), so comparing a lossy video with a second encode of the files fails at
+    random, whichever frames went in."""
+    from lib_videoloop import loop_end
     from lib_videoloop.loop_end import LoopEnd
     from lib_videoloop.media.images import to_uint8
     from lib_videoloop.media.sources import open_source
 
-    streamed: list[str] = []  # videos encoded from frames as they were written
+    encoded: list[tuple[str, bool]] = []  # each video, and whether from frames as they were written
     original = LoopEnd.write_video
 
     def recording(self, folder, name, frames=None):
-        if frames is not None:
-            streamed.append(name)
+        encoded.append((name, frames is not None))
         return original(self, folder, name, frames)
 
     monkeypatch.setattr(LoopEnd, "write_video", recording)
+    monkeypatch.setattr(loop_end._StreamedVideo, "QUEUE", held)
+    taken = loop_end._StreamedVideo.frames
+
+    def slowly(self):  # an encoder slower than the loop
+        for frame in taken(self):
+            time.sleep(0.3)
+            yield frame
+
+    monkeypatch.setattr(loop_end._StreamedVideo, "frames", slowly)
     settings = small(bikes, tmp_path / "out", max_frames=6, fix_seed=False, lossless=True)
     result = Engine(settings, tiny_backend).run()
-    assert streamed == [result.run_dir.name]
+    final = [streamed for name, streamed in encoded if name == result.run_dir.name]  # not the loop videos
+    assert final == [True], "streamed, and not encoded again from the files"
     files = [to_uint8(f) for f in FrameStore.open(result.run_dir).frames(result.frames_folder)]
     got = [to_uint8(f.image) for f in open_source(result.video)]
     assert len(got) == 6 and all(np.array_equal(a, b) for a, b in zip(got, files, strict=True))
