@@ -66,6 +66,8 @@ def test_fidelity_figures() -> None:
     assert psnr(a, a) == float("inf") and ssim(a, a) == pytest.approx(1.0)
     b = np.clip(a + 0.1, 0, 1)
     assert 15 < psnr(a, b) < 25 and ssim(a, b) < 1.0
+    mse = ((a.astype(np.float64) - b) ** 2).mean()  # over pixels and channels, in 0-1 units
+    assert psnr(a, b) == pytest.approx(10 * np.log10(1 / mse), rel=1e-9)
 
 
 def test_ssim_is_wang_et_al_formula() -> None:
