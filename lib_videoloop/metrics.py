@@ -95,13 +95,13 @@ class FlickerMeter:
         prev_out, prev_src, prev_grey, prev_out_grey = previous
         out, src, grey, out_grey = current
         if self.flows is not None:
-            pair = self.flows(len(self.per_frame))  # its cut test made once, with the flows
-            forward, backward, cut = pair.forward, pair.backward, pair.cut
+            pair = self.flows(len(self.per_frame))  # its cut test and trusted pixels made once, with the flows
+            forward, cut, mask = pair.forward, pair.cut, pair.measured
         else:
             assert self.flow is not None
             forward, backward = self.flow(prev_grey, grey), self.flow(grey, prev_grey)
             cut = matched_share(prev_grey, grey, forward, backward) < CUT_SHARE
-        mask = valid_mask(forward, backward)
+            mask = valid_mask(forward, backward)
         if cut or not mask.any():
             self.skipped += 1
             self.per_frame.append(float("nan"))

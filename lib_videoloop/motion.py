@@ -145,9 +145,12 @@ class PairFlow:
 
     forward: np.ndarray  # HxWx2 float32 (float16 values): frame i's pixels in frame i+1
     backward: np.ndarray  # frame i+1's pixels in frame i
-    valid_forward: np.ndarray  # HxW bool
+    valid_forward: np.ndarray  # HxW bool: where a blend may follow the forward flow (blend_mask)
     valid_backward: np.ndarray
     matched: float  # share of pixels, in the weaker direction, that are trusted and look alike
+    # HxW bool: where the warp error counts along the forward flow (valid_mask, stricter): the
+    # same for every loop's report, so it is worked out once with the flows (10 ms at 512x512)
+    measured: np.ndarray
 
     @classmethod
     def estimate(cls, estimator: FlowEstimator, a: np.ndarray, b: np.ndarray) -> PairFlow:
@@ -156,7 +159,7 @@ class PairFlow:
         backward = estimator(gb, ga).astype(np.float16).astype(np.float32)
         valid_forward, valid_backward = blend_mask(forward, backward), blend_mask(backward, forward)
         matched = matched_share(ga, gb, forward, backward, valid_forward=valid_forward, valid_backward=valid_backward)
-        return cls(forward, backward, valid_forward, valid_backward, matched)
+        return cls(forward, backward, valid_forward, valid_backward, matched, valid_mask(forward, backward))
 
     @property
     def cut(self) -> bool:

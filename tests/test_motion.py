@@ -139,3 +139,36 @@ def test_trusted_pixels_follow_their_definition_pixel_by_pixel() -> None:
     assert 0 < blend.sum() < h * w and 0 < valid.sum() < blend.sum()  # each rule both keeps and drops
     assert np.array_equal(blend_mask(forward, backward), blend)
     assert np.array_equal(valid_mask(forward, backward), valid)
+
+
+def test_a_flow_file_gives_back_the_pixels_the_report_counts_also_from_runs_made_before(tmp_path, bikes) -> None:
+    """flows/ keeps, beside the flows, the pixels where the warp error counts (the report's
+    valid_mask): every loop's report reads them instead of working them out again. A run folder
+    made before they were kept (its files b"VLF1", without them) still resumes and reports the
+    same: they are worked out when such a file is read."""
+    import struct
+
+    from lib_videoloop.media import flows as flow_files
+    from lib_videoloop.media.resize import resize_frame
+    from lib_videoloop.media.sources import open_source
+    from lib_videoloop.motion import valid_mask
+
+    frames = [resize_frame(f.image, 160, 120) for f in open_source(bikes, max_frames=3)]  # riders: motion edges
+    pair = PairFlow.estimate(FlowEstimator(), frames[0], frames[1])
+    assert np.array_equal(pair.measured, valid_mask(pair.forward, pair.backward))
+    assert 0.2 < pair.measured.mean() < 1 and not np.array_equal(pair.measured, pair.valid_forward)
+    h, w = pair.measured.shape
+    older = b"".join([
+        struct.pack("<4sIId", b"VLF1", h, w, pair.matched),
+        pair.forward.astype("<f2").tobytes(),
+        pair.backward.astype("<f2").tobytes(),
+        np.packbits(np.concatenate([pair.valid_forward.ravel(), pair.valid_backward.ravel()])).tobytes(),
+    ])  # fmt: skip
+    folder = flow_files.FlowFolder(tmp_path, lambda i: frames[i], len(frames))
+    folder.path(0).write_bytes(older)
+    folder.path(1).write_bytes(flow_files._encode(pair))
+    for read in (folder.pair(0), folder.pair(1)):
+        assert np.array_equal(read.forward, pair.forward) and np.array_equal(read.backward, pair.backward)
+        assert np.array_equal(read.valid_forward, pair.valid_forward)
+        assert np.array_equal(read.valid_backward, pair.valid_backward)
+        assert np.array_equal(read.measured, pair.measured) and read.matched == pair.matched

@@ -1,8 +1,10 @@
 """Flows between neighbouring reference frames, kept in a folder (a run's flows/).
 
 One file per pair of neighbours (NNNNNN.flow for frames N and N+1, counted from 1): a 20-byte
-header (b"VLF1", height and width as uint32, the pair's match share as float64), the forward
-and backward flows in float16, and where a blend may follow each, as packed bits. They are
+header (b"VLF2", height and width as uint32, the pair's match share as float64), the forward
+and backward flows in float16, then as packed bits where a blend may follow each and where the
+report counts the warp error along the forward flow. (b"VLF1" files, from runs made before the
+report's pixels were kept, have no third mask: it is worked out when they are read.) They are
 computed once, written whole or not at all (temporary name, then rename), and read back by later
 loops, the flicker report and a resumed run, which therefore use the very same flows.
 
@@ -24,13 +26,14 @@ from pathlib import Path
 import numpy as np
 
 from lib_videoloop.media.images import write_atomic
-from lib_videoloop.motion import FlowChain, FlowEstimator, PairFlow
+from lib_videoloop.motion import FlowChain, FlowEstimator, PairFlow, valid_mask
 
 log = logging.getLogger(__name__)
 
 FLOWS = "flows"
 _HEADER = struct.Struct("<4sIId")
-_MAGIC = b"VLF1"
+_MAGIC = b"VLF2"
+_WITHOUT_MEASURED = b"VLF1"
 
 
 class FlowFolder:
@@ -115,7 +118,8 @@ class FlowFolder:
 
 def _encode(pair: PairFlow) -> bytes:
     h, w = pair.forward.shape[:2]
-    valid = np.packbits(np.concatenate([pair.valid_forward.ravel(), pair.valid_backward.ravel()]))
+    masks = (pair.valid_forward, pair.valid_backward, pair.measured)
+    valid = np.packbits(np.concatenate([m.ravel() for m in masks]))
     return b"".join(
         [
             _HEADER.pack(_MAGIC, h, w, pair.matched),
@@ -128,12 +132,14 @@ def _encode(pair: PairFlow) -> bytes:
 
 def _decode(data: bytes) -> PairFlow:
     magic, h, w, matched = _HEADER.unpack_from(data)
-    if magic != _MAGIC:
+    if magic not in (_MAGIC, _WITHOUT_MEASURED):
         raise ValueError("not a flow file")
     flow_bytes = h * w * 2 * 2
     start = _HEADER.size
     forward = np.frombuffer(data, "<f2", h * w * 2, start).reshape(h, w, 2).astype(np.float32)
     backward = np.frombuffer(data, "<f2", h * w * 2, start + flow_bytes).reshape(h, w, 2).astype(np.float32)
     bits = np.frombuffer(data, np.uint8, offset=start + 2 * flow_bytes)
-    valid = np.unpackbits(bits, count=2 * h * w).astype(bool)
-    return PairFlow(forward, backward, valid[: h * w].reshape(h, w), valid[h * w :].reshape(h, w), matched)
+    count = 3 if magic == _MAGIC else 2
+    masks = np.unpackbits(bits, count=count * h * w).astype(bool).reshape(count, h, w)
+    measured = masks[2] if count == 3 else valid_mask(forward, backward)
+    return PairFlow(forward, backward, masks[0], masks[1], matched, measured)
