@@ -58,41 +58,32 @@ class LoopEnd:
         self._feed_video(loop, index, frame)
         stream = self._stream
         if index == 0 and self.store.frame_count >= 2 and not self._denoised(loop) and self.order.in_frame_order:
-            stream = self._stream = _LoopMeter(loop, report_meter(self._input_flows(), self._source_errors))
+            meter = report_meter(self._input_flows(), self._source_errors)
+            stream = self._stream = _LoopMeter(loop, meter, self._reader(loop))
         if stream is None or stream.loop != loop:
             return
         if index != stream.next or stream.broken:
             stream.broken = True  # measured after the loop instead
             return
         stream.next += 1
-        # A full queue never holds up a generation: a frame beyond it is read back when its turn
-        # comes (from the store's queued writes while they last). Measuring the whole loop again
-        # instead, from its files, cost 2 PNG decodes a frame more, and with 8 workers, whose
-        # frames come 8 at a time, the queue overflowed at the 9th frame of every loop.
-        held = frame if stream.slots.acquire(blocking=False) else None
-        self._reporter.submit(self._measure_frame, stream, index, held)
+        self._reporter.submit(self._measure_frame, stream, index, stream.frames.hold(frame))
 
-    def _measure_frame(self, stream: _LoopMeter, index: int, frame: np.ndarray | None) -> None:
+    def _measure_frame(self, stream: _LoopMeter, index: int, held: np.ndarray | None) -> None:
         started = time.monotonic()
         try:
-            if not stream.broken:
-                # the values its file holds, as a report made from the files would read them
-                out = self.store.read_frame(loop_dir_name(stream.loop), index) if frame is None else as_stored(frame)
-                stream.meter.add(out, self.store.read_frame(INPUT, index))
+            if not stream.broken:  # its values as its file holds them, as a report from the files reads them
+                stream.meter.add(stream.frames.take(index, held), self.store.read_frame(INPUT, index))
         except Exception:  # measured after the loop instead
             log.exception("frame %d of loop %d could not be measured", index + 1, stream.loop)
             stream.broken = True
         finally:
             stream.seconds += time.monotonic() - started
-            if frame is not None:
-                stream.slots.release()
 
     def _feed_video(self, loop: int, index: int, frame: np.ndarray) -> None:
         if loop != self.settings.loop_n or self._denoised(loop) or not self.order.in_frame_order:
             return
         if index == 0 and self._video is None:
-            folder = loop_dir_name(loop)
-            self._video = _StreamedVideo(self.store.frame_count, lambda i: self.store.read_frame(folder, i))
+            self._video = _StreamedVideo(self.store.frame_count, self._reader(loop))
             self._video.future = self._final.submit(self.write_video, "", self.store.root.name, self._video.frames())
         if self._video is not None:
             self._video.add(index, frame)
@@ -185,6 +176,11 @@ class LoopEnd:
         extra = self.order.report_extra(self.store.root, loop)
         return RunReport(self.store.root).add_loop(loop, meter.result(), seconds, extra)
 
+    def _reader(self, loop: int) -> Callable[[int], np.ndarray]:
+        """Reads a frame of the loop back, as its file holds it."""
+        folder = loop_dir_name(loop)
+        return lambda index: self.store.read_frame(folder, index)
+
     def _input_flows(self) -> Callable[[int], PairFlow] | None:
         """The input's flows, when the run's flows are the input's (no other reference frames):
         computed once for the whole run, by whichever needs a pair first."""
@@ -204,18 +200,42 @@ def _ready(path: Path) -> Future[Path]:
     return future
 
 
+class _HeldFrames:
+    """A loop's frames on their way to a worker, in order: up to `size` of them held in memory,
+    the others read back from the store when their turn comes (from its queued writes while they
+    last). A full queue never holds up a generation, nor sends the whole loop to be measured or
+    encoded again from its files after it: with 8 workers, whose frames come 8 at a time, the
+    report's queue of 8 overflowed at the 9th frame of every loop, and reading the loop back cost
+    2 PNG decodes a frame more."""
+
+    def __init__(self, size: int, read: Callable[[int], np.ndarray]) -> None:
+        self.slots = threading.BoundedSemaphore(size)
+        self.read = read  # a frame of the loop, as its file holds it
+
+    def hold(self, frame: np.ndarray) -> np.ndarray | None:
+        """What to hand the worker: the frame while a slot is free, else None (read back later)."""
+        return frame if self.slots.acquire(blocking=False) else None
+
+    def take(self, index: int, held: np.ndarray | None) -> np.ndarray:
+        """Frame `index` with the values its file holds; its slot is free again."""
+        if held is None:
+            return self.read(index)
+        self.slots.release()
+        return as_stored(held)
+
+
 class _LoopMeter:
     """One loop's report, measured on the report worker as the loop's frames are written."""
 
-    QUEUE = 8  # frames held in memory for the worker; more are read back from the store
+    QUEUE = 8  # frames held in memory for the worker (_HeldFrames)
 
-    def __init__(self, loop: int, meter: FlickerMeter) -> None:
+    def __init__(self, loop: int, meter: FlickerMeter, read: Callable[[int], np.ndarray]) -> None:
         self.loop = loop
         self.meter = meter
+        self.frames = _HeldFrames(self.QUEUE, read)
         self.next = 0  # the frame expected next
         self.broken = False  # out of order, or a failure: measured after the loop
         self.seconds = 0.0
-        self.slots = threading.BoundedSemaphore(self.QUEUE)
 
 
 class _StreamAborted(Exception):
@@ -225,15 +245,14 @@ class _StreamAborted(Exception):
 class _StreamedVideo:
     """The last loop's video, encoded on its own thread while the loop is made."""
 
-    QUEUE = 8  # frames held in memory for the encoder; more are read back from the store, as the report's
+    QUEUE = 8  # frames held in memory for the encoder (_HeldFrames)
 
     def __init__(self, count: int, read: Callable[[int], np.ndarray]) -> None:
         self.count = count
-        self.read = read  # a frame of the loop, as its file holds it
+        self.held = _HeldFrames(self.QUEUE, read)
         self.next = 0  # the frame expected next
         self.broken = False
         self.queue: queue.Queue[tuple[int, np.ndarray | None]] = queue.Queue()
-        self.slots = threading.BoundedSemaphore(self.QUEUE)
         self.future: Future[Path] | None = None
 
     def add(self, index: int, frame: np.ndarray) -> None:
@@ -242,9 +261,7 @@ class _StreamedVideo:
         if index != self.next:
             self.abort()
             return
-        # Never holds up a generation, and a burst of frames (one from each worker) does not
-        # send the whole loop to be encoded again from its files after it.
-        self.queue.put((index, frame if self.slots.acquire(blocking=False) else None))
+        self.queue.put((index, self.held.hold(frame)))
         self.next += 1
 
     def whole(self) -> bool:
@@ -263,8 +280,4 @@ class _StreamedVideo:
                     break
                 except queue.Empty:
                     continue
-            if frame is None:
-                yield self.read(index)
-            else:
-                self.slots.release()
-                yield as_stored(frame)  # the values the files hold
+            yield self.held.take(index, frame)
