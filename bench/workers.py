@@ -12,6 +12,10 @@ also computes the flows, which later loops read back: `--loops` weighs that in.
     .venv/bin/python bench/workers.py                       # 1, 2, 4 and 8 workers, 512x512
     .venv/bin/python bench/workers.py --size 256 --workers 8
     .venv/bin/python bench/workers.py --workers 8 --loops 6
+    .venv/bin/python bench/workers.py --workers 8 --loops 6 --cores 1   # this side on one core
+
+`--cores` pins this side to that many cores (the workers keep all of them), to see how its
+frames per second grow with cores.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import argparse
 import base64
 import io
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -109,6 +114,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=48)
     parser.add_argument("--workers", type=int, nargs="*", default=[1, 2, 4, 8])
     parser.add_argument("--loops", type=int, default=2, help="the first computes the flows, the others read them")
+    parser.add_argument("--cores", type=int, help="pin this side to its first CORES cores (Linux)")
     args = parser.parse_args()
     import importlib.util
 
@@ -127,11 +133,15 @@ def main() -> None:
         try:
             for port in ports:
                 ready(port)
+            if args.cores:  # the run's threads, made from here on, inherit it
+                os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: args.cores])
             wall, cpu = run(clip, [f"http://127.0.0.1:{p}" for p in ports], args.size, args.frames, args.loops)
         finally:
             for server in servers:
                 server.kill()
                 server.wait()  # its port free for the next row's
+            if args.cores:
+                os.sched_setaffinity(0, range(os.cpu_count() or 1))
         fps = args.loops * args.frames / wall
         ideal = n / args.seconds
         own = wall / (args.loops * args.frames) - args.seconds / n  # beyond the workers' own time, per frame
