@@ -116,6 +116,12 @@ class FlowFolder:
         return pair
 
 
+def file_size(width: int, height: int) -> int:
+    """Bytes of one pair's flow file: the header, two float16 flows, three masks of packed bits."""
+    pixels = width * height
+    return _HEADER.size + 2 * pixels * 2 * 2 + (3 * pixels + 7) // 8
+
+
 def _encode(pair: PairFlow) -> bytes:
     h, w = pair.forward.shape[:2]
     masks = (pair.valid_forward, pair.valid_backward, pair.measured)

@@ -1,0 +1,97 @@
+"""Whether a run's folder fits on its disk, checked before any long work starts.
+
+A run keeps every loop's frames as 16-bit PNG, its input (and reference frames) at the working
+size, and the flows between neighbours, uncompressed. At 512x512, 24 frames of bikes.mp4 took
+1.0 MB an input frame, 1.2 MB a frame of each loop and 2.2 MB a pair of flows: a five-minute
+1080p clip over 10 loops needs about a terabyte. A disk that fills hours into a run stops it
+(and leaves no room for what else writes there, the WebUI's own outputs among them); here it is
+a clear error before the run folder exists.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lib_videoloop.errors import VideoLoopError
+from lib_videoloop.media.flows import FLOWS
+from lib_videoloop.media.flows import file_size as flow_file_size
+from lib_videoloop.media.store import FrameStore, encode_png16
+
+log = logging.getLogger(__name__)
+
+SAMPLE = 8  # frames whose mean size stands for those a stopped run still writes
+
+
+@dataclass(frozen=True)
+class RoomNeeded:
+    frames: int  # frames still to write: the input's and the reference frames' copies, every loop's
+    frame_bytes: int  # one frame's 16-bit PNG
+    flow_pairs: int  # flow files still to write
+    flow_bytes: int  # one pair's flow file
+
+    @classmethod
+    def for_new_run(cls, first: np.ndarray, frame_count: int, copies: int) -> RoomNeeded:
+        """first: the first input frame at the working size (its PNG stands for every frame's);
+        copies: how many times each frame is kept (the input, the reference frames, each loop)."""
+        h, w = first.shape[:2]
+        return cls(frame_count * copies, len(encode_png16(first)), frame_count - 1, flow_file_size(w, h))
+
+    @classmethod
+    def to_finish(cls, store: FrameStore, folders: list[str], width: int, height: int) -> RoomNeeded | None:
+        """What a stopped run still writes into its folders (input, references, loops), each
+        frame at the mean size of the last ones written; None when none was written yet."""
+        recent = [p for folder in folders for p in sorted((store.root / folder).glob("*.png"))[-SAMPLE:]][-SAMPLE:]
+        if not recent:
+            return None
+        left = sum(store.frame_count - len(store.complete_frames(folder)) for folder in folders)
+        flows = len(list((store.root / FLOWS).glob("*.flow")))
+        frame_bytes = sum(p.stat().st_size for p in recent) // len(recent)
+        return cls(left, frame_bytes, max(0, store.frame_count - 1 - flows), flow_file_size(width, height))
+
+    @property
+    def total(self) -> int:
+        return self.frames * self.frame_bytes + self.flow_pairs * self.flow_bytes
+
+
+def free_bytes(folder: Path) -> int:
+    """Free space on the disk that holds `folder`, or would hold it once made."""
+    place = folder.absolute()
+    while not place.exists() and place != place.parent:
+        place = place.parent
+    return shutil.disk_usage(place).free
+
+
+NEW_RUN_FIX = (
+    "Free some space or choose another output_directory; fewer loops, fewer frames (max_frames, "
+    "extract_nth_frame) or a smaller width and height need less"
+)
+RESUME_FIX = "Free some space on that disk, then resume"
+
+
+def check_room(folder: Path, needed: RoomNeeded, setting: str = "output_directory", fix: str = NEW_RUN_FIX) -> None:
+    """Refuses a run whose frames and flows would not fit on the disk of `folder` (the run's
+    output_directory, or the folder of the run to resume); the estimate goes to the log."""
+    free = free_bytes(folder)
+    log.info("disk: the run writes about %s (%s free)", size(needed.total), size(free))
+    if needed.total > free:
+        raise VideoLoopError(
+            setting,
+            str(folder),
+            f"the run would write about {size(needed.total)} there ({needed.frames:,} frames of about "
+            f"{size(needed.frame_bytes)}, input and loops together, and {size(needed.flow_pairs * needed.flow_bytes)} "
+            f"of flows), but its disk has {size(free)} free",
+            fix,
+        )
+
+
+def size(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1000:
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"

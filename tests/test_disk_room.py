@@ -1,0 +1,109 @@
+"""A run its disk cannot hold is refused before its folder exists, saying how much room it
+needs; and the room it says it needs is about what it writes."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lib_videoloop.backends import GenerationRequest
+from lib_videoloop.config import Settings
+from lib_videoloop.engine import Engine
+from lib_videoloop.errors import InterruptedRun, VideoLoopError
+
+
+class Instant:
+    """Gives back each frame's init image at once: a run's whole folder, without a model."""
+
+    name = "instant"
+
+    def check(self, uses_subseed: bool, uses_mask: bool) -> None:
+        pass
+
+    def generate(self, request: GenerationRequest) -> list[np.ndarray]:
+        return [request.init_image] * request.image_count
+
+
+def _settings(bikes: Path, out: Path, **kw: object) -> Settings:
+    base = dict(
+        input_directory=str(bikes), output_directory=str(out), width=256, height=256, max_frames=12, loop_n=2,
+        denoising_strength=0.5, seed=1, prompt="a street",
+    )  # fmt: skip
+    return Settings(**{**base, **kw})
+
+
+def _size_mb(text: str) -> float:
+    number, unit = re.search(r"about ([\d.]+) (KB|MB|GB)", text).groups()
+    return float(number) * {"KB": 1e-3, "MB": 1.0, "GB": 1e3}[unit]
+
+
+def test_a_run_its_disk_cannot_hold_is_refused_before_anything_is_written(
+    tmp_path: Path, bikes: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = shutil.disk_usage
+    # The disk as the system reports it, with 20 MB free: 12 frames at 512x512 kept 5 times
+    # (the input and 4 loops) take about 60 MB, their flows 25 MB.
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: real(path)._replace(free=20_000_000))
+    out = tmp_path / "out"
+
+    with pytest.raises(VideoLoopError) as refused:
+        Engine(_settings(bikes, out, width=512, height=512, loop_n=4), Instant()).run()
+
+    message = str(refused.value)
+    assert "output_directory" in message and str(out) in message
+    assert "20.0 MB free" in message
+    assert 60 < _size_mb(message) < 120, message
+    assert "fewer loops" in message
+    assert not out.exists() or not any(out.iterdir()), "a refused run leaves no run folder"
+
+
+def test_the_room_a_run_says_it_needs_is_about_what_it_writes(
+    tmp_path: Path, bikes: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("INFO"):
+        run_dir = Engine(_settings(bikes, tmp_path), Instant()).run().run_dir
+
+    said = _size_mb(next(r.getMessage() for r in caplog.records if r.getMessage().startswith("disk:")))
+    wrote = _bytes(run_dir) / 1e6
+    assert 0.85 * wrote < said < 1.1 * wrote, (said, wrote)
+
+
+def test_a_stopped_run_resumes_only_when_its_disk_holds_what_is_left(
+    tmp_path: Path, bikes: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    made: list[int] = []
+
+    def stop_after_seven() -> bool:
+        made.append(1)
+        return len(made) > 7
+
+    with pytest.raises(InterruptedRun):
+        Engine(_settings(bikes, tmp_path), Instant(), should_stop=stop_after_seven).run()
+    (run_dir,) = tmp_path.iterdir()
+    before = _bytes(run_dir)
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: real(path)._replace(free=1_000_000))
+
+    with pytest.raises(VideoLoopError) as refused:
+        Engine.resume(run_dir, Instant()).run()
+
+    message = str(refused.value)
+    assert "resume" in message and str(run_dir) in message and "1.0 MB free" in message
+    assert "Free some space on that disk, then resume" in message
+    assert _bytes(run_dir) == before, "a refused resume writes nothing"
+
+    monkeypatch.setattr(shutil, "disk_usage", real)
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        Engine.resume(run_dir, Instant()).run()
+    said = _size_mb(next(r.getMessage() for r in caplog.records if r.getMessage().startswith("disk:")))
+    wrote = (_bytes(run_dir) - before) / 1e6
+    assert 0.8 * wrote < said < 1.2 * wrote, (said, wrote)
+
+
+def _bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
