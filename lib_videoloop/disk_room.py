@@ -24,22 +24,29 @@ from lib_videoloop.media.store import FrameStore, encode_png16
 
 log = logging.getLogger(__name__)
 
+LOOP_FRAME_SHARE = 0.85  # of a loop frame's raw size that its 16-bit PNG takes
 SAMPLE = 8  # frames whose mean size stands for those a stopped run still writes
 
 
 @dataclass(frozen=True)
 class RoomNeeded:
     frames: int  # frames still to write: the input's and the reference frames' copies, every loop's
-    frame_bytes: int  # one frame's 16-bit PNG
+    frame_bytes: int  # all of them together
     flow_pairs: int  # flow files still to write
     flow_bytes: int  # one pair's flow file
 
     @classmethod
-    def for_new_run(cls, first: np.ndarray, frame_count: int, copies: int) -> RoomNeeded:
-        """first: the first input frame at the working size (its PNG stands for every frame's);
-        copies: how many times each frame is kept (the input, the reference frames, each loop)."""
+    def for_new_run(cls, first: np.ndarray, frame_count: int, copies: int, loops: int) -> RoomNeeded:
+        """first: the first input frame at the working size; copies: how many times the input
+        is kept (itself and the reference frames), each copy at what its 16-bit PNG takes. A
+        loop's frame is a blend of generations, whose 16-bit samples' low bytes are noise: its
+        PNG takes 79-91% of its 6 bytes a pixel (bikes.mp4, bigbuckbunny.mp4 and
+        carphone_pristine.mp4 at 512x512, the benches' stand-in; a gradient at 64x48 from a
+        random-weight checkpoint), whatever the input's takes (a smooth gradient's: a third)."""
         h, w = first.shape[:2]
-        return cls(frame_count * copies, len(encode_png16(first)), frame_count - 1, flow_file_size(w, h))
+        loop_frame = round(LOOP_FRAME_SHARE * 6 * h * w)
+        total = frame_count * (copies * len(encode_png16(first)) + loops * loop_frame)
+        return cls(frame_count * (copies + loops), total, frame_count - 1, flow_file_size(w, h))
 
     @classmethod
     def to_finish(cls, store: FrameStore, folders: list[str], width: int, height: int) -> RoomNeeded | None:
@@ -50,12 +57,12 @@ class RoomNeeded:
             return None
         left = sum(store.frame_count - len(store.complete_frames(folder)) for folder in folders)
         flows = len(list((store.root / FLOWS).glob("*.flow")))
-        frame_bytes = sum(p.stat().st_size for p in recent) // len(recent)
-        return cls(left, frame_bytes, max(0, store.frame_count - 1 - flows), flow_file_size(width, height))
+        total = left * sum(p.stat().st_size for p in recent) // len(recent)
+        return cls(left, total, max(0, store.frame_count - 1 - flows), flow_file_size(width, height))
 
     @property
     def total(self) -> int:
-        return self.frames * self.frame_bytes + self.flow_pairs * self.flow_bytes
+        return self.frame_bytes + self.flow_pairs * self.flow_bytes
 
 
 def free_bytes(folder: Path) -> int:
@@ -82,9 +89,9 @@ def check_room(folder: Path, needed: RoomNeeded, setting: str = "output_director
         raise VideoLoopError(
             setting,
             str(folder),
-            f"the run would write about {size(needed.total)} there ({needed.frames:,} frames of about "
-            f"{size(needed.frame_bytes)}, input and loops together, and {size(needed.flow_pairs * needed.flow_bytes)} "
-            f"of flows), but its disk has {size(free)} free",
+            f"the run would write about {size(needed.total)} there ({needed.frames:,} frames, input and loops "
+            f"together, {size(needed.frame_bytes)}, and {size(needed.flow_pairs * needed.flow_bytes)} of flows), "
+            f"but its disk has {size(free)} free",
             fix,
         )
 

@@ -96,7 +96,7 @@ def prepare_run(settings: Settings, backend: Backend, places: WeightPlaces) -> P
         find_weights(s.fastdvdnet_weights, places)
     images = check_plan_isolated(s, n, txt_prompts, width * height)
     first = resize_frame(next(iter(source)).image, width, height, s.resize_mode)
-    check_room(Path(s.output_directory), RoomNeeded.for_new_run(first, n, 1 + len(references) + s.loop_n))
+    check_room(Path(s.output_directory), RoomNeeded.for_new_run(first, n, 1 + len(references), s.loop_n))
     backend.check(uses_subseed(s), uses_mask(s))
     log.info("plan: %d frames x %d loops = %d generations (%d images) at %dx%d%s", n, s.loop_n, n * s.loop_n,
              images, width, height, "; keyframe mode makes only keyframes and repairs" if s.keyframe_mode != "off" else "")  # fmt: skip
