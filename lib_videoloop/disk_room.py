@@ -36,16 +36,19 @@ class RoomNeeded:
     flow_bytes: int  # one pair's flow file
 
     @classmethod
-    def for_new_run(cls, first: np.ndarray, frame_count: int, copies: int, loops: int) -> RoomNeeded:
+    def for_new_run(cls, first: np.ndarray, frame_count: int, copies: int, loops: int, scratch: int = 0) -> RoomNeeded:
         """first: the first input frame at the working size; copies: how many times the input
-        is kept (itself and the reference frames), each copy at what its 16-bit PNG takes. A
-        loop's frame is a blend of generations, whose 16-bit samples' low bytes are noise: its
+        is kept (itself and the reference frames), each copy at what its 16-bit PNG takes;
+        loops: how many folders of a loop's frames are kept (the loops, and the denoise pass's
+        folders); scratch: bytes a pixel of a loop's temporary files (the temporal filter's).
+
+        A loop's frame is a blend of generations, whose 16-bit samples' low bytes are noise: its
         PNG takes 79-91% of its 6 bytes a pixel (bikes.mp4, bigbuckbunny.mp4 and
         carphone_pristine.mp4 at 512x512, the benches' stand-in; a gradient at 64x48 from a
         random-weight checkpoint), whatever the input's takes (a smooth gradient's: a third)."""
         h, w = first.shape[:2]
         loop_frame = round(LOOP_FRAME_SHARE * 6 * h * w)
-        total = frame_count * (copies * len(encode_png16(first)) + loops * loop_frame)
+        total = frame_count * (copies * len(encode_png16(first)) + loops * loop_frame + scratch * h * w)
         return cls(frame_count * (copies + loops), total, frame_count - 1, flow_file_size(w, h))
 
     @classmethod

@@ -23,6 +23,7 @@ from PIL import Image
 from lib_videoloop.backends import Backend
 from lib_videoloop.config import (
     DIFFERENCE_METHOD,
+    FILTER_METHOD,
     MAX_FRAME_LOOPS,
     MAX_GIF_FPS,
     MAX_SIDE,
@@ -43,6 +44,7 @@ from lib_videoloop.media.writer import output_fps
 from lib_videoloop.planning import read_txt_prompts, uses_mask, uses_subseed
 from lib_videoloop.run_state import RunFolder, RunState, SourceRecord
 from lib_videoloop.schedule_isolation import check_plan_isolated
+from lib_videoloop.temporal import FILTER_SCRATCH_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +97,7 @@ def prepare_run(settings: Settings, backend: Backend, places: WeightPlaces) -> P
     if s.video_post_process_method == "FastDVDNet":
         find_weights(s.fastdvdnet_weights, places)
     images = check_plan_isolated(s, n, txt_prompts, width * height)
-    first = resize_frame(next(iter(source)).image, width, height, s.resize_mode)
-    check_room(Path(s.output_directory), RoomNeeded.for_new_run(first, n, 1 + len(references), s.loop_n))
+    _check_room(s, n, resize_frame(next(iter(source)).image, width, height, s.resize_mode), len(references))
     backend.check(uses_subseed(s), uses_mask(s))
     log.info("plan: %d frames x %d loops = %d generations (%d images) at %dx%d%s", n, s.loop_n, n * s.loop_n,
              images, width, height, "; keyframe mode makes only keyframes and repairs" if s.keyframe_mode != "off" else "")  # fmt: skip
@@ -280,6 +281,17 @@ def _check_job(s: Settings, frame_count: int, width: int, height: int, info: Sou
                 f"the GIF would play at {float(fps):g} fps; GIFs store at most {MAX_GIF_FPS}",
                 "Set output_frame_rate to 50 or less, or use mp4 or webm",
             )
+
+
+def _check_room(s: Settings, frame_count: int, first: np.ndarray, references: int) -> None:
+    """Refuses a run whose folder would not fit on its disk: the input and reference frames,
+    every loop's frames and the denoise pass's, the temporal filter's scratch files, the flows."""
+    passes = (
+        0 if s.video_post_process_method == "None" else s.loop_n if s.video_post_process_when == "every loop" else 1
+    )
+    scratch = FILTER_SCRATCH_BYTES if s.temporal_superimpose_method == FILTER_METHOD else 0
+    needed = RoomNeeded.for_new_run(first, frame_count, 1 + references, s.loop_n + passes, scratch)
+    check_room(Path(s.output_directory), needed)
 
 
 def _check_masks(s: Settings, source: FrameSource) -> MaskSource:

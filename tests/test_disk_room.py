@@ -12,7 +12,7 @@ import pytest
 
 from conftest import make_clip
 from lib_videoloop.backends import GenerationRequest
-from lib_videoloop.config import Settings
+from lib_videoloop.config import PATCH_BLEND, Settings
 from lib_videoloop.engine import Engine
 from lib_videoloop.errors import InterruptedRun, VideoLoopError
 
@@ -70,12 +70,17 @@ def test_a_run_its_disk_cannot_hold_is_refused_before_anything_is_written(
     assert not out.exists() or not any(out.iterdir()), "a refused run leaves no run folder"
 
 
-@pytest.mark.parametrize("answers", ["the init image", "grain on a smooth gradient"])
+@pytest.mark.parametrize("answers", ["the init image", "grain on a smooth gradient", "a patch blend pass each loop"])
 def test_the_room_a_run_says_it_needs_is_about_what_it_writes(
     answers: str, tmp_path: Path, bikes: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     if answers == "the init image":
         settings, backend = _settings(bikes, tmp_path / "out"), Instant()
+    elif answers == "a patch blend pass each loop":  # each loop's frames are kept twice, before and after it
+        settings, backend = (
+            _settings(bikes, tmp_path / "out", width=128, height=128, video_post_process_method=PATCH_BLEND),
+            Instant(),
+        )
     else:  # an input whose frames compress far better than the loops' (a third, in the WebUI rig)
         x = np.linspace(0, 255, 96, dtype=np.float32)
         frames = [np.stack([np.broadcast_to((x + 8 * i) % 256, (64, 96))] * 3, -1).astype(np.uint8) for i in range(12)]
