@@ -25,6 +25,7 @@ from lib_videoloop.media.store import FrameStore, encode_png16
 log = logging.getLogger(__name__)
 
 LOOP_FRAME_SHARE = 0.85  # of a loop frame's raw size that its 16-bit PNG takes
+LOOP_FRAME_BYTES = LOOP_FRAME_SHARE * 6  # a pixel of it
 SAMPLE = 8  # frames whose mean size stands for those a stopped run still writes
 
 
@@ -47,7 +48,7 @@ class RoomNeeded:
         carphone_pristine.mp4 at 512x512, the benches' stand-in; a gradient at 64x48 from a
         random-weight checkpoint), whatever the input's takes (a smooth gradient's: a third)."""
         h, w = first.shape[:2]
-        loop_frame = round(LOOP_FRAME_SHARE * 6 * h * w)
+        loop_frame = round(LOOP_FRAME_BYTES * h * w)
         total = frame_count * (copies * len(encode_png16(first)) + loops * loop_frame + scratch * h * w)
         return cls(frame_count * (copies + loops), total, frame_count - 1, flow_file_size(w, h))
 
@@ -62,6 +63,12 @@ class RoomNeeded:
         flows = len(list((store.root / FLOWS).glob("*.flow")))
         total = left * sum(p.stat().st_size for p in recent) // len(recent)
         return cls(left, total, max(0, store.frame_count - 1 - flows), flow_file_size(width, height))
+
+    @classmethod
+    def for_frames(cls, width: int, height: int, frame_count: int, pixel_bytes: float, flows: bool) -> RoomNeeded:
+        """frame_count frames of pixel_bytes bytes a pixel, with the flows between them or not."""
+        pairs = frame_count - 1 if flows else 0
+        return cls(frame_count, round(frame_count * pixel_bytes * width * height), pairs, flow_file_size(width, height))
 
     @property
     def total(self) -> int:
@@ -83,17 +90,19 @@ NEW_RUN_FIX = (
 RESUME_FIX = "Free some space on that disk, then resume"
 
 
-def check_room(folder: Path, needed: RoomNeeded, setting: str = "output_directory", fix: str = NEW_RUN_FIX) -> None:
+def check_room(
+    folder: Path, needed: RoomNeeded, setting: str = "output_directory", fix: str = NEW_RUN_FIX, what: str = "the run"
+) -> None:
     """Refuses a run whose frames and flows would not fit on the disk of `folder` (the run's
     output_directory, or the folder of the run to resume); the estimate goes to the log."""
     free = free_bytes(folder)
-    log.info("disk: the run writes about %s (%s free)", size(needed.total), size(free))
+    log.info("disk: %s writes about %s in %s (%s free)", what, size(needed.total), folder, size(free))
     if needed.total > free:
         raise VideoLoopError(
             setting,
             str(folder),
-            f"the run would write about {size(needed.total)} there ({needed.frames:,} frames, input and loops "
-            f"together, {size(needed.frame_bytes)}, and {size(needed.flow_pairs * needed.flow_bytes)} of flows), "
+            f"{what} would write about {size(needed.total)} there ({needed.frames:,} frames, "
+            f"{size(needed.frame_bytes)}, and {size(needed.flow_pairs * needed.flow_bytes)} of flows), "
             f"but its disk has {size(free)} free",
             fix,
         )

@@ -23,6 +23,7 @@ from lib_videoloop.config import (
     reference_folders,
     temporal_weights,
 )
+from lib_videoloop.disk_room import LOOP_FRAME_BYTES, RoomNeeded, check_room
 from lib_videoloop.errors import VideoLoopError
 from lib_videoloop.media.flows import FlowFolder
 from lib_videoloop.media.images import write_atomic
@@ -31,7 +32,9 @@ from lib_videoloop.media.sources import FrameSource, open_source
 from lib_videoloop.media.store import encode_png16
 from lib_videoloop.motion import FlowChain, FlowEstimator, PairFlow
 from lib_videoloop.output_video import video_of
-from lib_videoloop.temporal import NeighbourMix, filter_in_order
+from lib_videoloop.temporal import FILTER_SCRATCH_BYTES, NeighbourMix, filter_in_order
+
+CLIP_BYTES = 12  # a pixel of the clip as the temporal filter keeps it on disk: float32, 3 channels
 
 
 class _Lookahead:
@@ -89,7 +92,7 @@ def _filtered(clip: _Lookahead, refs: _Lookahead, frame_count: int, strength: fl
         flows = FlowFolder(folder / "flows", refs.get, frame_count)
         shape = clip.get(0).shape
         for i in range(frame_count):  # the clip to float files, the flows computed on the way
-            clip.get(i).astype(np.float32).tofile(folder / f"{i:06d}.raw")
+            clip.get(i).astype(np.float32).tofile(folder / f"{i:06d}.raw")  # CLIP_BYTES a pixel
             if i > 0:
                 flows.pair(i - 1)
             clip.forget_below(i)  # frame i is the next pair's first
@@ -110,6 +113,7 @@ def smooth_clip(s: Settings, output: Path, *, denoise: str = "none") -> int:
     _check_output(output, Path(s.input_directory))
     source = open_input(s)
     info = source.info
+    _check_room(s, info.width, info.height, info.frame_count, output)
     reference = _reference(s, info.frame_count)
     references = None if reference is None else (f.image for f in reference)
     frames = smooth_frames((f.image for f in source), info.frame_count, s, references)
@@ -136,6 +140,19 @@ def smooth_clip(s: Settings, output: Path, *, denoise: str = "none") -> int:
         for i, frame in enumerate(frames):
             write_atomic(output / f"{i + 1:06d}.png", encode_png16(frame))
     return info.frame_count
+
+
+def _check_room(s: Settings, width: int, height: int, frame_count: int, output: Path) -> None:
+    """The temporal filter keeps the clip (float32) and its own scratch files in the system's
+    temporary folder, with the flows; a folder of frames takes 16-bit PNGs."""
+    if s.temporal_superimpose_method == FILTER_METHOD:
+        needed = RoomNeeded.for_frames(width, height, frame_count, CLIP_BYTES + FILTER_SCRATCH_BYTES, flows=True)
+        fix = "Set TMPDIR to a folder on a disk with more room, or smooth fewer frames (--max_frames)"
+        check_room(Path(tempfile.gettempdir()), needed, "TMPDIR", fix, "the temporal filter")
+    if output.suffix.lower().lstrip(".") not in VIDEO_FORMATS:
+        needed = RoomNeeded.for_frames(width, height, frame_count, LOOP_FRAME_BYTES, flows=False)
+        fix = "Give a folder on a disk with more room, or a video file name (.mp4)"
+        check_room(output, needed, "--output", fix, "smooth")
 
 
 def _reference(s: Settings, frame_count: int) -> FrameSource | None:

@@ -24,7 +24,7 @@ from lib_videoloop.motion import FlowChain, filter_backward, filter_forward_and_
 from lib_videoloop.planning import FramePlan
 
 FILTER_SCRATCH = "filter_pass"  # the filter's backward pass of the current loop (raw files)
-FILTER_SCRATCH_BYTES = 12  # a pixel of it: its 16-bit value and its float16 backward value, 3 channels each
+FILTER_SCRATCH_BYTES = 12  # a pixel of filter_in_order's scratch: 16-bit value, float16 backward value
 
 
 class FrameWindow:

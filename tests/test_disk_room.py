@@ -12,7 +12,8 @@ import pytest
 
 from conftest import make_clip
 from lib_videoloop.backends import GenerationRequest
-from lib_videoloop.config import PATCH_BLEND, Settings
+from lib_videoloop.cli import main
+from lib_videoloop.config import FILTER_METHOD, PATCH_BLEND, Settings
 from lib_videoloop.engine import Engine
 from lib_videoloop.errors import InterruptedRun, VideoLoopError
 
@@ -129,3 +130,27 @@ def test_a_stopped_run_resumes_only_when_its_disk_holds_what_is_left(
 
 def _bytes(root: Path) -> int:
     return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("output", ["smoothed.mp4", "frames"])
+def test_smooth_refuses_a_clip_its_disks_cannot_hold(
+    output: str, tmp_path: Path, bikes: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """The temporal filter keeps 100 frames of bikes.mp4 (640x272) on disk at 24 bytes a pixel,
+    with their flows: about 560 MB in the system's temporary folder; as a folder of frames, the
+    output takes about 90 MB more."""
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: real(path)._replace(free=50_000_000))
+    args = ["smooth", str(bikes), "-o", str(tmp_path / output), "--max_frames", "100"]
+
+    assert main([*args, "--temporal_superimpose_method", FILTER_METHOD]) == 2
+    message = capsys.readouterr().err
+    assert "TMPDIR" in message and "50.0 MB free" in message and 450 < _size_mb(message) < 700, message
+
+    code = main(args)  # simple: nothing kept in the temporary folder
+    message = capsys.readouterr().err
+    if output == "frames":
+        assert code == 2 and "--output" in message and 70 < _size_mb(message) < 110, message
+    else:
+        assert code == 0, message
+    assert output == "smoothed.mp4" or not (tmp_path / output).exists()
