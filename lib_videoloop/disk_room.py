@@ -37,7 +37,9 @@ class RoomNeeded:
     flow_bytes: int  # one pair's flow file
 
     @classmethod
-    def for_new_run(cls, first: np.ndarray, frame_count: int, copies: int, loops: int, scratch: int = 0) -> RoomNeeded:
+    def for_new_run(
+        cls, first: np.ndarray, frame_count: int, copies: int, loops: int, scratch: float = 0
+    ) -> RoomNeeded:
         """first: the first input frame at the working size; copies: how many times the input
         is kept (itself and the reference frames), each copy at what its 16-bit PNG takes;
         loops: how many folders of a loop's frames are kept (the loops, and the denoise pass's
@@ -49,7 +51,7 @@ class RoomNeeded:
         random-weight checkpoint), whatever the input's takes (a smooth gradient's: a third)."""
         h, w = first.shape[:2]
         loop_frame = round(LOOP_FRAME_BYTES * h * w)
-        total = frame_count * (copies * len(encode_png16(first)) + loops * loop_frame + scratch * h * w)
+        total = frame_count * (copies * len(encode_png16(first)) + loops * loop_frame + round(scratch * h * w))
         return cls(frame_count * (copies + loops), total, frame_count - 1, flow_file_size(w, h))
 
     @classmethod
@@ -65,9 +67,9 @@ class RoomNeeded:
         return cls(left, total, max(0, store.frame_count - 1 - flows), flow_file_size(width, height))
 
     @classmethod
-    def for_frames(cls, width: int, height: int, frame_count: int, pixel_bytes: float, flows: bool) -> RoomNeeded:
-        """frame_count frames of pixel_bytes bytes a pixel, with the flows between them or not."""
-        pairs = frame_count - 1 if flows else 0
+    def for_frames(cls, width: int, height: int, frame_count: int, pixel_bytes: float, flows: int) -> RoomNeeded:
+        """frame_count frames of pixel_bytes bytes a pixel, and `flows` folders of their flows."""
+        pairs = (frame_count - 1) * flows
         return cls(frame_count, round(frame_count * pixel_bytes * width * height), pairs, flow_file_size(width, height))
 
     @property

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -39,6 +40,9 @@ from lib_videoloop.errors import VideoLoopError
 from lib_videoloop.media.resize import resize_frame
 from lib_videoloop.motion import FlowChain
 
+# The fast mode's backward sweep, a pixel and frame: its sums (RGB and weight, float32) and its
+# neighbour fields (two float32); 23 bytes measured on 40 frames of bikes.mp4.
+FAST_SCRATCH_BYTES = 24
 MATCH_SCALE = 0.002  # a mean squared patch difference (0-1 levels) that lowers a neighbour's weight by e
 # Fast mode's composed fields are close already: propagation from 2 pixels away, not 4, lost
 # nothing measurable (bench/patch_blend.py --windows: E_warp against exact mode 1.034 either way).
@@ -234,7 +238,7 @@ def fast_blend(
         yield blender.result(total + take(f"s{i}") - own)
 
 
-def patch_blend(
+def patch_blend(  # noqa: PLR0913 (the clip, its guides and their flows; three keyword-only options)
     style: Callable[[int], np.ndarray],
     guide: Callable[[int], np.ndarray],
     count: int,
@@ -242,9 +246,12 @@ def patch_blend(
     *,
     window: int = 15,
     mode: str = "fast",
+    scratch: Path | None = None,
 ) -> Iterator[np.ndarray]:
     """The clip's frames blended, in order. style(i), guide(i): frame i of the clip to blend and
-    of its clean guide; chain: the guides' flows (e.g. the run's flows/ folder)."""
+    of its clean guide; chain: the guides' flows (e.g. the run's flows/ folder). scratch: where
+    the fast mode keeps its backward sweep (FAST_SCRATCH_BYTES a pixel and frame; made anew,
+    removed at the end), by default a folder of the system's temporary one."""
     if mode not in PATCH_BLEND_MODES:
         raise ValueError(f"mode must be one of {PATCH_BLEND_MODES}, got {mode!r}")
     blender = PatchBlender(chain, _Cached(guide, window + 2))
@@ -252,8 +259,16 @@ def patch_blend(
     if mode == "exact":
         yield from exact_blend(frames, count, window, blender)
         return
-    with tempfile.TemporaryDirectory(prefix="videoloop-patch-blend-") as scratch:
-        yield from fast_blend(frames, count, window, blender, Path(scratch))
+    if scratch is None:
+        with tempfile.TemporaryDirectory(prefix="videoloop-patch-blend-") as tmp:
+            yield from fast_blend(frames, count, window, blender, Path(tmp))
+        return
+    shutil.rmtree(scratch, ignore_errors=True)  # what a stopped pass left is made anew
+    scratch.mkdir(parents=True)
+    try:
+        yield from fast_blend(frames, count, window, blender, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 class _Spilled:

@@ -28,12 +28,13 @@ from lib_videoloop.config import (
     MAX_GIF_FPS,
     MAX_SIDE,
     MIN_SIDE,
+    PATCH_BLEND,
     Settings,
     keyframe_numbers,
     reference_folders,
 )
 from lib_videoloop.denoise.weights import WeightPlaces, find_weights
-from lib_videoloop.disk_room import RoomNeeded, check_room
+from lib_videoloop.disk_room import LOOP_FRAME_BYTES, RoomNeeded, check_room
 from lib_videoloop.errors import VideoLoopError
 from lib_videoloop.masks import MaskSource, fit_mask, missing_masks_error
 from lib_videoloop.media.images import MAX_PIXELS
@@ -41,6 +42,7 @@ from lib_videoloop.media.resize import resize_frame
 from lib_videoloop.media.sources import FolderSource, Frame, FrameSource, SourceInfo, open_source
 from lib_videoloop.media.store import INPUT, FrameStore
 from lib_videoloop.media.writer import output_fps
+from lib_videoloop.patch_blend import FAST_SCRATCH_BYTES
 from lib_videoloop.planning import read_txt_prompts, uses_mask, uses_subseed
 from lib_videoloop.run_state import RunFolder, RunState, SourceRecord
 from lib_videoloop.schedule_isolation import check_plan_isolated
@@ -285,11 +287,16 @@ def _check_job(s: Settings, frame_count: int, width: int, height: int, info: Sou
 
 def _check_room(s: Settings, frame_count: int, first: np.ndarray, references: int) -> None:
     """Refuses a run whose folder would not fit on its disk: the input and reference frames,
-    every loop's frames and the denoise pass's, the temporal filter's scratch files, the flows."""
+    every loop's frames and the denoise pass's, the flows, and the larger scratch: the
+    temporal filter's while a loop runs, the patch blend pass's (fast mode) while it runs."""
     passes = (
         0 if s.video_post_process_method == "None" else s.loop_n if s.video_post_process_when == "every loop" else 1
     )
-    scratch = FILTER_SCRATCH_BYTES if s.temporal_superimpose_method == FILTER_METHOD else 0
+    filtered = s.temporal_superimpose_method == FILTER_METHOD
+    patch_blend = s.video_post_process_method == PATCH_BLEND and s.patch_blend_mode == "fast"
+    # The pass's backward sweep is read back, and removed, frame by frame as its own folder
+    # (counted with the loops') fills: at its peak it holds the sweep alone.
+    scratch = max(filtered * FILTER_SCRATCH_BYTES, patch_blend * (FAST_SCRATCH_BYTES - LOOP_FRAME_BYTES))
     needed = RoomNeeded.for_new_run(first, frame_count, 1 + references, s.loop_n + passes, scratch)
     check_room(Path(s.output_directory), needed)
 

@@ -3,8 +3,12 @@ needs; and the room it says it needs is about what it writes."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import shutil
+import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -71,28 +75,36 @@ def test_a_run_its_disk_cannot_hold_is_refused_before_anything_is_written(
     assert not out.exists() or not any(out.iterdir()), "a refused run leaves no run folder"
 
 
-@pytest.mark.parametrize("answers", ["the init image", "grain on a smooth gradient", "a patch blend pass each loop"])
-def test_the_room_a_run_says_it_needs_is_about_what_it_writes(
-    answers: str, tmp_path: Path, bikes: Path, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(
+    "answers", ["the init image", "grain on a smooth gradient", "a patch blend pass each loop", "the temporal filter"]
+)
+def test_the_room_a_run_says_it_needs_is_about_the_most_its_folder_takes(
+    answers: str, tmp_path: Path, bikes: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    system_tmp = tmp_path / "tmp"
+    system_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(system_tmp))
     if answers == "the init image":
         settings, backend = _settings(bikes, tmp_path / "out"), Instant()
-    elif answers == "a patch blend pass each loop":  # each loop's frames are kept twice, before and after it
+    elif answers == "a patch blend pass each loop":  # each loop kept twice, and the pass's scratch while it runs
         settings, backend = (
             _settings(bikes, tmp_path / "out", width=128, height=128, video_post_process_method=PATCH_BLEND),
             Instant(),
         )
+    elif answers == "the temporal filter":  # its scratch files while a loop runs
+        settings, backend = _settings(bikes, tmp_path / "out", temporal_superimpose_method=FILTER_METHOD), Instant()
     else:  # an input whose frames compress far better than the loops' (a third, in the WebUI rig)
         x = np.linspace(0, 255, 96, dtype=np.float32)
         frames = [np.stack([np.broadcast_to((x + 8 * i) % 256, (64, 96))] * 3, -1).astype(np.uint8) for i in range(12)]
         clip = make_clip(tmp_path / "gradient.mp4", frames)
         settings, backend = _settings(clip, tmp_path / "out", width=96, height=64), Grainy()
-    with caplog.at_level("INFO"):
-        run_dir = Engine(settings, backend).run().run_dir
+    with caplog.at_level("INFO"), _Peak(tmp_path / "out") as peak, _Peak(system_tmp) as elsewhere:
+        Engine(settings, backend).run()
+
+    assert elsewhere.bytes == 0, "a run keeps its scratch in its own folder, not in the system's"
 
     said = _size_mb(next(r.getMessage() for r in caplog.records if r.getMessage().startswith("disk:")))
-    wrote = _bytes(run_dir) / 1e6
-    assert 0.8 * wrote < said < 1.2 * wrote, (said, wrote)
+    assert 0.8 * peak.bytes / 1e6 < said < 1.2 * peak.bytes / 1e6, (said, peak.bytes)
 
 
 def test_a_stopped_run_resumes_only_when_its_disk_holds_what_is_left(
@@ -154,3 +166,32 @@ def test_smooth_refuses_a_clip_its_disks_cannot_hold(
     else:
         assert code == 0, message
     assert output == "smoothed.mp4" or not (tmp_path / output).exists()
+
+
+class _Peak:
+    """The most a folder took while the block ran, looked at every 5 ms."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder, self.bytes, self._done = folder, 0, threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> _Peak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        while True:
+            done = self._done.is_set()  # one last look after the block
+            total = 0
+            for root, _dirs, files in os.walk(self.folder):  # a folder removed meanwhile is passed over
+                for name in files:
+                    with contextlib.suppress(FileNotFoundError):  # renamed or removed meanwhile
+                        total += os.stat(os.path.join(root, name)).st_size
+            self.bytes = max(self.bytes, total)
+            if done:
+                return
+            self._done.wait(0.005)

@@ -21,6 +21,8 @@ from lib_videoloop.media.flows import FlowFolder
 from lib_videoloop.media.store import FrameStore
 from lib_videoloop.run_state import RunFolder
 
+PATCH_BLEND_SCRATCH = "patch_blend_pass"  # the run's patch blend pass, while it runs
+
 log = logging.getLogger(__name__)
 
 
@@ -73,9 +75,11 @@ def patch_blend_stream(store: FrameStore, folder: str, settings: Settings, flows
     from lib_videoloop.patch_blend import patch_blend
 
     style = functools.partial(store.read_frame, folder)
+    # Its scratch in the run folder, which was chosen for room, not in the system's temporary
+    # folder (often memory): FAST_SCRATCH_BYTES a pixel and frame.
     blended = patch_blend(
         style, flows.reference, store.frame_count, flows.chain(), window=settings.patch_blend_window,
-        mode=settings.patch_blend_mode,
+        mode=settings.patch_blend_mode, scratch=store.root / PATCH_BLEND_SCRATCH,
     )  # fmt: skip
     for i, frame in enumerate(blended):
         mask = store.read_mask(i) if settings.use_mask else None
