@@ -359,6 +359,12 @@ class Settings:
     def load(cls, path: str | Path) -> "Settings":
         return cls.from_dict(_read_settings_json(path))
 
+    def denoises(self, loop: int) -> bool:
+        """Whether the temporal pass (video_post_process_method) runs after loop `loop`."""
+        return self.video_post_process_method != "None" and (
+            self.video_post_process_when == "every loop" or loop == self.loop_n
+        )
+
     def validate(self) -> None:
         """Checks every value that can be checked without opening files."""
         _validate(self)

@@ -17,10 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
+from lib_videoloop.config import FILTER_METHOD, PATCH_BLEND, Settings
+from lib_videoloop.denoise.loop_pass import denoised_folder
 from lib_videoloop.errors import VideoLoopError
 from lib_videoloop.media.flows import FLOWS
 from lib_videoloop.media.flows import file_size as flow_file_size
-from lib_videoloop.media.store import FrameStore, encode_png16
+from lib_videoloop.media.store import FrameStore, encode_png16, loop_dir_name
+from lib_videoloop.patch_blend import FAST_SCRATCH_BYTES
+from lib_videoloop.temporal import FILTER_SCRATCH_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +46,8 @@ class RoomNeeded:
     ) -> RoomNeeded:
         """first: the first input frame at the working size; copies: how many times the input
         is kept (itself and the reference frames), each copy at what its 16-bit PNG takes;
-        loops: how many folders of a loop's frames are kept (the loops, and the denoise pass's
-        folders); scratch: bytes a pixel of a loop's temporary files (the temporal filter's).
+        loops: how many folders of a loop's frames are kept (run_folders); scratch: bytes a
+        pixel and frame of the largest temporary files (scratch_bytes).
 
         A loop's frame is a blend of generations, whose 16-bit samples' low bytes are noise: its
         PNG takes 79-91% of its 6 bytes a pixel (bikes.mp4, bigbuckbunny.mp4 and
@@ -55,15 +59,19 @@ class RoomNeeded:
         return cls(frame_count * (copies + loops), total, frame_count - 1, flow_file_size(w, h))
 
     @classmethod
-    def to_finish(cls, store: FrameStore, folders: list[str], width: int, height: int) -> RoomNeeded | None:
-        """What a stopped run still writes into its folders (input, references, loops), each
-        frame at the mean size of the last ones written; None when none was written yet."""
+    def to_finish(
+        cls, store: FrameStore, folders: list[str], width: int, height: int, scratch: float = 0
+    ) -> RoomNeeded | None:
+        """What a stopped run still writes into its folders (input, references, loops and their
+        passes), each frame at the mean size of the last ones written, and its scratch; None
+        when no frame was written yet."""
         recent = [p for folder in folders for p in sorted((store.root / folder).glob("*.png"))[-SAMPLE:]][-SAMPLE:]
         if not recent:
             return None
         left = sum(store.frame_count - len(store.complete_frames(folder)) for folder in folders)
         flows = len(list((store.root / FLOWS).glob("*.flow")))
         total = left * sum(p.stat().st_size for p in recent) // len(recent)
+        total += round(scratch * width * height) * store.frame_count if left else 0
         return cls(left, total, max(0, store.frame_count - 1 - flows), flow_file_size(width, height))
 
     @classmethod
@@ -75,6 +83,26 @@ class RoomNeeded:
     @property
     def total(self) -> int:
         return self.frame_bytes + self.flow_pairs * self.flow_bytes
+
+
+def run_folders(s: Settings) -> list[str]:
+    """The folders of a run's loops, each followed by its temporal pass's when one runs."""
+    folders = []
+    for k in range(1, s.loop_n + 1):
+        folders.append(loop_dir_name(k))
+        if s.denoises(k):
+            folders.append(denoised_folder(loop_dir_name(k)))
+    return folders
+
+
+def scratch_bytes(s: Settings) -> float:
+    """A pixel and frame of the largest temporary files a run keeps in its folder: the temporal
+    filter's while a loop runs, or the patch blend pass's (fast mode) while it runs, whose
+    backward sweep is read back, and removed, frame by frame as the pass's own folder (counted
+    with the loops') fills: at its peak it holds the sweep alone."""
+    filtered = s.temporal_superimpose_method == FILTER_METHOD
+    patch_blend = s.video_post_process_method == PATCH_BLEND and s.patch_blend_mode == "fast"
+    return max(filtered * FILTER_SCRATCH_BYTES, patch_blend * (FAST_SCRATCH_BYTES - LOOP_FRAME_BYTES))
 
 
 def free_bytes(folder: Path) -> int:

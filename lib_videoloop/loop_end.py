@@ -101,8 +101,7 @@ class LoopEnd:
         return self.write_video(folder, self.store.root.name)
 
     def _denoised(self, loop: int) -> bool:
-        s = self.settings
-        return s.video_post_process_method != "None" and (s.video_post_process_when == "every loop" or loop == s.loop_n)
+        return self.settings.denoises(loop)
 
     def __enter__(self) -> LoopEnd:
         return self

@@ -23,18 +23,16 @@ from PIL import Image
 from lib_videoloop.backends import Backend
 from lib_videoloop.config import (
     DIFFERENCE_METHOD,
-    FILTER_METHOD,
     MAX_FRAME_LOOPS,
     MAX_GIF_FPS,
     MAX_SIDE,
     MIN_SIDE,
-    PATCH_BLEND,
     Settings,
     keyframe_numbers,
     reference_folders,
 )
 from lib_videoloop.denoise.weights import WeightPlaces, find_weights
-from lib_videoloop.disk_room import LOOP_FRAME_BYTES, RoomNeeded, check_room
+from lib_videoloop.disk_room import RoomNeeded, check_room, run_folders, scratch_bytes
 from lib_videoloop.errors import VideoLoopError
 from lib_videoloop.masks import MaskSource, fit_mask, missing_masks_error
 from lib_videoloop.media.images import MAX_PIXELS
@@ -42,11 +40,9 @@ from lib_videoloop.media.resize import resize_frame
 from lib_videoloop.media.sources import FolderSource, Frame, FrameSource, SourceInfo, open_source
 from lib_videoloop.media.store import INPUT, FrameStore
 from lib_videoloop.media.writer import output_fps
-from lib_videoloop.patch_blend import FAST_SCRATCH_BYTES
 from lib_videoloop.planning import read_txt_prompts, uses_mask, uses_subseed
 from lib_videoloop.run_state import RunFolder, RunState, SourceRecord
 from lib_videoloop.schedule_isolation import check_plan_isolated
-from lib_videoloop.temporal import FILTER_SCRATCH_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -287,17 +283,8 @@ def _check_job(s: Settings, frame_count: int, width: int, height: int, info: Sou
 
 def _check_room(s: Settings, frame_count: int, first: np.ndarray, references: int) -> None:
     """Refuses a run whose folder would not fit on its disk: the input and reference frames,
-    every loop's frames and the denoise pass's, the flows, and the larger scratch: the
-    temporal filter's while a loop runs, the patch blend pass's (fast mode) while it runs."""
-    passes = (
-        0 if s.video_post_process_method == "None" else s.loop_n if s.video_post_process_when == "every loop" else 1
-    )
-    filtered = s.temporal_superimpose_method == FILTER_METHOD
-    patch_blend = s.video_post_process_method == PATCH_BLEND and s.patch_blend_mode == "fast"
-    # The pass's backward sweep is read back, and removed, frame by frame as its own folder
-    # (counted with the loops') fills: at its peak it holds the sweep alone.
-    scratch = max(filtered * FILTER_SCRATCH_BYTES, patch_blend * (FAST_SCRATCH_BYTES - LOOP_FRAME_BYTES))
-    needed = RoomNeeded.for_new_run(first, frame_count, 1 + references, s.loop_n + passes, scratch)
+    every loop's frames and its pass's, the flows, and the largest scratch."""
+    needed = RoomNeeded.for_new_run(first, frame_count, 1 + references, len(run_folders(s)), scratch_bytes(s))
     check_room(Path(s.output_directory), needed)
 
 

@@ -86,12 +86,17 @@ def patch_blend_stream(store: FrameStore, folder: str, settings: Settings, flows
         yield superimpose(style(i), frame, settings.video_post_process_alpha, mask)
 
 
+def denoised_folder(folder: str) -> str:
+    """Where the temporal pass over `folder` (a loop's frames) writes its frames."""
+    return f"{folder}_denoised"
+
+
 def run_denoise_pass(run: RunFolder, folder: str, *, seed: int, places: WeightPlaces, flows: FlowFolder) -> str:
     """Runs the loop's temporal pass (FastDVDNet or patch blend) over the frames of `folder` into
     `<folder>_denoised` (inside the masks only). flows: the run's, which patch blend follows."""
     store, settings = run.store, run.settings
 
-    target = f"{folder}_denoised"
+    target = denoised_folder(folder)
     if store.folder_complete(target):
         return target
     if settings.video_post_process_method == PATCH_BLEND:
