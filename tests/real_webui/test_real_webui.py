@@ -379,6 +379,37 @@ def test_controlnet_unit_without_image_gets_each_frame(webui, clip: Path, tmp_pa
         assert abs(image["mean"] - inputs[i][..., :3].mean()) < 1.0, f"frame {i + 1} got another image"
 
 
+def test_a_run_its_disk_cannot_hold_is_refused_with_the_room_it_needs(webui, tmp_path: Path) -> None:
+    """On a 3 MB filesystem: a 4-frame job runs; 40 frames over 6 loops (about 5 MB: the
+    random-weight checkpoint's frames take 16-bit PNGs three times the size of the gradient's
+    input frames) are refused before anything is written, the message naming the setting."""
+    import subprocess
+
+    small = tmp_path / "small"
+    small.mkdir()
+    mounted = (
+        os.geteuid() == 0
+        and subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3M", "tmpfs", str(small)], check=False).returncode == 0
+    )
+    if not mounted:
+        pytest.skip("needs a small filesystem: mounting a tmpfs takes root")
+    try:
+        longer = make_clip(tmp_path / "forty.mp4", frames=40)
+        status, response = job(
+            webui["url"], input_directory=str(longer), output_directory=str(small / "few"), max_frames=4, loop_n=1
+        )
+        assert status == 200, response
+        status, response = job(
+            webui["url"], input_directory=str(longer), output_directory=str(small / "many"), max_frames=40, loop_n=6
+        )
+        text = json.dumps(response)
+        assert status != 200 and "VideoLoopError" in text, text[:2000]
+        assert "output_directory" in text and "MB free" in text and "fewer loops" in text, text[:2000]
+        assert not (small / "many").exists(), "nothing is written for a refused run"
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+
+
 def test_exposed_server_refuses_paths_outside_the_allowed_folders(webui, clip: Path, tmp_path: Path) -> None:
     dest = webui["dest"]
     rig.stop(dest)
