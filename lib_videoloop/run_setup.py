@@ -12,7 +12,7 @@ import itertools
 import logging
 import random
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -95,7 +95,7 @@ def prepare_run(settings: Settings, backend: Backend, places: WeightPlaces) -> P
     if s.video_post_process_method == "FastDVDNet":
         find_weights(s.fastdvdnet_weights, places)
     images = check_plan_isolated(s, n, txt_prompts, width * height)
-    _check_room(s, n, resize_frame(next(iter(source)).image, width, height, s.resize_mode), len(references))
+    _check_room(s, n, resize_frame(_first_image(source), width, height, s.resize_mode), len(references))
     backend.check(uses_subseed(s), uses_mask(s))
     log.info("plan: %d frames x %d loops = %d generations (%d images) at %dx%d%s", n, s.loop_n, n * s.loop_n,
              images, width, height, "; keyframe mode makes only keyframes and repairs" if s.keyframe_mode != "off" else "")  # fmt: skip
@@ -279,6 +279,15 @@ def _check_job(s: Settings, frame_count: int, width: int, height: int, info: Sou
                 f"the GIF would play at {float(fps):g} fps; GIFs store at most {MAX_GIF_FPS}",
                 "Set output_frame_rate to 50 or less, or use mp4 or webm",
             )
+
+
+def _first_image(source: FrameSource) -> np.ndarray:
+    frames = iter(source)
+    try:
+        return next(frames).image
+    finally:
+        if isinstance(frames, Generator):  # the decoder and its threads now, not when collected
+            frames.close()
 
 
 def _check_room(s: Settings, frame_count: int, first: np.ndarray, references: int) -> None:
