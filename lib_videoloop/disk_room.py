@@ -22,14 +22,14 @@ from lib_videoloop.denoise.loop_pass import denoised_folder
 from lib_videoloop.errors import VideoLoopError
 from lib_videoloop.media.flows import FLOWS
 from lib_videoloop.media.flows import file_size as flow_file_size
-from lib_videoloop.media.store import FrameStore, encode_png16, loop_dir_name
+from lib_videoloop.media.store import INPUT, FrameStore, encode_png16, loop_dir_name
 from lib_videoloop.patch_blend import FAST_SCRATCH_BYTES
+from lib_videoloop.run_state import RunState
 from lib_videoloop.temporal import FILTER_SCRATCH_BYTES
 
 log = logging.getLogger(__name__)
 
-LOOP_FRAME_SHARE = 0.85  # of a loop frame's raw size that its 16-bit PNG takes
-LOOP_FRAME_BYTES = LOOP_FRAME_SHARE * 6  # a pixel of it
+LOOP_FRAME_BYTES = 0.85 * 6  # a pixel of a loop frame's 16-bit PNG: 85% of its raw 6 bytes
 SAMPLE = 8  # frames whose mean size stands for those a stopped run still writes
 
 
@@ -41,38 +41,35 @@ class RoomNeeded:
     flow_bytes: int  # one pair's flow file
 
     @classmethod
-    def for_new_run(
-        cls, first: np.ndarray, frame_count: int, copies: int, loops: int, scratch: float = 0
-    ) -> RoomNeeded:
-        """first: the first input frame at the working size; copies: how many times the input
-        is kept (itself and the reference frames), each copy at what its 16-bit PNG takes;
-        loops: how many folders of a loop's frames are kept (run_folders); scratch: bytes a
-        pixel and frame of the largest temporary files (scratch_bytes).
+    def for_new_run(cls, s: Settings, first: np.ndarray, frame_count: int, references: int) -> RoomNeeded:
+        """first: the first input frame at the working size. The input and each reference clip
+        are kept at what that frame's 16-bit PNG takes; every loop's folder and its pass's
+        (_loop_folders) at LOOP_FRAME_BYTES; and the largest scratch (_scratch_bytes).
 
         A loop's frame is a blend of generations, whose 16-bit samples' low bytes are noise: its
         PNG takes 79-91% of its 6 bytes a pixel (bikes.mp4, bigbuckbunny.mp4 and
         carphone_pristine.mp4 at 512x512, the benches' stand-in; a gradient at 64x48 from a
         random-weight checkpoint), whatever the input's takes (a smooth gradient's: a third)."""
         h, w = first.shape[:2]
-        loop_frame = round(LOOP_FRAME_BYTES * h * w)
-        total = frame_count * (copies * len(encode_png16(first)) + loops * loop_frame + round(scratch * h * w))
-        return cls(frame_count * (copies + loops), total, frame_count - 1, flow_file_size(w, h))
+        copies, loops = 1 + references, len(_loop_folders(s))
+        per_frame = copies * len(encode_png16(first)) + round((loops * LOOP_FRAME_BYTES + _scratch_bytes(s)) * h * w)
+        return cls(frame_count * (copies + loops), frame_count * per_frame, frame_count - 1, flow_file_size(w, h))
 
     @classmethod
-    def to_finish(
-        cls, store: FrameStore, folders: list[str], width: int, height: int, scratch: float = 0
-    ) -> RoomNeeded | None:
+    def to_finish(cls, store: FrameStore, s: Settings, state: RunState) -> RoomNeeded | None:
         """What a stopped run still writes into its folders (input, references, loops and their
         passes), each frame at the mean size of the last ones written, and its scratch; None
         when no frame was written yet."""
+        folders = [INPUT, *state.references, *_loop_folders(s)]
         recent = [p for folder in folders for p in sorted((store.root / folder).glob("*.png"))[-SAMPLE:]][-SAMPLE:]
         if not recent:
             return None
+        pixels = state.width * state.height
         left = sum(store.frame_count - len(store.complete_frames(folder)) for folder in folders)
         flows = len(list((store.root / FLOWS).glob("*.flow")))
         total = left * sum(p.stat().st_size for p in recent) // len(recent)
-        total += round(scratch * width * height) * store.frame_count if left else 0
-        return cls(left, total, max(0, store.frame_count - 1 - flows), flow_file_size(width, height))
+        total += round(_scratch_bytes(s) * pixels) * store.frame_count if left else 0
+        return cls(left, total, max(0, store.frame_count - 1 - flows), flow_file_size(state.width, state.height))
 
     @classmethod
     def for_frames(cls, width: int, height: int, frame_count: int, pixel_bytes: float, flows: int) -> RoomNeeded:
@@ -85,7 +82,7 @@ class RoomNeeded:
         return self.frame_bytes + self.flow_pairs * self.flow_bytes
 
 
-def run_folders(s: Settings) -> list[str]:
+def _loop_folders(s: Settings) -> list[str]:
     """The folders of a run's loops, each followed by its temporal pass's when one runs."""
     folders = []
     for k in range(1, s.loop_n + 1):
@@ -95,7 +92,7 @@ def run_folders(s: Settings) -> list[str]:
     return folders
 
 
-def scratch_bytes(s: Settings) -> float:
+def _scratch_bytes(s: Settings) -> float:
     """A pixel and frame of the largest temporary files a run keeps in its folder: the temporal
     filter's while a loop runs, or the patch blend pass's (fast mode) while it runs, whose
     backward sweep is read back, and removed, frame by frame as the pass's own folder (counted

@@ -32,7 +32,7 @@ from lib_videoloop.backends import Backend, GenerationRequest, frames_per_call, 
 from lib_videoloop.blend import batch_blend, inside_mask, superimpose
 from lib_videoloop.config import Settings, deflicker_steps
 from lib_videoloop.denoise.weights import NOWHERE_ELSE, WeightPlaces
-from lib_videoloop.disk_room import RESUME_FIX, RoomNeeded, check_room, run_folders, scratch_bytes
+from lib_videoloop.disk_room import RESUME_FIX, RoomNeeded, check_room
 from lib_videoloop.errors import InterruptedRun
 from lib_videoloop.frame_order import EveryFrame, frame_order
 from lib_videoloop.keyframe_run import InBetweens
@@ -121,9 +121,7 @@ class Engine:
         try:
             if prepared is None:
                 self.backend.check(uses_subseed(settings), uses_mask(settings))
-                folders = [INPUT, *state.references, *run_folders(settings)]
-                needed = RoomNeeded.to_finish(store, folders, state.width, state.height, scratch_bytes(settings))
-                if needed is not None:
+                if (needed := RoomNeeded.to_finish(store, settings, state)) is not None:
                     check_room(store.root, needed, "resume", RESUME_FIX)
             return _Session(self, store, settings, state).run(prepared)
         finally:

@@ -32,7 +32,7 @@ from lib_videoloop.config import (
     reference_folders,
 )
 from lib_videoloop.denoise.weights import WeightPlaces, find_weights
-from lib_videoloop.disk_room import RoomNeeded, check_room, run_folders, scratch_bytes
+from lib_videoloop.disk_room import RoomNeeded, check_room
 from lib_videoloop.errors import VideoLoopError
 from lib_videoloop.masks import MaskSource, fit_mask, missing_masks_error
 from lib_videoloop.media.images import MAX_PIXELS
@@ -95,7 +95,8 @@ def prepare_run(settings: Settings, backend: Backend, places: WeightPlaces) -> P
     if s.video_post_process_method == "FastDVDNet":
         find_weights(s.fastdvdnet_weights, places)
     images = check_plan_isolated(s, n, txt_prompts, width * height)
-    _check_room(s, n, resize_frame(_first_image(source), width, height, s.resize_mode), len(references))
+    first = resize_frame(_first_image(source), width, height, s.resize_mode)
+    check_room(Path(s.output_directory), RoomNeeded.for_new_run(s, first, n, len(references)))
     backend.check(uses_subseed(s), uses_mask(s))
     log.info("plan: %d frames x %d loops = %d generations (%d images) at %dx%d%s", n, s.loop_n, n * s.loop_n,
              images, width, height, "; keyframe mode makes only keyframes and repairs" if s.keyframe_mode != "off" else "")  # fmt: skip
@@ -288,13 +289,6 @@ def _first_image(source: FrameSource) -> np.ndarray:
     finally:
         if isinstance(frames, Generator):  # the decoder and its threads now, not when collected
             frames.close()
-
-
-def _check_room(s: Settings, frame_count: int, first: np.ndarray, references: int) -> None:
-    """Refuses a run whose folder would not fit on its disk: the input and reference frames,
-    every loop's frames and its pass's, the flows, and the largest scratch."""
-    needed = RoomNeeded.for_new_run(first, frame_count, 1 + references, len(run_folders(s)), scratch_bytes(s))
-    check_room(Path(s.output_directory), needed)
 
 
 def _check_masks(s: Settings, source: FrameSource) -> MaskSource:
