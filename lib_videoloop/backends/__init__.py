@@ -26,7 +26,10 @@ class Backend(Protocol):
     """What the engine needs from an image generator. A backend that can take several frames
     in one call also has frames_per_call() and generate_frames() (see BatchingBackend). A host's
     backend may also have take_skip() (True once after the user skipped the frame being made)
-    and weight_places (where the host keeps model weights, denoise.weights.WeightPlaces)."""
+    and weight_places (where the host keeps model weights, denoise.weights.WeightPlaces). A
+    backend that can make several calls at once, each on its own thread, says how many in
+    calls_at_once; take_skip() then answers for the calling thread's call, and
+    abandon_calls(True) stops the calls running (abandon_calls(False) lets calls run again)."""
 
     name: str
     # True when the backend wants control_images and input_image filled in (costs a read per frame).

@@ -4,7 +4,9 @@ The run itself stays here: init images, blends, masks and the run folder are mad
 process; each frame's generation goes to a free worker as one /sdapi/v1/img2img request that
 carries everything the call would use here. Within a call, frames are independent once their
 init images are made, so the call's frames go out at once, one per worker, and come back in
-frame order. A worker that fails (a connection refused or cut, a timeout, a server error) is
+frame order. Two calls are taken at once (calls_at_once): the next call's frames wait for the
+workers the current one frees, so no worker stands idle between calls while the last frames
+of one come back, and a faster worker makes more frames than a slower one. A worker that fails (a connection refused or cut, a timeout, a server error) is
 dropped and its frame sent to another, at most MAX_TRIES times; when none is left the run
 stops with its folder resumable. A request the worker refuses (4xx: a bad model name, a bad
 field) is the run's fault, not the worker's: it stops the run with the worker's answer.
@@ -19,11 +21,12 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import threading
 import urllib.error
 import urllib.request
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,11 +108,16 @@ class WorkersBackend:
     own. should_interrupt: polled while a call runs; when it says so, every worker's current
     job is interrupted and the run stops (InterruptedRun). skip_pressed: polled before and
     while a call runs, answering once per Skip (it clears the host's flag); a skipped call's
-    jobs are interrupted, and its frames keep their previous images (take_skip).
-    correct_colours: (the frame's input, its images) -> the images colour-corrected, as the
-    WebUI's own option does; it makes every call carry the input frame."""
+    jobs are interrupted, and its frames keep their previous images (take_skip); a Skip stops
+    every call that has a job on a worker. correct_colours: (the frame's input, its images) ->
+    the images colour-corrected, as the WebUI's own option does; it makes every call carry the
+    input frame. Calls may run at once on several threads: they share the workers, a worker
+    freed by a call going to that call's next frame first."""
 
     name = "workers"
+    # The engine keeps this many calls going: while one call's last frames come back, the
+    # next one's take the workers it frees.
+    calls_at_once = 2
 
     def __init__(
         self,
@@ -126,7 +134,11 @@ class WorkersBackend:
         self.template = dict(template or {})
         self.should_interrupt = should_interrupt or (lambda: False)
         self.skip_pressed = skip_pressed or (lambda: False)
-        self.skipped = False
+        self._skips = 0  # Skips seen so far: a call running when one is seen is skipped
+        self._skipped = threading.local()  # per thread: the engine asks on the call's thread
+        self._abandoned = threading.Event()
+        self._changed = threading.Condition()  # a worker freed or a job done; guards _busy
+        self._busy: set[Worker] = set()  # workers holding a call's job (or kept for its next)
         self.correct_colours = correct_colours
         controlnet = self.template.get("alwayson_scripts", {}).get("controlnet")
         self.wants_input_frames = bool(controlnet) or correct_colours is not None
@@ -183,9 +195,36 @@ class WorkersBackend:
         return _Dispatch(self, requests).run()
 
     def take_skip(self) -> bool:
-        """Whether the user skipped the last call; clears it."""
-        skipped, self.skipped = self.skipped, False
+        """Whether the user skipped this thread's last call; clears it."""
+        skipped = getattr(self._skipped, "value", False)
+        self._skipped.value = False
         return skipped
+
+    def abandon_calls(self, abandon: bool = True) -> None:
+        """The calls running on other threads stop (their jobs interrupted, InterruptedRun):
+        the run is ending with an error. abandon=False lets calls run again."""
+        if abandon:
+            self._abandoned.set()
+        else:
+            self._abandoned.clear()
+        self._notify()
+
+    def _notify(self, *_: object) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+    def _take_free(self) -> Worker | None:
+        """A live worker no call holds, now held (call with _changed held)."""
+        for worker in self.workers:
+            if worker.alive and worker not in self._busy:
+                self._busy.add(worker)
+                return worker
+        return None
+
+    def _release(self, workers: list[Worker]) -> None:
+        with self._changed:
+            self._busy.difference_update(workers)
+            self._changed.notify_all()
 
     def payload(self, request: GenerationRequest) -> dict[str, Any]:
         """The img2img request of one frame: the template and the frame's own values."""
@@ -261,7 +300,8 @@ def _with_frames(units: list[dict[str, Any]], request: GenerationRequest) -> lis
 
 
 class _Dispatch:
-    """One call's frames over the workers."""
+    """One call's frames over the workers, beside the other calls running at once: a worker
+    freed by this call goes to its next frame first, then back to the others."""
 
     def __init__(self, backend: WorkersBackend, requests: list[GenerationRequest]) -> None:
         self.backend, self.requests = backend, requests
@@ -269,49 +309,82 @@ class _Dispatch:
         self.tries = [0] * len(requests)
         self.waiting = deque(range(len(requests)))
         self.running: dict[Future[list[np.ndarray]], tuple[Worker, int]] = {}
+        self.kept: list[Worker] = []  # freed by this call while its frames wait: held for them
+        self.skips = backend._skips
 
     def run(self) -> list[list[np.ndarray]]:
-        workers = self.backend.workers
-        with ThreadPoolExecutor(max_workers=len(workers), thread_name_prefix="videoloop-worker") as pool:
+        backend = self.backend
+        with ThreadPoolExecutor(max_workers=len(backend.workers), thread_name_prefix="videoloop-worker") as pool:
             try:
                 while self.waiting or self.running:
-                    if self.backend.skip_pressed():
+                    if self._skip_seen():
                         self._skip()
                         break
                     self._send(pool)
-                    done, _ = wait(self.running, timeout=0.2, return_when=FIRST_COMPLETED)
-                    if self.backend.should_interrupt():
+                    self._wait()
+                    if backend.should_interrupt() or backend._abandoned.is_set():
                         raise InterruptedRun("interrupted")
-                    for future in done:
+                    for future in [f for f in self.running if f.done()]:
                         self._receive(future)
             except BaseException:  # a stop, Ctrl-C or an error: the workers' jobs end too
                 busy = [worker for worker, _ in self.running.values()]
                 if busy:
-                    self.backend.interrupt(busy)
+                    backend.interrupt(busy)
                 for future in self.running:
                     future.cancel()
                 raise
+            finally:
+                pool.shutdown(wait=True)  # the jobs' answers are in (or cut): their workers are free
+                backend._release([worker for worker, _ in self.running.values()] + self.kept)
         return [r if r is not None else [] for r in self.results]
+
+    def _skip_seen(self) -> bool:
+        """Whether a Skip came while this call had a job on a worker (seen here or by another call)."""
+        backend = self.backend
+        if backend.skip_pressed():
+            with backend._changed:
+                backend._skips += 1
+        if backend._skips == self.skips:
+            return False
+        self.skips = backend._skips
+        return bool(self.running)
 
     def _skip(self) -> None:
         """The call's frames are dropped: the workers' current jobs end (the pool waits for
         their answers, which are not read) and nothing more is sent."""
-        self.backend.skipped = True
+        self.backend._skipped.value = True
         self.waiting.clear()
         busy = [worker for worker, _ in self.running.values()]
         if busy:
             self.backend.interrupt(busy)
 
+    def _wait(self) -> None:
+        """Until one of this call's jobs is done, a worker is free for its waiting frames, or 0.2 s."""
+        backend = self.backend
+
+        def changed() -> bool:
+            if any(f.done() for f in self.running):
+                return True
+            return bool(self.waiting) and any(w.alive and w not in backend._busy for w in backend.workers)
+
+        with backend._changed:
+            backend._changed.wait_for(changed, timeout=0.2)
+
     def _send(self, pool: ThreadPoolExecutor) -> None:
-        busy = {worker for worker, _ in self.running.values()}
-        free = [w for w in self.backend.workers if w.alive and w not in busy]
-        while self.waiting and free:
-            worker, index = free.pop(0), self.waiting.popleft()
-            self.tries[index] += 1
-            self.running[pool.submit(self.backend.post, worker, self.requests[index])] = (worker, index)
-        if self.waiting and not self.running and not any(w.alive for w in self.backend.workers):
+        backend = self.backend
+        with backend._changed:
+            while self.waiting:
+                worker = self.kept.pop(0) if self.kept else backend._take_free()
+                if worker is None:
+                    break
+                index = self.waiting.popleft()
+                self.tries[index] += 1
+                future = pool.submit(backend.post, worker, self.requests[index])
+                self.running[future] = (worker, index)
+                future.add_done_callback(backend._notify)
+        if self.waiting and not self.running and not any(w.alive for w in backend.workers):
             raise WorkersLost(
-                "workers", ", ".join(w.url for w in self.backend.workers), "none of them answers any more",
+                "workers", ", ".join(w.url for w in backend.workers), "none of them answers any more",
                 "Start them again and resume the run: its folder keeps every frame made so far",
             )  # fmt: skip
 
@@ -321,6 +394,7 @@ class _Dispatch:
             self.results[index] = future.result()
         except WorkerFault as exc:
             worker.alive = False
+            self.backend._release([worker])
             log.warning("worker %s failed (%s); its frame goes to another", worker.url, exc)
             if self.tries[index] >= MAX_TRIES:
                 raise WorkersLost(
@@ -328,3 +402,11 @@ class _Dispatch:
                     "Check the workers' logs, then resume the run",
                 ) from None  # fmt: skip
             self.waiting.appendleft(index)
+            return
+        except BaseException:
+            self.backend._release([worker])
+            raise
+        if self.waiting:
+            self.kept.append(worker)
+        else:
+            self.backend._release([worker])
