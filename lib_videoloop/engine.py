@@ -218,7 +218,7 @@ class _Loops:
         ahead: Future[list[_Pending]] | None = None  # the next call, prepared while this one generates
         # Calls started and not yet written, oldest first: with a backend that takes calls at
         # once, the next starts before this one's frames are in. Keyframe mode goes one by one.
-        at_once = self.calls.at_once if self.order.in_frame_order else 1
+        at_once = self.calls.at_once(self.state.frames_per_call) if self.order.in_frame_order else 1
         started: deque[tuple[list[_Pending], Callable[[], list[np.ndarray | None]]]] = deque()
         with self.calls.starter(at_once) as start:
             for n, call in enumerate(todo):
@@ -359,8 +359,6 @@ class _Calls:
         self.backend, self.should_skip = session.backend, session.should_skip
         self.store, self.settings, self.state = session.store, session.settings, session.state
         self.deflicker_steps = deflicker_steps(self.settings.latent_deflicker_steps)
-        # A backend whose frames are made elsewhere (WorkersBackend) may take several calls at once.
-        self.at_once: int = getattr(self.backend, "calls_at_once", 1)
 
     def frames_per_call(self, plan: FramePlan, references: int) -> int:
         """The run's frames per generation call: chosen once (the setting, or the backend's pick
@@ -415,6 +413,12 @@ class _Calls:
             deflicker_steps=self.deflicker_steps,
             **(sampling or plan.sampling()),
         )
+
+    def at_once(self, frames_per_call: int) -> int:
+        """Calls under way at once: 1, unless the backend makes its frames elsewhere and says
+        more (WorkersBackend)."""
+        many = getattr(self.backend, "calls_at_once", None)
+        return many(frames_per_call) if many is not None else 1
 
     @contextlib.contextmanager
     def starter(

@@ -75,6 +75,18 @@ def test_a_faster_worker_makes_more_frames_and_the_same_ones(bikes, tmp_path, ti
     assert len(lines) == len(set(lines)) == 6 + 12  # the input, then each frame written once
 
 
+def test_one_frame_per_call_still_keeps_every_worker_busy(bikes, tmp_path, tiny_backend) -> None:
+    lock = threading.Lock()
+    with (
+        WorkerServer(tiny_backend, Behaviour(delay=0.3), lock) as a,
+        WorkerServer(tiny_backend, Behaviour(delay=0.3), lock) as b,
+        WorkerServer(tiny_backend, Behaviour(delay=0.3), lock) as c,
+    ):
+        Engine(job(bikes, tmp_path, frames_per_call=1), WorkersBackend([a.url, b.url, c.url])).run()
+        made = [len(w.behaviour.requests) for w in (a, b, c)]
+    assert sum(made) == 12 and min(made) >= 2, made
+
+
 def test_a_stop_also_stops_the_next_call_already_on_a_worker(bikes, tmp_path, tiny_backend, one_worker_frames) -> None:
     """Stopped once the first call is written: the next call's job, running on the faster worker,
     is interrupted and not written; the run resumes to the frames one worker makes."""

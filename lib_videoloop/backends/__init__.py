@@ -28,7 +28,7 @@ class Backend(Protocol):
     backend may also have take_skip() (True once after the user skipped the frame being made)
     and weight_places (where the host keeps model weights, denoise.weights.WeightPlaces). A
     backend that can make several calls at once, each on its own thread, says how many in
-    calls_at_once; take_skip() then answers for the calling thread's call, and
+    calls_at_once(frames_per_call); take_skip() then answers for the calling thread's call, and
     abandon_calls(True) stops the calls running (abandon_calls(False) lets calls run again)."""
 
     name: str

@@ -4,8 +4,8 @@ The run itself stays here: init images, blends, masks and the run folder are mad
 process; each frame's generation goes to a free worker as one /sdapi/v1/img2img request that
 carries everything the call would use here. Within a call, frames are independent once their
 init images are made, so the call's frames go out at once, one per worker, and come back in
-frame order. Two calls are taken at once (calls_at_once): the next call's frames wait for the
-workers the current one frees, so no worker stands idle between calls while the last frames
+frame order. Calls overlap (calls_at_once): the next call's frames wait for the workers the
+current one frees, so no worker stands idle between calls while the last frames
 of one come back, and a faster worker makes more frames than a slower one. A worker that fails (a connection refused or cut, a timeout, a server error) is
 dropped and its frame sent to another, at most MAX_TRIES times; when none is left the run
 stops with its folder resumable. A request the worker refuses (4xx: a bad model name, a bad
@@ -115,9 +115,6 @@ class WorkersBackend:
     freed by a call going to that call's next frame first."""
 
     name = "workers"
-    # The engine keeps this many calls going: while one call's last frames come back, the
-    # next one's take the workers it frees.
-    calls_at_once = 2
 
     def __init__(
         self,
@@ -186,6 +183,12 @@ class WorkersBackend:
     def frames_per_call(self, request: GenerationRequest, setting: int) -> int:  # noqa: ARG002
         """As many frames as workers answer, so that each has one (or the run's setting)."""
         return setting or max(1, sum(w.alive for w in self.workers))
+
+    def calls_at_once(self, frames_per_call: int) -> int:
+        """Calls to keep going: enough for a frame on every worker, and one more whose frames
+        take the workers a call frees while its last frames come back."""
+        alive = max(1, sum(w.alive for w in self.workers))
+        return -(-alive // max(1, frames_per_call)) + 1
 
     def generate(self, request: GenerationRequest) -> list[np.ndarray]:
         return self.generate_frames([request])[0]
