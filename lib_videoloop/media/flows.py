@@ -62,6 +62,7 @@ class FlowFolder:
         self.reader = reader
         self.ahead = ahead
         self._futures: dict[int, Future[PairFlow]] = {}  # pairs started ahead (done or not)
+        self._starters: dict[int, int] = {}  # the thread that started each, by its ident
         self._lock = threading.Lock()
         self._local = threading.local()  # each thread's DIS estimator and its last pair
 
@@ -79,27 +80,35 @@ class FlowFolder:
             future = self._futures.get(i)  # left there: another thread asking meanwhile waits for it
             if future is None and self.reader is not None:
                 future = self._futures[i] = self.reader.submit(self._load_or_compute, i)
+                self._starters[i] = threading.get_ident()
         self.read_ahead(i + step, step)
         if future is None:
             return self._load_or_compute(i)
         pair = future.result()
         with self._lock:
             if self._futures.get(i) is future:  # the file serves whoever asks next
-                del self._futures[i]
+                del self._futures[i], self._starters[i]
         return pair
 
     def read_ahead(self, first: int, step: int = 1) -> None:
         """Starts computing (or reading) the `ahead` pairs from `first` on, without waiting."""
         if self.reader is None:
             return
+        me = threading.get_ident()
         with self._lock:
-            # Pairs made ahead and never asked for are dropped once far behind (their files stay).
-            far = [k for k, f in self._futures.items() if f.done() and abs(k - first) > self.ahead + 1]
+            # Pairs this thread made ahead and never asked for are dropped once far behind (their
+            # files stay). Another thread's are left to it: the report reads behind the loop's
+            # blends, and dropping each other's made a quarter of the reads twice.
+            far = [
+                k for k, f in self._futures.items()
+                if self._starters.get(k) == me and f.done() and abs(k - first) > self.ahead + 1
+            ]  # fmt: skip
             for k in far:
-                del self._futures[k]
+                del self._futures[k], self._starters[k]
             for upcoming in range(first, first + step * self.ahead, step):
                 if 0 <= upcoming < self.frame_count - 1 and upcoming not in self._futures:
                     self._futures[upcoming] = self.reader.submit(self._load_or_compute, upcoming)
+                    self._starters[upcoming] = me
 
     def _load_or_compute(self, i: int) -> PairFlow:
         path = self.path(i)
