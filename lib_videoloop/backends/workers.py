@@ -317,7 +317,8 @@ class _Dispatch:
 
     def run(self) -> list[list[np.ndarray]]:
         backend = self.backend
-        with ThreadPoolExecutor(max_workers=len(backend.workers), thread_name_prefix="videoloop-worker") as pool:
+        threads = min(len(backend.workers), len(self.requests))  # jobs at once: one a worker, at most
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="videoloop-worker") as pool:
             try:
                 while self.waiting or self.running:
                     if self._skip_seen():
