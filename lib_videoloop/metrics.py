@@ -201,13 +201,15 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
 
     Worked out in place: the report takes one per frame of every loop, and with a
     temporary array per operation one took 34-39 ms at 512x512 on one core, in place 21 ms
-    (the same value)."""
+    (the same value). Only var_a + var_b is used, so a² + b² is blurred once (the blur is
+    linear): 12.0-14.5 ms against 15.4-17.5 ms, alternating, the same value to 6 digits."""
     c1, c2 = 0.01**2, 0.03**2
     a = np.asarray(a, np.float32)
     b = np.asarray(b, np.float32)
     mu_a, mu_b = _gaussian(a), _gaussian(b)
-    cov, var = _gaussian(a * b, out=True), _gaussian(a * a, out=True)
-    var += _gaussian(b * b, out=True)
+    var = np.square(a)
+    var += np.square(b)
+    cov, var = _gaussian(a * b, out=True), _gaussian(var, out=True)  # E[ab], E[a²] + E[b²]
     mu_ab = mu_a * mu_b
     cov -= mu_ab  # the covariance
     mu_a *= mu_a
