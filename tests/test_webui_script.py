@@ -159,6 +159,33 @@ def test_with_workers_each_frame_goes_out_with_the_tabs_values_and_its_controlne
     assert p.script_args[0].image is None, "the user's own units are not changed"
 
 
+@pytest.mark.parametrize("root", ["none", "after logging.warning()", "--log-level INFO"])
+def test_the_console_shows_the_plan_unless_the_webui_logs_info_itself(
+    webui, tmp_path: Path, bikes: Path, monkeypatch: pytest.MonkeyPatch, capfd, *, root: str
+) -> None:
+    """Started without --log-level the WebUI sets up no logging, and Python printed only
+    warnings (by a plain handler once anything called logging.warning()); with --log-level INFO
+    the WebUI's own handler and format print the lines."""
+    import logging
+
+    package = logging.getLogger("lib_videoloop")
+    for name, value in (("handlers", []), ("level", logging.NOTSET), ("propagate", True)):
+        monkeypatch.setattr(package, name, value)
+    plain = logging.StreamHandler()  # logging.basicConfig()'s, to stderr
+    monkeypatch.setattr(logging.root, "handlers", [] if root == "none" else [plain])
+    monkeypatch.setattr(logging.root, "level", logging.INFO if root == "--log-level INFO" else logging.WARNING)
+    _, unit_cls, _ = webui
+    values = panel_values(input_directory=str(bikes), output_directory=str(tmp_path), max_frames=2, loop_n=1)
+    load_webui_script().run(make_p(unit_cls, np.zeros((48, 64, 3), np.uint8)), *values)
+    err = capfd.readouterr().err
+    if root == "--log-level INFO":
+        assert "Video Loopback: " not in err and package.handlers == []
+        assert "plan: 2 frames x 1 loops = 2 generations" in err  # by the WebUI's handler
+    else:
+        assert err.count("Video Loopback: plan: 2 frames x 1 loops = 2 generations") == 1, err
+        assert "Video Loopback: disk: the run writes about" in err and "Video Loopback: loop 1/1 done" in err
+
+
 def test_backend_takes_exactly_the_generated_images(webui) -> None:
     _, unit_cls, calls = webui
     from lib_videoloop.backends import GenerationRequest

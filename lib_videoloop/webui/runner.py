@@ -16,6 +16,7 @@ from lib_videoloop.errors import InterruptedRun, WorkersLost
 from lib_videoloop.media.images import to_pil
 from lib_videoloop.media.store import read_run_settings
 from lib_videoloop.webui.backend import WebUIBackend, color_correction_on, color_corrector
+from lib_videoloop.webui.console_log import show_run_lines
 from lib_videoloop.webui.panel import FROM_P, RESUME, settings_from_panel
 from lib_videoloop.webui.safety import allowed_roots, check_paths, is_exposed
 
@@ -37,6 +38,7 @@ def default_output_directory(opts: Any, data_path: str) -> str:
 def run_in_webui(p: Any, values: tuple[Any, ...]) -> Any:
     from modules import paths, processing, shared
 
+    show_run_lines()
     processing.fix_seed(p)  # once; frames get their own seeds from the engine
     base = {name: getattr(p, name) for name in FROM_P if hasattr(p, name)}
     base["resize_mode"] = base.get("resize_mode", 0) if base.get("resize_mode", 0) in (0, 1, 2) else 0

@@ -176,6 +176,10 @@ def test_first_job_after_a_cold_start_and_again_warm(webui, clip: Path, tmp_path
         recorded = json.loads(info["extra_generation_params"]["Video Loopback"])
         assert recorded["temporal_superimpose_method"] == method and "run" not in recorded
         assert "Video: " in info["infotexts"][0]
+    # The run's own lines reach the console (the WebUI was started without --log-level).
+    text = log_since(webui["dest"], webui["log_offset"])
+    assert text.count("Video Loopback: plan: 4 frames x 2 loops = 8 generations") == 2, text[-3000:]
+    assert "Video Loopback: disk: the run writes about" in text and "Video Loopback: loop 2/2 done" in text
 
 
 def test_started_without_a_traceback_and_lists_the_script(webui) -> None:
