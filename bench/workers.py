@@ -6,8 +6,11 @@ using no CPU meanwhile: what is measured is this side
 alone (init images, blends, the HTTP requests with their PNGs, the frame writes, report and
 videos). With N workers busy all the time a loop would make N / seconds frames a second; the
 table gives what the run reached, the share of that ideal, this process's CPU time per frame
-(all its threads), and how many cores that CPU time fills at the ideal rate. The first loop
-also computes the flows, which later loops read back: `--loops` weighs that in.
+(all its threads), how many cores that CPU time fills at the ideal rate, and the stand-in
+workers' own CPU time (on this machine's cores too). Then each kind of thread's CPU time a
+frame: one thread that needs more than 1 / ideal a frame holds the run below the ideal however
+many cores there are. The first loop also computes the flows, which later loops read back:
+`--loops` weighs that in.
 
     .venv/bin/python bench/workers.py                       # 1, 2, 4 and 8 workers, 512x512
     .venv/bin/python bench/workers.py --size 256 --workers 8
@@ -28,10 +31,13 @@ import base64
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections import defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -76,6 +82,13 @@ def serve(port: int, seconds: float, size: int, clip: Path) -> None:
     ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
 
 
+def cpu_seconds(stat: str) -> tuple[float, str]:
+    """The CPU time so far, and the start time, of a process or thread (Linux): its /proc stat
+    file."""
+    fields = Path(stat).read_text().rsplit(")", 1)[1].split()  # after the name, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), fields[19]
+
+
 def ready(port: int, timeout: float = 60.0) -> None:
     """Waits until a worker answers: eight of them starting at once (each imports PyAV and
     encodes its answer) take seconds of both cores, which must not fall inside the run."""
@@ -92,8 +105,55 @@ def ready(port: int, timeout: float = 60.0) -> None:
             time.sleep(0.1)
 
 
-def run(clip: Path, urls: list[str], size: int, frames: int, loops: int) -> tuple[float, float]:
-    """The run's wall time and this process's CPU time (all its threads), in seconds."""
+class ThreadClock:
+    """Each of this process's threads' CPU time, by the kind of thread (its name less the pool's
+    number), read from /proc every 50 ms: a thread that ends between two reads loses at most that.
+    The busiest single thread bounds the frames a second however many cores there are."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[int, str], tuple[str, float]] = {}  # (thread id, start time): name, CPU s
+        self._done = threading.Event()
+        self._reader = threading.Thread(target=self._read_on, name="bench-clock", daemon=True)
+
+    def __enter__(self) -> ThreadClock:
+        self._read()
+        self._before = dict(self._seen)  # the main thread's imports and the like are not the run's
+        self._reader.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._reader.join()
+        self._read()
+
+    def _read_on(self) -> None:
+        while not self._done.wait(0.05):
+            self._read()
+
+    def _read(self) -> None:
+        names = {thread.native_id: thread.name for thread in threading.enumerate()}
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                cpu, start = cpu_seconds(f"/proc/self/task/{tid}/stat")
+                native = Path(f"/proc/self/task/{tid}/comm").read_text().strip()
+            except OSError:  # it ended meanwhile
+                continue
+            key = (int(tid), start)  # a thread id is reused: its start time tells them apart
+            name = names.get(int(tid)) or self._seen.get(key, (f"({native}: not Python's, a codec's or OpenCV's)",))[0]
+            self._seen[key] = (re.sub(r"_\d+$", "", name), cpu)
+
+    def by_kind(self) -> dict[str, tuple[int, float, float]]:
+        """Each kind's thread count, CPU seconds in all and those of its busiest thread."""
+        kinds: dict[str, list[float]] = defaultdict(list)
+        for key, (name, seconds) in self._seen.items():
+            if name != "bench-clock":
+                kinds[name].append(seconds - self._before.get(key, (name, 0.0))[1])
+        return {name: (len(times), sum(times), max(times)) for name, times in kinds.items()}
+
+
+def run(clip: Path, urls: list[str], size: int, frames: int, loops: int) -> tuple[float, float, ThreadClock]:
+    """The run's wall time, this process's CPU time (all its threads) in seconds, and the
+    threads' own."""
     from lib_videoloop.backends.workers import WorkersBackend
     from lib_videoloop.config import Settings
     from lib_videoloop.engine import Engine
@@ -104,9 +164,11 @@ def run(clip: Path, urls: list[str], size: int, frames: int, loops: int) -> tupl
             temporal_superimpose_alpha_list="1,2,3,2,1", steps=20, denoising_strength=0.5, fix_seed=False,
             prompt="a watercolour street", workers=",".join(urls),
         )  # fmt: skip
-        started, cpu = time.perf_counter(), time.process_time()
-        Engine(settings, WorkersBackend(urls)).run()
-        return time.perf_counter() - started, time.process_time() - cpu
+        with ThreadClock() as clock:
+            started, cpu = time.perf_counter(), time.process_time()
+            Engine(settings, WorkersBackend(urls)).run()
+            wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+        return wall, cpu, clock
 
 
 def main() -> None:
@@ -128,8 +190,9 @@ def main() -> None:
         serve(args.serve, seconds[0], args.size, clip)
         return
     print(f"| workers | frames/s | ideal (workers at {args.seconds} s a frame) | share of ideal | this side per frame "
-          "| its CPU time per frame | cores it needs at the ideal rate |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|")
+          "| its CPU time per frame | cores it needs at the ideal rate | the stand-in workers' CPU time per frame |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
+    clocks = []
     for n in args.workers:
         ports = [8900 + k for k in range(n)]
         times = [seconds[k % len(seconds)] for k in range(n)]
@@ -144,7 +207,9 @@ def main() -> None:
                 ready(port)
             if args.cores:  # the run's threads, made from here on, inherit it
                 os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: args.cores])
-            wall, cpu = run(clip, [f"http://127.0.0.1:{p}" for p in ports], args.size, args.frames, args.loops)
+            started = sum(cpu_seconds(f"/proc/{server.pid}/stat")[0] for server in servers)
+            wall, cpu, clock = run(clip, [f"http://127.0.0.1:{p}" for p in ports], args.size, args.frames, args.loops)
+            served = sum(cpu_seconds(f"/proc/{server.pid}/stat")[0] for server in servers) - started
         finally:
             for server in servers:
                 server.kill()
@@ -156,7 +221,16 @@ def main() -> None:
         own = wall / (args.loops * args.frames) - 1 / ideal  # beyond the workers' own time, per frame
         per_frame = cpu / (args.loops * args.frames)
         print(f"| {n} | {fps:.2f} | {ideal:.1f} | {fps / ideal:.0%} | {own * 1000:.0f} ms | {per_frame * 1000:.0f} ms "
-              f"| {per_frame * ideal:.1f} |")  # fmt: skip
+              f"| {per_frame * ideal:.1f} | {served * 1000 / (args.loops * args.frames):.0f} ms |")  # fmt: skip
+        clocks.append((n, clock, args.loops * args.frames))
+    for n, clock, made in clocks:
+        print(f"\n{n} workers, CPU time a frame by thread (a kind's busiest thread bounds frames/s at 1000/its ms):\n")
+        print("| threads | how many | CPU a frame, all | busiest thread's | at most frames/s |")
+        print("|---|---|---|---|---|")
+        for name, (count, total, most) in sorted(clock.by_kind().items(), key=lambda kind: -kind[1][2]):
+            if total * 1000 / made >= 0.5:
+                print(f"| {name} | {count} | {total * 1000 / made:.1f} ms | {most * 1000 / made:.1f} ms "
+                      f"| {made / most if most else float('inf'):.0f} |")  # fmt: skip
 
 
 if __name__ == "__main__":
