@@ -151,9 +151,9 @@ class ThreadClock:
         return {name: (len(times), sum(times), max(times)) for name, times in kinds.items()}
 
 
-def run(clip: Path, urls: list[str], size: int, frames: int, loops: int) -> tuple[float, float, ThreadClock]:
-    """The run's wall time, this process's CPU time (all its threads) in seconds, and the
-    threads' own."""
+def run(clip: Path, urls: list[str], size: int, frames: int, loops: int) -> tuple[float, float, float, ThreadClock]:
+    """The run's wall time, this process's CPU time (all its threads) in seconds, the frames a
+    second of the loops after the first (nan with one loop) and the threads' own CPU time."""
     from lib_videoloop.backends.workers import WorkersBackend
     from lib_videoloop.config import Settings
     from lib_videoloop.engine import Engine
@@ -166,9 +166,14 @@ def run(clip: Path, urls: list[str], size: int, frames: int, loops: int) -> tupl
         )  # fmt: skip
         with ThreadClock() as clock:
             started, cpu = time.perf_counter(), time.process_time()
-            Engine(settings, WorkersBackend(urls)).run()
+            written: list[tuple[int, float]] = []  # each frame's loop and when it was written
+            Engine(
+                settings, WorkersBackend(urls), on_progress=lambda p: written.append((p.loop, time.perf_counter()))
+            ).run()
             wall, cpu = time.perf_counter() - started, time.process_time() - cpu
-        return wall, cpu, clock
+        first_loop_end = max(at for loop, at in written if loop == 1)
+        later = [at for loop, at in written if loop > 1]
+        return wall, cpu, len(later) / (max(later) - first_loop_end) if later else float("nan"), clock
 
 
 def main() -> None:
@@ -189,9 +194,9 @@ def main() -> None:
     if args.serve:
         serve(args.serve, seconds[0], args.size, clip)
         return
-    print(f"| workers | frames/s | ideal (workers at {args.seconds} s a frame) | share of ideal | this side per frame "
+    print(f"| workers | frames/s | the loops after the first | ideal (workers at {args.seconds} s a frame) | share of ideal | this side per frame "
           "| its CPU time per frame | cores it needs at the ideal rate | the stand-in workers' CPU time per frame |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     clocks = []
     for n in args.workers:
         ports = [8900 + k for k in range(n)]
@@ -208,7 +213,9 @@ def main() -> None:
             if args.cores:  # the run's threads, made from here on, inherit it
                 os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: args.cores])
             started = sum(cpu_seconds(f"/proc/{server.pid}/stat")[0] for server in servers)
-            wall, cpu, clock = run(clip, [f"http://127.0.0.1:{p}" for p in ports], args.size, args.frames, args.loops)
+            wall, cpu, later, clock = run(
+                clip, [f"http://127.0.0.1:{p}" for p in ports], args.size, args.frames, args.loops
+            )
             served = sum(cpu_seconds(f"/proc/{server.pid}/stat")[0] for server in servers) - started
         finally:
             for server in servers:
@@ -220,7 +227,7 @@ def main() -> None:
         ideal = sum(1 / t for t in times)
         own = wall / (args.loops * args.frames) - 1 / ideal  # beyond the workers' own time, per frame
         per_frame = cpu / (args.loops * args.frames)
-        print(f"| {n} | {fps:.2f} | {ideal:.1f} | {fps / ideal:.0%} | {own * 1000:.0f} ms | {per_frame * 1000:.0f} ms "
+        print(f"| {n} | {fps:.2f} | {later:.2f} | {ideal:.1f} | {fps / ideal:.0%} | {own * 1000:.0f} ms | {per_frame * 1000:.0f} ms "
               f"| {per_frame * ideal:.1f} | {served * 1000 / (args.loops * args.frames):.0f} ms |")  # fmt: skip
         clocks.append((n, clock, args.loops * args.frames))
     for n, clock, made in clocks:
