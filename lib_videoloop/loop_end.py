@@ -35,7 +35,10 @@ log = logging.getLogger(__name__)
 class LoopEnd:
     """Use as a context manager: leaving it early (a stop, an error) drops the last loop's
     video being encoded as it is made. Its work runs on the run's threads (run_threads.py):
-    reports on `report`, loop videos on `video`, the last loop's on `final`."""
+    reports on `report`, loop videos on `video`, the last loop's on `final`. A loop's video is
+    encoded as the loop is made, from the frames as they are written, when they come in order
+    and no denoise pass changes them after the loop; else from its files after the loop: on a
+    clip longer than the frames the store keeps in memory, that read every frame's PNG back."""
 
     def __init__(
         self, run: RunFolder, places: WeightPlaces, threads: RunThreads, flows: FlowFolder, order: EveryFrame
@@ -50,11 +53,11 @@ class LoopEnd:
         self._reports: list[Future[dict[str, Any] | None]] = []
         self._source_errors: dict[int, float] = {}  # the input's own warp error per pair: the same every loop
         self._stream: _LoopMeter | None = None  # the loop being measured as it is made
-        self._video: _StreamedVideo | None = None  # the last loop's video, encoded as it is made
+        self._video: _StreamedVideo | None = None  # the loop's video, encoded as it is made
 
     def frame_written(self, loop: int, index: int, frame: np.ndarray) -> None:
-        """The loop's frame `index` as written: measured now, and in the last loop encoded into
-        the video now, when the frames come in order."""
+        """The loop's frame `index` as written: measured now, and encoded into the loop's video
+        now, when the frames come in order."""
         self._feed_video(loop, index, frame)
         stream = self._stream
         if index == 0 and self.store.frame_count >= 2 and not self._denoised(loop) and self.order.in_frame_order:
@@ -80,25 +83,35 @@ class LoopEnd:
             stream.seconds += time.monotonic() - started
 
     def _feed_video(self, loop: int, index: int, frame: np.ndarray) -> None:
-        if loop != self.settings.loop_n or self._denoised(loop) or not self.order.in_frame_order:
+        last = loop == self.settings.loop_n
+        if not (last or self.settings.save_every_loop) or self._denoised(loop) or not self.order.in_frame_order:
             return
-        if index == 0 and self._video is None:
-            self._video = _StreamedVideo(self.store.frame_count, self._reader(loop))
-            self._video.future = self._final.submit(self.write_video, "", self.store.root.name, self._video.frames())
-        if self._video is not None:
+        if index == 0 and (self._video is None or self._video.loop != loop):
+            video = self._video = _StreamedVideo(loop, self.store.frame_count, self._reader(loop))
+            pool, name = (self._final, self.store.root.name) if last else (self._encoder, loop_dir_name(loop))
+            video.future = pool.submit(self.write_video, "", name, video.frames())
+        if self._video is not None and self._video.loop == loop:
             self._video.add(index, frame)
+
+    def _streamed(self, loop: int) -> Future[Path] | None:
+        """The loop's video encoded as it was made, when every frame went to it in order; else
+        None, once the partial file is gone."""
+        video = self._video
+        if video is None or video.loop != loop:
+            return None
+        self._video = None
+        if video.whole() and video.future is not None:
+            return video.future
+        video.abort()
+        if video.future is not None:
+            video.future.exception()  # waits until the partial file is gone
+        return None
 
     def final_video(self, folder: str) -> Path:
         """The run's video of `folder`: the one encoded while the last loop was made, when every
         frame went to it in order; else encoded now."""
-        video, self._video = self._video, None
-        if video is not None and video.whole() and video.future is not None:
-            return video.future.result()
-        if video is not None:
-            video.abort()
-            if video.future is not None:
-                video.future.exception()  # waits until the partial file is gone
-        return self.write_video(folder, self.store.root.name)
+        streamed = self._streamed(self.settings.loop_n)
+        return streamed.result() if streamed is not None else self.write_video(folder, self.store.root.name)
 
     def _denoised(self, loop: int) -> bool:
         return self.settings.denoises(loop)
@@ -133,6 +146,8 @@ class LoopEnd:
             kept = kept_loop_video(self.store, loop, s.output_format) if resumed else None
             if kept is not None:
                 self._loop_videos.append(_ready(kept))
+            elif (streamed := self._streamed(loop)) is not None:
+                self._loop_videos.append(streamed)
             else:  # encoded while the next loop generates; its frames are on disk and stay as they are
                 self._loop_videos.append(self._encoder.submit(self.write_video, folder, loop_dir_name(loop)))
         stream, self._stream = self._stream, None
@@ -238,15 +253,16 @@ class _LoopMeter:
 
 
 class _StreamAborted(Exception):
-    """The last loop's frames stopped coming in order: its video is encoded from the files."""
+    """The loop's frames stopped coming in order: its video is encoded from the files."""
 
 
 class _StreamedVideo:
-    """The last loop's video, encoded on its own thread while the loop is made."""
+    """A loop's video, encoded on its own thread while the loop is made."""
 
     QUEUE = 8  # frames held in memory for the encoder (_HeldFrames)
 
-    def __init__(self, count: int, read: Callable[[int], np.ndarray]) -> None:
+    def __init__(self, loop: int, count: int, read: Callable[[int], np.ndarray]) -> None:
+        self.loop = loop
         self.count = count
         self.held = _HeldFrames(self.QUEUE, read)
         self.next = 0  # the frame expected next

@@ -351,12 +351,14 @@ def test_resume_keeps_the_videos_and_reports_of_finished_loops(tmp_path: Path, b
 
 
 @pytest.mark.parametrize("held", [8, 1])
-def test_the_last_loop_is_encoded_as_it_is_made_into_the_video_its_files_make(
+def test_every_loop_is_encoded_as_it_is_made_into_the_video_its_files_make(
     tmp_path: Path, bikes: Path, tiny_backend, monkeypatch: pytest.MonkeyPatch, held: int
 ) -> None:
-    """The final video, encoded from memory while the last loop is made, holds exactly the
-    frames of the run's last loop folder, also when frames come faster than the encoder takes
-    them (held 1: one waits in memory, the others are read back when their turn comes). Checked on a
+    """Each loop's video and the final one, encoded from memory while their loop is made (not
+    read back from the loop's files after it: on a long clip that decoded every frame's PNG
+    once more), hold exactly the frames of their loop's folder, also when frames come faster
+    than the encoder takes them (held 1: one waits in memory, the others are read back when
+    their turn comes; a loop's video then also waits for the one before it). Checked on a
     lossless video: two lossy H.264 encodes of the same frames need not be the same bytes
     (x264's macroblock tree reads memory it never wrote: MALLOC_PERTURB_=85 and =170 give two
     different files), so comparing a lossy video with a second encode of the files fails at
@@ -379,18 +381,23 @@ def test_the_last_loop_is_encoded_as_it_is_made_into_the_video_its_files_make(
 
     def slowly(self):  # an encoder slower than the loop
         for frame in taken(self):
-            time.sleep(0.3)
+            time.sleep(0.15)
             yield frame
 
     monkeypatch.setattr(loop_end._StreamedVideo, "frames", slowly)
-    settings = small(bikes, tmp_path / "out", max_frames=6, fix_seed=False, lossless=True)
+    settings = small(bikes, tmp_path / "out", max_frames=6, loop_n=3, fix_seed=False, lossless=True)
     result = Engine(settings, tiny_backend).run()
-    final = [streamed for name, streamed in encoded if name == result.run_dir.name]  # not the loop videos
-    assert final == [True], "streamed, and not encoded again from the files"
-    files = [to_uint8(f) for f in FrameStore.open(result.run_dir).frames(result.frames_folder)]
-    got = [to_uint8(f.image) for f in open_source(result.video)]
-    assert len(got) == 6 and all(np.array_equal(a, b) for a, b in zip(got, files, strict=True))
-    assert not np.array_equal(files[0], files[1])  # frames in their order, not one frame repeated
+    name = result.run_dir.name
+    assert sorted(encoded) == sorted([("loop_001", True), ("loop_002", True), (name, True)]), (
+        "every video streamed, none encoded again from the files"
+    )
+    store = FrameStore.open(result.run_dir)
+    videos = [*zip(result.loop_videos, ["loop_001", "loop_002"], strict=True), (result.video, result.frames_folder)]
+    for video, folder in videos:
+        files = [to_uint8(f) for f in store.frames(folder)]
+        got = [to_uint8(f.image) for f in open_source(video)]
+        assert len(got) == 6 and all(np.array_equal(a, b) for a, b in zip(got, files, strict=True)), folder
+        assert not np.array_equal(files[0], files[1])  # frames in their order, not one frame repeated
 
 
 def test_the_next_frames_init_image_is_made_while_a_frame_generates(
