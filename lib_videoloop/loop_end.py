@@ -33,8 +33,8 @@ log = logging.getLogger(__name__)
 
 
 class LoopEnd:
-    """Use as a context manager: leaving it early (a stop, an error) drops the last loop's
-    video being encoded as it is made. Its work runs on the run's threads (run_threads.py):
+    """Use as a context manager: leaving it early (a stop, an error) drops the loop's video
+    being encoded as it is made. Its work runs on the run's threads (run_threads.py):
     reports on `report`, loop videos on `video`, the last loop's on `final`. A loop's video is
     encoded as the loop is made, from the frames as they are written, when they come in order
     and no denoise pass changes them after the loop; else from its files after the loop: on a
