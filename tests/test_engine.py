@@ -400,6 +400,35 @@ def test_every_loop_is_encoded_as_it_is_made_into_the_video_its_files_make(
         assert not np.array_equal(files[0], files[1])  # frames in their order, not one frame repeated
 
 
+def test_a_stop_inside_a_loop_leaves_no_half_video_and_the_resume_makes_it(
+    tmp_path: Path, bikes: Path, tiny_backend
+) -> None:
+    """A loop's video is encoded as the loop is made: stopped halfway through loop 1, the run
+    folder holds no video and no half-written one, and the resumed run's loop_001 video holds
+    that loop's frames, the ones made before the stop and after."""
+    from lib_videoloop.media.images import to_uint8
+    from lib_videoloop.media.sources import open_source
+
+    calls = {"n": 0}
+
+    def stop_in_loop_one() -> bool:
+        calls["n"] += 1
+        return calls["n"] == 3
+
+    settings = small(bikes, tmp_path / "out", max_frames=6, loop_n=2, lossless=True)
+    with pytest.raises(InterruptedRun) as stopped:
+        Engine(settings, tiny_backend, should_stop=stop_in_loop_one).run()
+    root = Path(str(stopped.value))
+    assert len(FrameStore.open(root).complete_frames("loop_001")) == 3
+    assert not [p.name for p in root.iterdir() if p.suffix == ".mp4" or p.name.startswith(".partial-")]
+    result = Engine.resume(root, tiny_backend).run()
+    (video,) = result.loop_videos
+    files = [to_uint8(f) for f in FrameStore.open(root).frames("loop_001")]
+    got = [to_uint8(f.image) for f in open_source(video)]
+    assert len(got) == 6 and all(np.array_equal(a, b) for a, b in zip(got, files, strict=True))
+    assert not [p.name for p in root.iterdir() if p.name.startswith(".partial-")]
+
+
 def test_the_next_frames_init_image_is_made_while_a_frame_generates(
     tmp_path: Path, bikes: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
