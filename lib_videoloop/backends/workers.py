@@ -216,13 +216,16 @@ class WorkersBackend:
         with self._changed:
             self._changed.notify_all()
 
+    def _free(self) -> Worker | None:
+        """A live worker no call holds (call with _changed held)."""
+        return next((w for w in self.workers if w.alive and w not in self._busy), None)
+
     def _take_free(self) -> Worker | None:
         """A live worker no call holds, now held (call with _changed held)."""
-        for worker in self.workers:
-            if worker.alive and worker not in self._busy:
-                self._busy.add(worker)
-                return worker
-        return None
+        worker = self._free()
+        if worker is not None:
+            self._busy.add(worker)
+        return worker
 
     def _release(self, workers: list[Worker]) -> None:
         with self._changed:
@@ -369,7 +372,7 @@ class _Dispatch:
         def changed() -> bool:
             if any(f.done() for f in self.running):
                 return True
-            return bool(self.waiting) and any(w.alive and w not in backend._busy for w in backend.workers)
+            return bool(self.waiting) and backend._free() is not None
 
         with backend._changed:
             backend._changed.wait_for(changed, timeout=0.2)

@@ -61,8 +61,8 @@ class FlowFolder:
         self.frame_count = frame_count
         self.reader = reader
         self.ahead = ahead
-        self._futures: dict[int, Future[PairFlow]] = {}  # pairs started ahead (done or not)
-        self._starters: dict[int, int] = {}  # the thread that started each, by its ident
+        # Pairs started ahead (done or not), each with the ident of the thread that started it.
+        self._futures: dict[int, tuple[Future[PairFlow], int]] = {}
         self._lock = threading.Lock()
         self._local = threading.local()  # each thread's DIS estimator and its last pair
 
@@ -77,17 +77,16 @@ class FlowFolder:
         step = 1 if i >= last else -1  # the filter's backward pass goes down
         self._local.last = i
         with self._lock:
-            future = self._futures.get(i)  # left there: another thread asking meanwhile waits for it
-            if future is None and self.reader is not None:
-                future = self._futures[i] = self.reader.submit(self._load_or_compute, i)
-                self._starters[i] = threading.get_ident()
+            started = self._futures.get(i)  # left there: another thread asking meanwhile waits for it
+            if started is None and self.reader is not None:
+                started = self._futures[i] = (self.reader.submit(self._load_or_compute, i), threading.get_ident())
         self.read_ahead(i + step, step)
-        if future is None:
+        if started is None:
             return self._load_or_compute(i)
-        pair = future.result()
+        pair = started[0].result()
         with self._lock:
-            if self._futures.get(i) is future:  # the file serves whoever asks next
-                del self._futures[i], self._starters[i]
+            if self._futures.get(i) is started:  # the file serves whoever asks next
+                del self._futures[i]
         return pair
 
     def read_ahead(self, first: int, step: int = 1) -> None:
@@ -100,15 +99,14 @@ class FlowFolder:
             # files stay). Another thread's are left to it: the report reads behind the loop's
             # blends, and dropping each other's made a quarter of the reads twice.
             far = [
-                k for k, f in self._futures.items()
-                if self._starters.get(k) == me and f.done() and abs(k - first) > self.ahead + 1
+                k for k, (f, starter) in self._futures.items()
+                if starter == me and f.done() and abs(k - first) > self.ahead + 1
             ]  # fmt: skip
             for k in far:
-                del self._futures[k], self._starters[k]
+                del self._futures[k]
             for upcoming in range(first, first + step * self.ahead, step):
                 if 0 <= upcoming < self.frame_count - 1 and upcoming not in self._futures:
-                    self._futures[upcoming] = self.reader.submit(self._load_or_compute, upcoming)
-                    self._starters[upcoming] = me
+                    self._futures[upcoming] = (self.reader.submit(self._load_or_compute, upcoming), me)
 
     def _load_or_compute(self, i: int) -> PairFlow:
         path = self.path(i)

@@ -13,22 +13,18 @@ from __future__ import annotations
 import logging
 import sys
 
+from tqdm import tqdm
+
 PACKAGE = "lib_videoloop"
 
 
-class _ConsoleHandler(logging.Handler):
-    """Lines written through tqdm when it is there, as the WebUI's own handler does, so that a
-    progress bar on the console is not cut in two."""
+class _ConsoleHandler(logging.StreamHandler):
+    """Lines written through tqdm, as the WebUI's own handler does, so that a progress bar on
+    the console is not cut in two (tqdm is one of the WebUI's own requirements)."""
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            line = self.format(record)
-            try:
-                from tqdm import tqdm
-            except ImportError:
-                print(line, file=sys.stderr, flush=True)
-            else:
-                tqdm.write(line, file=sys.stderr)
+            tqdm.write(self.format(record), file=self.stream)
         except Exception:  # a log line must never stop a run
             self.handleError(record)
 
@@ -40,7 +36,7 @@ def show_run_lines() -> None:
     logger = logging.getLogger(PACKAGE)
     if logger.getEffectiveLevel() <= logging.INFO or logger.handlers:
         return
-    handler = _ConsoleHandler()
+    handler = _ConsoleHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("Video Loopback: %(message)s"))
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
