@@ -4,8 +4,9 @@ Every frame of every loop is one 16-bit PNG, encoded on the writer workers and d
 next loop and the report: at 512x512 this was the largest cost per frame after generation.
 Two kinds of frame from bikes.mp4 (640x272): an input frame from the 8-bit video (each 16-bit
 value is v * 257) and a blended frame (two frames mixed, with a little noise, as a loop makes).
-The settings the store uses (zlib level 1, run-length strategy, "up" filter) against zlib
-level 1 with its default strategy and adaptive filters, and against no compression.
+The store's encoder (png_codec.py: zlib-ng level 1, run-length strategy, "up" filter) against
+OpenCV with the same settings (its zlib), with zlib level 1's default strategy and adaptive
+filters, and with no compression.
 
     .venv/bin/python bench/png_speed.py
 """
@@ -23,7 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lib_videoloop.media.store import PNG_PARAMS, decode_png, quantize16  # noqa: E402
+from lib_videoloop.media.store import decode_png, encode_png16, quantize16  # noqa: E402
 
 
 def bikes_frames() -> tuple[np.ndarray, np.ndarray]:
@@ -43,23 +44,34 @@ def timed(fn, *args, repeat: int = 5) -> float:
     return 1000 * (time.perf_counter() - start) / repeat
 
 
+def read_by_opencv(data: bytes) -> np.ndarray:
+    """What the store did before it read its own files itself (the same float RGB frame)."""
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)[:, :, ::-1] / np.float32(65535)
+
+
 def main() -> None:
     cv2.setNumThreads(1)
+    up_rle = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
+    if hasattr(cv2, "IMWRITE_PNG_FILTER"):  # OpenCV 4.12+; before, it keeps its adaptive filters
+        up_rle += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]
     choices = {
-        "the store's (level 1, RLE, up)": PNG_PARAMS,
-        "level 1, default strategy, adaptive filters": [cv2.IMWRITE_PNG_COMPRESSION, 1],
-        "no compression": [cv2.IMWRITE_PNG_COMPRESSION, 0],
+        "OpenCV, level 1, RLE, up": up_rle,
+        "OpenCV, level 1, default strategy, adaptive filters": [cv2.IMWRITE_PNG_COMPRESSION, 1],
+        "OpenCV, no compression": [cv2.IMWRITE_PNG_COMPRESSION, 0],
     }
     print(f"OpenCV {cv2.__version__}, one thread\n")
-    print("| frame | settings | encode (ms) | decode (ms) | size (KB) |\n|---|---|---|---|---|")
+    print("| frame | encoder | encode (ms) | read by the store (ms) | read by OpenCV (ms) | size (KB) |")
+    print("|---|---|---|---|---|---|")
     for label, image in zip(("8-bit input", "blended"), bikes_frames(), strict=True):
-        q = quantize16(image)[:, :, ::-1]
+        q = quantize16(image)
+        encoders = {"the store's: zlib-ng, level 1, RLE, up": encode_png16}
         for name, params in choices.items():
-            buf = cv2.imencode(".png", q, params)[1]
-            assert np.array_equal(decode_png(buf), q[:, :, ::-1] / np.float32(65535)), "lossless"
-            enc = timed(cv2.imencode, ".png", q, params)
-            dec = timed(decode_png, buf)
-            print(f"| {label} | {name} | {enc:.1f} | {dec:.1f} | {len(buf) // 1024} |")
+            encoders[name] = lambda q, params=params: cv2.imencode(".png", q[:, :, ::-1], params)[1].tobytes()
+        for name, encode in encoders.items():
+            buf = encode(q)
+            assert np.array_equal(decode_png(buf), q / np.float32(65535)), "lossless"
+            times = [timed(encode, q), timed(decode_png, buf), timed(read_by_opencv, buf)]
+            print(f"| {label} | {name} | {' | '.join(f'{t:.1f}' for t in times)} | {len(buf) // 1024} |")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from lib_videoloop.errors import VideoLoopError, short
 from lib_videoloop.media.fills import Fills
 from lib_videoloop.media.images import write_atomic
 from lib_videoloop.media.manifest import MANIFEST, Manifest
+from lib_videoloop.media.png_codec import encode_png, read_own_png
 from lib_videoloop.media.run_lock import RunLock
 from lib_videoloop.media.write_behind import RecentFrames, WriteBehind
 
@@ -54,34 +55,23 @@ def frame_file_name(index: int) -> str:
     return f"{index + 1:06d}.png"
 
 
-# zlib's run-length strategy after the "up" filter: at 512x512 a blended 16-bit frame encodes
-# in 21 ms instead of 48 ms (zlib level 1 with adaptive filters) and decodes in 13 ms instead
-# of 22, at the same size (the low bytes are noise either way); a frame from an 8-bit source
-# (v * 257) is even smaller. OpenCV before 4.12 has no filter choice and keeps its adaptive
-# one: still RLE, and 40% faster. Measured by bench/png_speed.py.
-PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
-if hasattr(cv2, "IMWRITE_PNG_FILTER"):
-    PNG_PARAMS += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]
-
-
 def encode_png16(image: np.ndarray) -> bytes:
-    """HxWx3 float32 [0, 1] (or HxW), or its quantize16, to 16-bit PNG bytes, fast compression."""
-    q = image if image.dtype == np.uint16 else quantize16(image)
-    if q.ndim == 3:
-        q = q[:, :, ::-1]  # OpenCV writes BGR
-    ok, buf = cv2.imencode(".png", q, PNG_PARAMS)
-    if not ok:
-        raise OSError("PNG encoding failed")
-    return buf.tobytes()
+    """HxWx3 float32 [0, 1] (or HxW), or its quantize16, to 16-bit PNG bytes (png_codec.py)."""
+    return encode_png(image if image.dtype == np.uint16 else quantize16(image))
 
 
-def decode_png(data: bytes | np.ndarray) -> np.ndarray:
-    arr = cv2.imdecode(np.frombuffer(data, np.uint8) if isinstance(data, bytes) else data, cv2.IMREAD_UNCHANGED)
+def decode_png(data: bytes) -> np.ndarray:
+    """PNG bytes (8 or 16 bits, grey, RGB or RGBA) as float32 [0, 1], HxWx3 RGB or HxW."""
+    arr = read_own_png(data)  # the run folder's own files, fast
     if arr is None:
-        raise OSError("not a PNG image")
-    scale = 65535.0 if arr.dtype == np.uint16 else 255.0
-    if arr.ndim == 3:
-        arr = arr[:, :, 2::-1]
+        arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        if arr is None:
+            raise OSError("not a PNG image")
+        if arr.ndim == 3:
+            arr = arr[:, :, 2::-1]  # OpenCV reads BGR(A)
+    elif arr.ndim == 3:
+        arr = arr[:, :, :3]
+    scale = 65535.0 if arr.dtype.itemsize == 2 else 255.0
     return arr.astype(np.float32) / np.float32(scale)
 
 
@@ -221,7 +211,7 @@ class FrameStore:
             return _unquantize(recent)
         path = self.frame_path(folder, index)
         try:
-            return decode_png(np.fromfile(path, dtype=np.uint8))
+            return decode_png(path.read_bytes())
         except OSError as exc:
             raise VideoLoopError(
                 "resume", str(path), f"cannot be read ({exc})", "Delete it and resume: the frame is made again"
@@ -246,7 +236,7 @@ class FrameStore:
         path = self.mask_path(index)
         if not path.is_file():
             return None
-        return decode_png(np.fromfile(path, dtype=np.uint8))
+        return decode_png(path.read_bytes())
 
     def is_complete(self, folder: str, index: int) -> bool:
         return self._manifest.is_complete(folder, index)
