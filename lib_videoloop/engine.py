@@ -230,7 +230,9 @@ class _Loops:
                     if self._inbetween(plan, inbetweens, inputs):
                         continue  # else generated like a keyframe
                 batch = ahead.result() if ahead is not None else prepare(call)
-                ahead = self._ahead(loop, folder, plan, todo[n + 1] if n + 1 < len(todo) else None, prepare)
+                upcoming = todo[n + 1] if n + 1 < len(todo) else None
+                unwritten = started[0][0][0].plan.frame if started else plan.frame  # calls go in frame order here
+                ahead = self._ahead(loop, folder, plan, upcoming, unwritten=unwritten, prepare=prepare)
                 started.append((batch, start([p.request for p in batch])))
                 while len(started) >= at_once:
                     self._finish(*started.popleft())
@@ -241,12 +243,13 @@ class _Loops:
         return self.tally.loop_end.finish(loop, resumed=not made)
 
     def _ahead(
-        self, loop: int, folder: str, plan: FramePlan, upcoming: list[FramePlan] | None,
+        self, loop: int, folder: str, plan: FramePlan, upcoming: list[FramePlan] | None, *, unwritten: int,
         prepare: Callable[[list[FramePlan]], list[_Pending]],
     ) -> Future[list[_Pending]] | None:  # fmt: skip
         """When frames come in order, what can be made beside this call's generation: the next
         call's init images (a loop's frames are made from the previous loop's alone), or after
-        the loop's last call the next loop's first window (those frames are written already).
+        the loop's last call the first frames of the next loop's window that are written already
+        (those before `unwritten`, the first frame of the oldest call still generating).
         Keyframe mode goes one call at a time: an in-between reads this loop's frames."""
         if not self.order.in_frame_order:
             return None
@@ -254,7 +257,7 @@ class _Loops:
             return self.threads.prepare.submit(prepare, upcoming)
         if loop < self.settings.loop_n:
             self.next_window = FrameWindow(self.store, folder, self.threads.read)
-            self.next_window.read_ahead(range(min(len(plan.temporal_weights) // 2 + 1, plan.frame)))
+            self.next_window.read_ahead(range(min(len(plan.temporal_weights) // 2 + 1, unwritten)))
         return None
 
     def _todo(self, plans: list[FramePlan], folder: str, references: int) -> tuple[bool, list[list[FramePlan]]]:

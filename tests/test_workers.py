@@ -87,6 +87,21 @@ def test_one_frame_per_call_still_keeps_every_worker_busy(bikes, tmp_path, tiny_
     assert sum(made) == 12 and min(made) >= 2, made
 
 
+def test_a_short_clip_with_a_wide_window_goes_on_into_its_next_loop(bikes, tmp_path, tiny_backend) -> None:
+    """6 frames, 2 a call, a 5-frame window: the loop's last call starts while the call holding
+    frame 2, which the next loop's first blend reads, still generates. That frame is read once
+    written (before, loop 2 failed, naming its file as unreadable)."""
+    wide = dict(frames_per_call=2, temporal_superimpose_alpha_list="1,2,3,2,1")
+    lock = threading.Lock()
+    with (
+        WorkerServer(tiny_backend, Behaviour(delay=0.5), lock) as a,
+        WorkerServer(tiny_backend, Behaviour(delay=0.5), lock) as b,
+    ):
+        two = final_frames(Engine(job(bikes, tmp_path / "two", **wide), WorkersBackend([a.url, b.url])).run())
+        one = final_frames(Engine(job(bikes, tmp_path / "one", **wide), WorkersBackend([a.url])).run())
+    assert all(np.array_equal(x, y) for x, y in zip(two, one, strict=True))
+
+
 def test_a_stop_also_stops_the_next_call_already_on_a_worker(bikes, tmp_path, tiny_backend, one_worker_frames) -> None:
     """Stopped once the first call is written: the next call's job, running on the faster worker,
     is interrupted and not written; the run resumes to the frames one worker makes."""
