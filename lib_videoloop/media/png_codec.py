@@ -1,13 +1,13 @@
 """PNG for the run folder's frames and the images sent to workers, on zlib-ng.
 
 Writing a frame is mostly zlib's deflate: at 512x512 a 16-bit blended frame took 28 ms through
-OpenCV (zlib level 1, run-length strategy, "up" filter), 25 ms of them in deflate. zlib-ng
-makes the same stream kind in about a third of the time, and OpenCV cannot be given another
-zlib, so the file is put together here: every row filtered "up" (its byte-wise difference from
-the row above; the first row's "above" is zeros, so it stays as it is), one IDAT chunk, run-length
-deflate at level 1. Any PNG reader reads it; bench/png_speed.py measures it against OpenCV.
+OpenCV (zlib level 1, run-length strategy, "up" filter), and OpenCV cannot be given another
+zlib. So the file is put together here with the same settings: every row filtered "up" (its
+byte-wise difference from the row above; the first row's "above" is zeros, so it stays as it
+is), one IDAT chunk, run-length deflate at level 1, by zlib-ng: 12 ms, the same size. Any PNG
+reader reads it; bench/png_speed.py measures it against OpenCV.
 
-Reading such a file back (read_own_png) is half of what OpenCV takes, for the same reason: zlib-ng
+Reading such a file back (read_own_png) takes about half of what OpenCV takes: zlib-ng
 inflates, and the "up" filter is undone a row at a time. Any other PNG is left to a general reader.
 """
 
