@@ -74,5 +74,20 @@ def main() -> None:
             print(f"| {label} | {name} | {' | '.join(f'{t:.1f}' for t in times)} | {len(buf) // 1024} |")
 
 
+def peak_memory_4k() -> None:
+    """What encoding a 3840x2160 16-bit frame allocates beyond the frame (Python and numpy)."""
+    import tracemalloc
+
+    frame = quantize16(cv2.resize(bikes_frames()[1], (3840, 2160)))
+    tracemalloc.start()
+    encode_png16(frame)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    print(
+        f"\nA 3840x2160 16-bit frame ({frame.nbytes >> 20} MB): the store's encoder allocates {peak >> 20} MB at most"
+    )
+
+
 if __name__ == "__main__":
     main()
+    peak_memory_4k()

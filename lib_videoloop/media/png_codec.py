@@ -24,6 +24,7 @@ _CHANNELS = {colour: channels for channels, colour in _COLOUR_TYPE.items()}
 _UP = 2  # the PNG row filter that subtracts the row above
 _IHDR = struct.Struct(">IIBBBBB")  # width, height, bit depth, colour type, compression, filter, interlace
 _CHUNK_HEAD = struct.Struct(">I4s")  # length, kind
+_BAND_ROWS = 64
 
 
 def encode_png(pixels: np.ndarray) -> bytes:
@@ -34,16 +35,21 @@ def encode_png(pixels: np.ndarray) -> bytes:
     channels = 1 if pixels.ndim == 2 else pixels.shape[2]
     if channels not in _COLOUR_TYPE:
         raise ValueError(f"PNG pixels must have 1, 3 or 4 channels, not {channels}")
-    big_endian = np.ascontiguousarray(pixels.astype(pixels.dtype.newbyteorder(">"), copy=False))
-    rows = big_endian.reshape(height, -1).view(np.uint8)
-    filtered = np.empty((height, rows.shape[1] + 1), np.uint8)
-    filtered[:, 0] = _UP
-    filtered[0, 1:] = rows[0]
-    np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])  # uint8: wraps modulo 256, as PNG's filter does
+    big = pixels.dtype.newbyteorder(">")
     packer = zlib_ng.compressobj(1, zlib_ng.DEFLATED, 15, 9, zlib_ng.Z_RLE)
-    data = packer.compress(filtered) + packer.flush()
+    parts, above = [], np.zeros(width * channels * pixels.dtype.itemsize, np.uint8)
+    for top in range(0, height, _BAND_ROWS):  # a band at a time: the filter's copies are a band's, not a frame's
+        rows = np.ascontiguousarray(pixels[top : top + _BAND_ROWS].astype(big, copy=False))
+        rows = rows.reshape(len(rows), -1).view(np.uint8)
+        filtered = np.empty((len(rows), len(above) + 1), np.uint8)
+        filtered[:, 0] = _UP
+        np.subtract(rows[0], above, out=filtered[0, 1:])  # uint8: wraps modulo 256, as PNG's filter does
+        np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])
+        parts.append(packer.compress(filtered))
+        above = rows[-1]
+    parts.append(packer.flush())
     header = _IHDR.pack(width, height, pixels.dtype.itemsize * 8, _COLOUR_TYPE[channels], 0, 0, 0)
-    return SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", data) + _chunk(b"IEND", b"")
+    return b"".join([SIGNATURE, _chunk(b"IHDR", header), *_chunk_parts(b"IDAT", parts), _chunk(b"IEND", b"")])
 
 
 def read_own_png(data: bytes) -> np.ndarray | None:
@@ -96,4 +102,12 @@ def _header_and_data(data: bytes) -> tuple[tuple[int, ...], bytes] | None:
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib_ng.crc32(data, zlib_ng.crc32(kind)))
+    return b"".join(_chunk_parts(kind, [data]))
+
+
+def _chunk_parts(kind: bytes, parts: list[bytes]) -> list[bytes]:
+    """A chunk as pieces, its data left in the pieces given: joined once, with the file."""
+    crc = zlib_ng.crc32(kind)
+    for part in parts:
+        crc = zlib_ng.crc32(part, crc)
+    return [struct.pack(">I", sum(map(len, parts))), kind, *parts, struct.pack(">I", crc)]
