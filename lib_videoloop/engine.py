@@ -231,7 +231,8 @@ class _Loops:
                         continue  # else generated like a keyframe
                 batch = ahead.result() if ahead is not None else prepare(call)
                 upcoming = todo[n + 1] if n + 1 < len(todo) else None
-                unwritten = started[0][0][0].plan.frame if started else plan.frame  # calls go in frame order here
+                oldest = started[0][0] if started else batch  # the oldest call still generating
+                unwritten = oldest[0].plan.frame  # calls go in frame order here
                 ahead = self._ahead(loop, folder, plan, upcoming, unwritten=unwritten, prepare=prepare)
                 started.append((batch, start([p.request for p in batch])))
                 while len(started) >= at_once:

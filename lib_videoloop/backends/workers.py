@@ -89,8 +89,9 @@ def encode_png(image: np.ndarray) -> str:
 
 
 def decode_png(text: str) -> np.ndarray:
-    """An image the API sent (base64 PNG, RGB as the WebUI saves it) as float HxWx3."""
-    from lib_videoloop.media.store import decode_png as decode
+    """An image the API sent (base64 PNG, RGB as the WebUI saves it) as float HxWx3. Straight
+    to OpenCV: the WebUI's PNGs are never the run folder's own kind (png_codec)."""
+    from lib_videoloop.media.store import decode_any_png as decode
 
     return decode(base64.b64decode(text))
 

@@ -61,18 +61,25 @@ def encode_png16(image: np.ndarray) -> bytes:
 
 
 def decode_png(data: bytes) -> np.ndarray:
-    """PNG bytes (8 or 16 bits, grey, RGB or RGBA) as float32 [0, 1], HxWx3 RGB or HxW."""
-    arr = read_own_png(data)  # the run folder's own files, fast
+    """A run folder file as float32 [0, 1], HxWx3 RGB or HxW: read by png_codec when it wrote
+    the file, else (a folder from an older version) by OpenCV, as decode_any_png."""
+    own = read_own_png(data)
+    if own is None:
+        return decode_any_png(data)
+    return _as_float(own[:, :, :3] if own.ndim == 3 else own)
+
+
+def decode_any_png(data: bytes) -> np.ndarray:
+    """PNG bytes from any program (8 or 16 bits, grey, RGB or RGBA) as float32 [0, 1], HxWx3 RGB
+    or HxW, read by OpenCV."""
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if arr is None:
-        arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-        if arr is None:
-            raise OSError("not a PNG image")
-        if arr.ndim == 3:
-            arr = arr[:, :, 2::-1]  # OpenCV reads BGR(A)
-    elif arr.ndim == 3:
-        arr = arr[:, :, :3]
-    scale = 65535.0 if arr.dtype.itemsize == 2 else 255.0
-    return arr.astype(np.float32) / np.float32(scale)
+        raise OSError("not a PNG image")
+    return _as_float(arr[:, :, 2::-1] if arr.ndim == 3 else arr)  # OpenCV reads BGR(A)
+
+
+def _as_float(arr: np.ndarray) -> np.ndarray:
+    return arr.astype(np.float32) / np.float32(65535.0 if arr.dtype.itemsize == 2 else 255.0)
 
 
 def quantize16(image: np.ndarray) -> np.ndarray:
