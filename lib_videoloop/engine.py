@@ -20,6 +20,7 @@ import contextlib
 import functools
 import itertools
 import logging
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -179,7 +180,13 @@ class _LoopTools:
 
 
 class _Loops:
-    """The session's loops: every missing frame made, loop by loop, in the run's frame order."""
+    """The session's loops: every missing frame made, loop by loop, in the run's frame order.
+
+    Calls are written in the order they start, and a loop ends (loop_end.finish) once its last
+    frames are written. With a backend that takes calls at once, the next loop's first calls
+    start while the last ones of a loop still generate, as soon as the frames their init images
+    read are written; a loop whose denoise pass changes its frames, and keyframe mode, end
+    before the next loop starts."""
 
     def __init__(self, session: _Session, tools: _LoopTools, tally: _Tally) -> None:
         self.session, self.calls = session, session.calls
@@ -189,19 +196,39 @@ class _Loops:
         self.planner = Planner(self.settings, self.state.frame_count, self.state.txt_prompts,
                                frame_pixels=self.state.frame_pixels)  # fmt: skip
         self.next_window: FrameWindow | None = None  # the next loop's first frames, read ahead
+        self.underway: deque[_Underway] = deque()  # calls started and not written, and loop ends; oldest first
+        self.previous = INPUT  # the folder the next loop reads, as the last loop end gave it
+        self.started = time.monotonic()
+        self.stack = contextlib.ExitStack()  # holds the calls' starter, once opened
+        self.starter: Callable[[list[GenerationRequest]], Callable[[], list[np.ndarray | None]]] | None = None
+        self.at_once = 1
 
     def run(self) -> str:
         """Generates every missing frame, loop by loop; returns the folder of the final frames."""
-        previous = INPUT
-        started = time.monotonic()
-        for loop, plans in itertools.groupby(self.planner.plans(self.state.seed, self.state.subseed), lambda p: p.loop):
-            previous = self._loop(loop, list(plans), previous)
-            log.info("loop %d/%d done (%.1f s so far)", loop, self.settings.loop_n, time.monotonic() - started)
-        return previous
+        with self.stack:
+            for loop, plans in itertools.groupby(
+                self.planner.plans(self.state.seed, self.state.subseed), lambda p: p.loop
+            ):
+                self._loop(loop, list(plans))
+            self._write_through(self.settings.loop_n + 1, 0)
+        return self.previous
 
-    def _loop(self, loop: int, plans: list[FramePlan], previous: str) -> str:
-        """Makes the loop's missing frames from the `previous` folder's; returns the folder the
-        next loop starts from."""
+    def _start(self, loop: int, batch: list[_Pending]) -> None:
+        """Starts a call (_Calls.starter, opened by the first: the run's frames per call are
+        known by then)."""
+        if self.starter is None:
+            self.at_once = self.calls.at_once(self.state.frames_per_call) if self.order.in_frame_order else 1
+            self.starter = self.stack.enter_context(self.calls.starter(self.at_once))
+        self.underway.append(_Underway(loop, batch, made=self.starter([p.request for p in batch])))
+
+    def _loop(self, loop: int, plans: list[FramePlan]) -> None:
+        """Starts the loop's missing calls, made from the previous loop's frames, and queues its
+        end after them."""
+        if loop > 1 and self._overlaps(loop - 1):
+            previous = loop_dir_name(loop - 1)  # what its end will give: nothing changes its frames
+        else:
+            self._write_through(loop, 0)  # every earlier loop ended
+            previous = self.previous
         store, reader, folder = self.store, self.threads.read, loop_dir_name(loop)
         references = [FrameWindow(store, name, reader) for name in self.state.references or [INPUT]]
         masks = FrameWindow(store, MASKS, reader) if self.settings.use_mask else None
@@ -216,49 +243,81 @@ class _Loops:
         prepare = functools.partial(self._prepare_call, blend, inputs, folder)
         inbetweens: InBetweens | None = None
         ahead: Future[list[_Pending]] | None = None  # the next call, prepared while this one generates
-        # Calls started and not yet written, oldest first: with a backend that takes calls at
-        # once, the next starts before this one's frames are in. Keyframe mode goes one by one.
-        at_once = self.calls.at_once(self.state.frames_per_call) if self.order.in_frame_order else 1
-        started: deque[tuple[list[_Pending], Callable[[], list[np.ndarray | None]]]] = deque()
-        with self.calls.starter(at_once) as start:
-            for n, call in enumerate(todo):
-                plan = call[0]
-                if self.order.propagated(plan):  # an in-between, alone
-                    if inbetweens is None:
-                        store.flush()  # the loop's keyframes on disk: they are read back from there
-                        inbetweens = self.order.inbetweens(self.session.folder, loop, previous, self.flows)
-                    if self._inbetween(plan, inbetweens, inputs):
-                        continue  # else generated like a keyframe
-                batch = ahead.result() if ahead is not None else prepare(call)
-                upcoming = todo[n + 1] if n + 1 < len(todo) else None
-                oldest = started[0][0] if started else batch  # the oldest call still generating
-                unwritten = oldest[0].plan.frame  # calls go in frame order here
-                ahead = self._ahead(loop, folder, plan, upcoming, unwritten=unwritten, prepare=prepare)
-                started.append((batch, start([p.request for p in batch])))
-                while len(started) >= at_once:
-                    self._finish(*started.popleft())
-            while started:
-                self._finish(*started.popleft())
+        for n, call in enumerate(todo):
+            assert blend is not None
+            plan = call[0]
+            if self.order.propagated(plan):  # an in-between, alone
+                if inbetweens is None:
+                    store.flush()  # the loop's keyframes on disk: they are read back from there
+                    inbetweens = self.order.inbetweens(self.session.folder, loop, previous, self.flows)
+                if self._inbetween(plan, inbetweens, inputs):
+                    continue  # else generated like a keyframe
+            if ahead is None:
+                self._write_through(loop - 1, blend.last_read(call) + 1)
+            batch = ahead.result() if ahead is not None else prepare(call)
+            self._start(loop, batch)
+            upcoming = todo[n + 1] if n + 1 < len(todo) else None
+            ahead = self._ahead(loop, folder, plan, upcoming, blend=blend, prepare=prepare)
+            while sum(entry.batch is not None for entry in self.underway) >= self.at_once:
+                self._finish_oldest()
         if blend is not None:
             blend.close()
-        return self.tally.loop_end.finish(loop, resumed=not made)
+        self.underway.append(_Underway(loop, None, end=functools.partial(self._end, loop, resumed=not made)))
+        self._end_loops()
+
+    def _overlaps(self, loop: int) -> bool:
+        """Whether the next loop may start before `loop` ends: its frames come in frame order and
+        stay as they are written (no denoise pass after it)."""
+        return self.order.in_frame_order and not self.settings.denoises(loop)
+
+    def _end(self, loop: int, *, resumed: bool) -> None:
+        self.previous = self.tally.loop_end.finish(loop, resumed=resumed)
+        log.info("loop %d/%d done (%.1f s so far)", loop, self.settings.loop_n, time.monotonic() - self.started)
+
+    def _finish_oldest(self) -> None:
+        """Writes the oldest call's frames once they are made, and ends the loops it completes."""
+        entry = self.underway.popleft()
+        assert entry.batch is not None and entry.made is not None
+        self._finish(entry.batch, entry.made)
+        self._end_loops()
+
+    def _end_loops(self) -> None:
+        while self.underway and self.underway[0].batch is None:
+            end = self.underway.popleft().end
+            assert end is not None
+            end()
+
+    def _unwritten(self, loop: int) -> int:
+        """The first frame of `loop` that may not be written yet: its oldest call's under way (0
+        while a call of an earlier loop is), or the frame count."""
+        call = next((entry for entry in self.underway if entry.batch is not None), None)
+        if call is None or call.loop > loop:
+            return self.state.frame_count
+        return call.batch[0].plan.frame if call.loop == loop else 0
+
+    def _write_through(self, loop: int, frame: int) -> None:
+        """Waits until every frame before (loop, frame) is written, and the loops they complete
+        have ended."""
+        while self.underway and (self.underway[0].loop, self.underway[0].first) < (loop, frame):
+            self._finish_oldest()
 
     def _ahead(
-        self, loop: int, folder: str, plan: FramePlan, upcoming: list[FramePlan] | None, *, unwritten: int,
-        prepare: Callable[[list[FramePlan]], list[_Pending]],
+        self, loop: int, folder: str, plan: FramePlan, upcoming: list[FramePlan] | None, *,
+        blend: LoopBlend, prepare: Callable[[list[FramePlan]], list[_Pending]],
     ) -> Future[list[_Pending]] | None:  # fmt: skip
-        """When frames come in order, what can be made beside this call's generation: the next
-        call's init images (a loop's frames are made from the previous loop's alone), or after
-        the loop's last call the first frames of the next loop's window that are written already
-        (those before `unwritten`, the first frame of the oldest call still generating).
-        Keyframe mode goes one call at a time: an in-between reads this loop's frames."""
+        """When frames come in order, what can be made beside the calls generating: the next
+        call's init images, when the previous loop's frames they read are written, or after
+        the loop's last call the first frames of the next loop's window that are written
+        already. Keyframe mode goes one call at a time: an in-between reads this loop's frames."""
         if not self.order.in_frame_order:
             return None
         if upcoming is not None:
-            return self.threads.prepare.submit(prepare, upcoming)
+            if blend.last_read(upcoming) < self._unwritten(loop - 1):
+                return self.threads.prepare.submit(prepare, upcoming)
+            return None
         if loop < self.settings.loop_n:
             self.next_window = FrameWindow(self.store, folder, self.threads.read)
-            self.next_window.read_ahead(range(min(len(plan.temporal_weights) // 2 + 1, unwritten)))
+            self.next_window.read_ahead(range(min(len(plan.temporal_weights) // 2 + 1, self._unwritten(loop))))
         return None
 
     def _todo(self, plans: list[FramePlan], folder: str, references: int) -> tuple[bool, list[list[FramePlan]]]:
@@ -477,6 +536,22 @@ class _Tally:
     done: int  # frames finished, all loops together
     total: int
     loop_end: LoopEnd  # measures each frame for the report as it is written
+
+
+@dataclass
+class _Underway:
+    """A call started and not yet written (its frames, and made() giving their images), or a
+    loop's end (no frames; end() runs it)."""
+
+    loop: int
+    batch: list[_Pending] | None
+    made: Callable[[], list[np.ndarray | None]] | None = None
+    end: Callable[[], None] | None = None
+
+    @property
+    def first(self) -> int:
+        """Its place in the loop: a call at its first frame, a loop's end after every frame."""
+        return self.batch[0].plan.frame if self.batch is not None else sys.maxsize
 
 
 @dataclass

@@ -130,6 +130,14 @@ class LoopBlend:
         if self.filtered is not None:
             shutil.rmtree(self.scratch, ignore_errors=True)
 
+    def last_read(self, plans: list[FramePlan]) -> int:
+        """The last frame of the previous loop that making these frames' init images reads: the
+        window's last, and the next one, which the window reads ahead."""
+        frame_count = self.previous.store.frame_count
+        if self.filtered is not None:  # its backward pass reads the whole loop first
+            return frame_count - 1
+        return min(frame_count - 1, max(p.frame + len(p.temporal_weights) // 2 for p in plans) + 1)
+
     def frame(self, plan: FramePlan, frame_count: int) -> tuple[np.ndarray, np.ndarray]:
         i = plan.frame
         if self.filtered is not None:

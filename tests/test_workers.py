@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from lib_videoloop.backends.workers import WorkersBackend, cli_template
-from lib_videoloop.config import Settings, worker_urls
+from lib_videoloop.config import PATCH_BLEND, Settings, worker_urls
 from lib_videoloop.engine import Engine
 from lib_videoloop.errors import InterruptedRun, VideoLoopError, WorkersLost
 from lib_videoloop.media.store import FrameStore, loop_dir_name
@@ -100,6 +100,49 @@ def test_a_short_clip_with_a_wide_window_goes_on_into_its_next_loop(bikes, tmp_p
         two = final_frames(Engine(job(bikes, tmp_path / "two", **wide), WorkersBackend([a.url, b.url])).run())
         one = final_frames(Engine(job(bikes, tmp_path / "one", **wide), WorkersBackend([a.url])).run())
     assert all(np.array_equal(x, y) for x, y in zip(two, one, strict=True))
+
+
+class _Arrivals(list):
+    """A worker's requests, each also noted in the run's events as it arrives."""
+
+    def __init__(self, events: list[tuple]) -> None:
+        super().__init__()
+        self.events = events
+
+    def append(self, body: dict) -> None:
+        self.events.append(("request", body["seed"]))
+        super().append(body)
+
+
+@pytest.mark.parametrize("pass_after_each_loop", [False, True], ids=["no pass", "a patch-blend pass"])
+def test_a_worker_freed_at_a_loops_end_takes_the_next_loops_first_frame(
+    bikes, tmp_path, tiny_backend, one_worker_frames, pass_after_each_loop
+) -> None:
+    """Loop 1's last frame generates on the slow worker while the quick one is free: loop 2's
+    first frame goes to it at once, not once loop 1 is written; the frames are the same. A pass
+    after each loop changes the loop's frames, so the next loop waits for it."""
+    events: list[tuple] = []  # requests arriving and frames written, in order
+    extra = (
+        dict(video_post_process_method=PATCH_BLEND, video_post_process_when="every loop")
+        if pass_after_each_loop
+        else {}
+    )
+    lock = threading.Lock()
+    with (
+        WorkerServer(tiny_backend, Behaviour(delay=0.2, requests=_Arrivals(events)), lock) as quick,
+        WorkerServer(tiny_backend, Behaviour(delay=1.0, requests=_Arrivals(events)), lock) as slow,
+    ):
+        result = Engine(
+            job(bikes, tmp_path, frames_per_call=2, **extra), WorkersBackend([quick.url, slow.url]),
+            on_progress=lambda p: events.append(("written", p.loop, p.frame)) if p.frame else None,
+        ).run()  # fmt: skip
+    loop_2_first_sent = events.index(("request", 77 + 6))  # seeds go on through the frames and loops
+    loop_1_written = events.index(("written", 1, 6))
+    if pass_after_each_loop:
+        assert loop_2_first_sent > loop_1_written
+    else:
+        assert loop_2_first_sent < loop_1_written, events
+        assert all(np.array_equal(x, y) for x, y in zip(final_frames(result), one_worker_frames, strict=True))
 
 
 def test_a_stop_also_stops_the_next_call_already_on_a_worker(bikes, tmp_path, tiny_backend, one_worker_frames) -> None:

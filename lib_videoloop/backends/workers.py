@@ -4,10 +4,12 @@ The run itself stays here: init images, blends, masks and the run folder are mad
 process; each frame's generation goes to a free worker as one /sdapi/v1/img2img request that
 carries everything the call would use here. Within a call, frames are independent once their
 init images are made, so the call's frames go out at once, one per worker, and come back in
-frame order. Calls overlap (calls_at_once): the next call's frames wait for the workers the
-current one frees, so no worker stands idle between calls while the last frames
-of one come back, and a faster worker makes more frames than a slower one. A worker that fails (a connection refused or cut, a timeout, a server error) is
-dropped and its frame sent to another, at most MAX_TRIES times; when none is left the run
+frame order. Calls overlap (calls_at_once), across the end of a loop too (engine._Loops):
+the next call's frames wait for the workers the current one frees, so no worker stands idle
+between calls while the last frames of one come back, and a faster worker makes more frames
+than a slower one. A frame's request is encoded while it waits for a worker, and the images
+are decoded after the worker is handed on. A worker that fails (a connection refused or cut,
+a timeout, a server error) is dropped and its frame sent to another, at most MAX_TRIES times; when none is left the run
 stops with its folder resumable. A request the worker refuses (4xx: a bad model name, a bad
 field) is the run's fault, not the worker's: it stops the run with the worker's answer.
 
@@ -60,9 +62,10 @@ class WorkerClient:
         self._header = {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()} if auth else {}
 
     def call(
-        self, worker: Worker, path: str, payload: dict[str, Any] | None = None, timeout: float = CHECK_TIMEOUT
+        self, worker: Worker, path: str, payload: dict[str, Any] | bytes | None = None, timeout: float = CHECK_TIMEOUT
     ) -> Any:
-        data = None if payload is None else json.dumps(payload).encode()
+        """payload: a JSON object, or one encoded already (a frame's, made before a worker is free)."""
+        data = json.dumps(payload).encode() if isinstance(payload, dict) else payload
         headers = {"Content-Type": "application/json", **self._header}
         request = urllib.request.Request(worker.url + path, data=data, headers=headers)  # http(s): config.worker_urls
         try:
@@ -248,12 +251,17 @@ class WorkersBackend:
             body["alwayson_scripts"] = {**body["alwayson_scripts"], "controlnet": {"args": _with_frames(units, r)}}
         return body
 
-    def post(self, worker: Worker, request: GenerationRequest) -> list[np.ndarray]:
-        answer = self.client.call(worker, "/sdapi/v1/img2img", self.payload(request), REQUEST_TIMEOUT)
+    def post(self, worker: Worker, body: bytes, image_count: int) -> list[str]:
+        """A frame's job (its payload, encoded) on the worker: its images as the API sends them."""
+        answer = self.client.call(worker, "/sdapi/v1/img2img", body, REQUEST_TIMEOUT)
         images = answer.get("images") or []
-        if len(images) < request.image_count:
-            raise WorkerFault(f"returned {len(images)} images, expected {request.image_count}")
-        made = [decode_png(text) for text in images[: request.image_count]]
+        if len(images) < image_count:
+            raise WorkerFault(f"returned {len(images)} images, expected {image_count}")
+        return images[:image_count]
+
+    def images(self, request: GenerationRequest, sent: list[str]) -> list[np.ndarray]:
+        """A frame's images from the worker's answer, colour-corrected when the run asks."""
+        made = [decode_png(text) for text in sent]
         if self.correct_colours is not None and request.input_image is not None:
             made = self.correct_colours(request.input_image, made)
         return made
@@ -308,7 +316,8 @@ class _Dispatch:
         self.results: list[list[np.ndarray] | None] = [None] * len(requests)
         self.tries = [0] * len(requests)
         self.waiting = deque(range(len(requests)))
-        self.running: dict[Future[list[np.ndarray]], tuple[Worker, int]] = {}
+        self.running: dict[Future[list[str]], tuple[Worker, int]] = {}
+        self.bodies: list[bytes | None] = [None] * len(requests)  # each frame's job, once encoded
         self.kept: list[Worker] = []  # freed by this call while its frames wait: held for them
         self.skips = backend._skips
 
@@ -322,11 +331,14 @@ class _Dispatch:
                         self._skip()
                         break
                     self._send(pool)
-                    self._wait()
+                    if not self._encode_one():
+                        self._wait()
                     if backend.should_interrupt() or backend._abandoned.is_set():
                         raise InterruptedRun("interrupted")
-                    for future in [f for f in self.running if f.done()]:
-                        self._receive(future)
+                    answers = [self._receive(f) for f in [f for f in self.running if f.done()]]
+                    self._send(pool)  # the freed workers' next jobs go out before the answers are decoded
+                    for index, sent in filter(None, answers):
+                        self.results[index] = backend.images(self.requests[index], sent)
             except BaseException:  # a stop, Ctrl-C or an error: the workers' jobs end too
                 busy = [worker for worker, _ in self.running.values()]
                 if busy:
@@ -359,6 +371,26 @@ class _Dispatch:
         if busy:
             self.backend.interrupt(busy)
 
+    # A frame's job is encoded while it waits for a worker, and the images a worker sends are
+    # decoded once the worker is handed on: between two jobs a worker waits only for the HTTP
+    # exchange. Frames sent as soon as the call starts are encoded on their job's thread.
+    def _body(self, index: int) -> bytes:
+        body = self.bodies[index]
+        if body is None:
+            body = self.bodies[index] = json.dumps(self.backend.payload(self.requests[index])).encode()
+        return body
+
+    def _encode_one(self) -> bool:
+        """Encodes the job of one waiting frame; False when every waiting frame's is ready."""
+        index = next((i for i in list(self.waiting) if self.bodies[i] is None), None)
+        if index is None:
+            return False
+        self._body(index)
+        return True
+
+    def _post(self, worker: Worker, index: int) -> list[str]:
+        return self.backend.post(worker, self._body(index), self.requests[index].image_count)
+
     def _wait(self) -> None:
         """Until one of this call's jobs is done, a worker is free for its waiting frames, or 0.2 s."""
         backend = self.backend
@@ -380,7 +412,7 @@ class _Dispatch:
                     break
                 index = self.waiting.popleft()
                 self.tries[index] += 1
-                future = pool.submit(backend.post, worker, self.requests[index])
+                future = pool.submit(self._post, worker, index)
                 self.running[future] = (worker, index)
                 future.add_done_callback(backend._notify)
         if self.waiting and not self.running and not any(w.alive for w in backend.workers):
@@ -389,10 +421,12 @@ class _Dispatch:
                 "Start them again and resume the run: its folder keeps every frame made so far",
             )  # fmt: skip
 
-    def _receive(self, future: Future[list[np.ndarray]]) -> None:
+    def _receive(self, future: Future[list[str]]) -> tuple[int, list[str]] | None:
+        """The frame's index and images as sent, its worker handed on; None when the frame goes
+        to another worker."""
         worker, index = self.running.pop(future)
         try:
-            self.results[index] = future.result()
+            sent = future.result()
         except WorkerFault as exc:
             worker.alive = False
             self.backend._release([worker])
@@ -403,7 +437,7 @@ class _Dispatch:
                     "Check the workers' logs, then resume the run",
                 ) from None  # fmt: skip
             self.waiting.appendleft(index)
-            return
+            return None
         except BaseException:
             self.backend._release([worker])
             raise
@@ -411,3 +445,4 @@ class _Dispatch:
             self.kept.append(worker)
         else:
             self.backend._release([worker])
+        return index, sent
