@@ -2,15 +2,15 @@
 
 Each worker is a separate process that answers /sdapi/v1/img2img after `--seconds` (0.5 s, a
 fast GPU frame) with a fixed image (a frame of the clip, as large a PNG as a generated frame),
-using no CPU meanwhile: what is measured is this side
-alone (init images, blends, the HTTP requests with their PNGs, the frame writes, report and
-videos). With N workers busy all the time a loop would make N / seconds frames a second; the
-table gives what the run reached, the share of that ideal, this process's CPU time per frame
-(all its threads), how many cores that CPU time fills at the ideal rate, and the stand-in
-workers' own CPU time (on this machine's cores too). Then each kind of thread's CPU time a
-frame: one thread that needs more than 1 / ideal a frame holds the run below the ideal however
-many cores there are. The first loop also computes the flows, which later loops read back:
-`--loops` weighs that in.
+using no CPU meanwhile: what is measured is this side alone (init images, blends, the HTTP
+requests with their PNGs, the frame writes, report and videos). With N workers busy all the
+time a loop would make N / seconds frames a second; the table gives what the run reached, the
+share of that ideal, this process's CPU time per frame (all its threads), how many cores that
+CPU time fills at the ideal rate, the stand-in workers' own CPU time (on this machine's cores
+too), and how long a worker waited between two of its jobs in the loops after the first (from
+the stand-ins' own times). Then each kind of thread's CPU time a frame: one thread that needs
+more than 1 / ideal a frame holds the run below the ideal however many cores there are. The
+first loop also computes the flows, which later loops read back: `--loops` weighs that in.
 
     .venv/bin/python bench/workers.py                       # 1, 2, 4 and 8 workers, 512x512
     .venv/bin/python bench/workers.py --size 256 --workers 8
@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import base64
 import io
+import itertools
 import json
 import os
 import re
@@ -47,8 +48,9 @@ from PIL import Image
 MODEL = {"title": "bench [0]", "model_name": "bench"}
 
 
-def serve(port: int, seconds: float, size: int, clip: Path) -> None:
-    """A worker's answer: a frame of the clip as an 8-bit PNG, the size of a generated one."""
+def serve(port: int, seconds: float, size: int, clip: Path, jobs: Path) -> None:
+    """A worker's answer: a frame of the clip as an 8-bit PNG, the size of a generated one. Each
+    job's start (the request in) and end (the answer going out) are added to `jobs`."""
     from lib_videoloop.media.sources import open_source
 
     frame = next(iter(open_source(clip, start_frame=port % 100))).image
@@ -75,8 +77,11 @@ def serve(port: int, seconds: float, size: int, clip: Path) -> None:
                 self._answer({"sd_model_checkpoint": MODEL["title"]})
 
         def do_POST(self) -> None:
+            started = time.time()
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             time.sleep(seconds)
+            with jobs.open("a") as log:
+                log.write(f"{started} {time.time()}\n")
             self._answer({"images": [image] * body.get("batch_size", 1) * body.get("n_iter", 1)})
 
     ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
@@ -151,9 +156,12 @@ class ThreadClock:
         return {name: (len(times), sum(times), max(times)) for name, times in kinds.items()}
 
 
-def run(clip: Path, urls: list[str], size: int, frames: int, loops: int) -> tuple[float, float, float, ThreadClock]:
+def run(
+    clip: Path, urls: list[str], size: int, frames: int, loops: int
+) -> tuple[float, float, float, tuple[float, float], ThreadClock]:
     """The run's wall time, this process's CPU time (all its threads) in seconds, the frames a
-    second of the loops after the first (nan with one loop) and the threads' own CPU time."""
+    second of the loops after the first (nan with one loop), when they began and ended (the
+    clock's time), and the threads' own CPU time."""
     from lib_videoloop.backends.workers import WorkersBackend
     from lib_videoloop.config import Settings
     from lib_videoloop.engine import Engine
@@ -167,18 +175,28 @@ def run(clip: Path, urls: list[str], size: int, frames: int, loops: int) -> tupl
         with ThreadClock() as clock:
             started, cpu = time.perf_counter(), time.process_time()
             written: list[tuple[int, float]] = []  # each frame's loop and when it was written
-            Engine(
-                settings, WorkersBackend(urls), on_progress=lambda p: written.append((p.loop, time.perf_counter()))
-            ).run()
+            Engine(settings, WorkersBackend(urls), on_progress=lambda p: written.append((p.loop, time.time()))).run()
             wall, cpu = time.perf_counter() - started, time.process_time() - cpu
         first_loop_end = max(at for loop, at in written if loop == 1)
         later = [at for loop, at in written if loop > 1]
-        return wall, cpu, len(later) / (max(later) - first_loop_end) if later else float("nan"), clock
+        rate = len(later) / (max(later) - first_loop_end) if later else float("nan")
+        return wall, cpu, rate, (first_loop_end, max(later, default=first_loop_end)), clock
+
+
+def waits(jobs: list[Path], between: tuple[float, float]) -> float:
+    """A worker's mean wait between two of its jobs, over the jobs `between` (the loops after the
+    first): what this side's work between two frames costs the workers."""
+    gaps = []
+    for log in jobs:
+        times = sorted(tuple(map(float, line.split())) for line in log.read_text().splitlines())
+        gaps += [b[0] - a[1] for a, b in itertools.pairwise(times) if between[0] <= a[1] and b[0] <= between[1]]
+    return sum(gaps) / len(gaps) if gaps else float("nan")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--jobs", type=Path, help=argparse.SUPPRESS)  # where a stand-in notes its jobs
     parser.add_argument("--seconds", default="0.5", help="a worker's time per frame, or a list taken in turn")
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--frames", type=int, default=48)
@@ -192,28 +210,32 @@ def main() -> None:
     clip = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "bikes.mp4"
     seconds = [float(x) for x in args.seconds.split(",")]
     if args.serve:
-        serve(args.serve, seconds[0], args.size, clip)
+        serve(args.serve, seconds[0], args.size, clip, args.jobs)
         return
     print(f"| workers | frames/s | the loops after the first | ideal (workers at {args.seconds} s a frame) | share of ideal | this side per frame "
-          "| its CPU time per frame | cores it needs at the ideal rate | the stand-in workers' CPU time per frame |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| its CPU time per frame | cores it needs at the ideal rate | the stand-in workers' CPU time per frame "
+          "| a worker's wait between two jobs, the loops after the first |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    logs = tempfile.TemporaryDirectory(prefix="bench-workers-jobs-")
     clocks = []
     for n in args.workers:
         ports = [8900 + k for k in range(n)]
         times = [seconds[k % len(seconds)] for k in range(n)]
+        jobs = [Path(logs.name) / f"{n}-{p}.txt" for p in ports]
         servers = [
             subprocess.Popen(
-                [sys.executable, __file__, "--serve", str(p), "--seconds", str(t), "--size", str(args.size)]
+                [sys.executable, __file__, "--serve", str(p), "--seconds", str(t), "--size", str(args.size),
+                 "--jobs", str(log)]
             )
-            for p, t in zip(ports, times, strict=True)
-        ]
+            for p, t, log in zip(ports, times, jobs, strict=True)
+        ]  # fmt: skip
         try:
             for port in ports:
                 ready(port)
             if args.cores:  # the run's threads, made from here on, inherit it
                 os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: args.cores])
             started = sum(cpu_seconds(f"/proc/{server.pid}/stat")[0] for server in servers)
-            wall, cpu, later, clock = run(
+            wall, cpu, later, later_span, clock = run(
                 clip, [f"http://127.0.0.1:{p}" for p in ports], args.size, args.frames, args.loops
             )
             served = sum(cpu_seconds(f"/proc/{server.pid}/stat")[0] for server in servers) - started
@@ -228,7 +250,8 @@ def main() -> None:
         own = wall / (args.loops * args.frames) - 1 / ideal  # beyond the workers' own time, per frame
         per_frame = cpu / (args.loops * args.frames)
         print(f"| {n} | {fps:.2f} | {later:.2f} | {ideal:.1f} | {fps / ideal:.0%} | {own * 1000:.0f} ms | {per_frame * 1000:.0f} ms "
-              f"| {per_frame * ideal:.1f} | {served * 1000 / (args.loops * args.frames):.0f} ms |")  # fmt: skip
+              f"| {per_frame * ideal:.1f} | {served * 1000 / (args.loops * args.frames):.0f} ms "
+              f"| {waits(jobs, later_span) * 1000:.0f} ms |")  # fmt: skip
         clocks.append((n, clock, args.loops * args.frames))
     for n, clock, made in clocks:
         print(f"\n{n} workers, CPU time a frame by thread (a kind's busiest thread bounds frames/s at 1000/its ms):\n")
