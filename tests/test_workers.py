@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from lib_videoloop.backends.workers import WorkersBackend, cli_template
-from lib_videoloop.config import PATCH_BLEND, Settings, worker_urls
+from lib_videoloop.config import FILTER_METHOD, PATCH_BLEND, Settings, worker_urls
 from lib_videoloop.engine import Engine
 from lib_videoloop.errors import InterruptedRun, VideoLoopError, WorkersLost
 from lib_videoloop.media.store import FrameStore, loop_dir_name
@@ -87,11 +87,17 @@ def test_one_frame_per_call_still_keeps_every_worker_busy(bikes, tmp_path, tiny_
     assert sum(made) == 12 and min(made) >= 2, made
 
 
-def test_a_short_clip_with_a_wide_window_goes_on_into_its_next_loop(bikes, tmp_path, tiny_backend) -> None:
+@pytest.mark.parametrize(("method", "frames"), [("simple", 6), (FILTER_METHOD, 10)])
+def test_a_short_clip_with_a_wide_window_goes_on_into_its_next_loop(
+    bikes, tmp_path, tiny_backend, method, frames
+) -> None:
     """6 frames, 2 a call, a 5-frame window: the loop's last call starts while the call holding
     frame 2, which the next loop's first blend reads, still generates. That frame is read once
-    written (before, loop 2 failed, naming its file as unreadable)."""
-    wide = dict(frames_per_call=2, temporal_superimpose_alpha_list="1,2,3,2,1")
+    written (before, loop 2 failed, naming its file as unreadable). The temporal filter reads
+    the whole loop before the next loop's first frame: with 10 frames that call waits for the
+    last ones, which generate while the next loop's first calls could start."""
+    wide = dict(frames_per_call=2, temporal_superimpose_alpha_list="1,2,3,2,1", temporal_superimpose_method=method,
+                max_frames=frames)  # fmt: skip
     lock = threading.Lock()
     with (
         WorkerServer(tiny_backend, Behaviour(delay=0.5), lock) as a,
