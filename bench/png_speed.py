@@ -24,7 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lib_videoloop.media.store import decode_png, encode_png16, quantize16  # noqa: E402
+from lib_videoloop.media.store import decode_any_png, decode_png, encode_png16, quantize16  # noqa: E402
 
 
 def bikes_frames() -> tuple[np.ndarray, np.ndarray]:
@@ -42,11 +42,6 @@ def timed(fn, *args, repeat: int = 5) -> float:
     for _ in range(repeat):
         fn(*args)
     return 1000 * (time.perf_counter() - start) / repeat
-
-
-def read_by_opencv(data: bytes) -> np.ndarray:
-    """What the store did before it read its own files itself (the same float RGB frame)."""
-    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)[:, :, ::-1] / np.float32(65535)
 
 
 def main() -> None:
@@ -70,7 +65,7 @@ def main() -> None:
         for name, encode in encoders.items():
             buf = encode(q)
             assert np.array_equal(decode_png(buf), q / np.float32(65535)), "lossless"
-            times = [timed(encode, q), timed(decode_png, buf), timed(read_by_opencv, buf)]
+            times = [timed(encode, q), timed(decode_png, buf), timed(decode_any_png, buf)]
             print(f"| {label} | {name} | {' | '.join(f'{t:.1f}' for t in times)} | {len(buf) // 1024} |")
 
 

@@ -219,7 +219,8 @@ class _Loops:
         if self.starter is None:
             self.at_once = self.calls.at_once(self.state.frames_per_call) if self.order.in_frame_order else 1
             self.starter = self.stack.enter_context(self.calls.starter(self.at_once))
-        self.underway.append(_Underway(loop, batch, made=self.starter([p.request for p in batch])))
+        made = self.starter([p.request for p in batch])
+        self.underway.append(_Underway(loop, batch[0].plan.frame, functools.partial(self._finish, batch, made)))
 
     def _loop(self, loop: int, plans: list[FramePlan]) -> None:
         """Starts the loop's missing calls, made from the previous loop's frames, and queues its
@@ -258,11 +259,11 @@ class _Loops:
             self._start(loop, batch)
             upcoming = todo[n + 1] if n + 1 < len(todo) else None
             ahead = self._ahead(loop, folder, plan, upcoming, blend=blend, prepare=prepare)
-            while sum(entry.batch is not None for entry in self.underway) >= self.at_once:
+            while sum(entry.is_call for entry in self.underway) >= self.at_once:
                 self._finish_oldest()
         if blend is not None:
             blend.close()
-        self.underway.append(_Underway(loop, None, end=functools.partial(self._end, loop, resumed=not made)))
+        self.underway.append(_Underway(loop, _LOOP_END, functools.partial(self._end, loop, resumed=not made)))
         self._end_loops()
 
     def _overlaps(self, loop: int) -> bool:
@@ -276,24 +277,20 @@ class _Loops:
 
     def _finish_oldest(self) -> None:
         """Writes the oldest call's frames once they are made, and ends the loops it completes."""
-        entry = self.underway.popleft()
-        assert entry.batch is not None and entry.made is not None
-        self._finish(entry.batch, entry.made)
+        self.underway.popleft().done()
         self._end_loops()
 
     def _end_loops(self) -> None:
-        while self.underway and self.underway[0].batch is None:
-            end = self.underway.popleft().end
-            assert end is not None
-            end()
+        while self.underway and not self.underway[0].is_call:
+            self.underway.popleft().done()
 
     def _unwritten(self, loop: int) -> int:
         """The first frame of `loop` that may not be written yet: its oldest call's under way (0
         while a call of an earlier loop is), or the frame count."""
-        call = next((entry for entry in self.underway if entry.batch is not None), None)
+        call = next((entry for entry in self.underway if entry.is_call), None)
         if call is None or call.loop > loop:
             return self.state.frame_count
-        return call.batch[0].plan.frame if call.loop == loop else 0
+        return call.first if call.loop == loop else 0
 
     def _write_through(self, loop: int, frame: int) -> None:
         """Waits until every frame before (loop, frame) is written, and the loops they complete
@@ -538,20 +535,21 @@ class _Tally:
     loop_end: LoopEnd  # measures each frame for the report as it is written
 
 
-@dataclass
+_LOOP_END = sys.maxsize  # a loop's end comes after every frame of the loop
+
+
+@dataclass(frozen=True)
 class _Underway:
-    """A call started and not yet written (its frames, and made() giving their images), or a
-    loop's end (no frames; end() runs it)."""
+    """A call started and not yet written, or a loop's end; done() writes the call's frames once
+    they are made, or ends the loop."""
 
     loop: int
-    batch: list[_Pending] | None
-    made: Callable[[], list[np.ndarray | None]] | None = None
-    end: Callable[[], None] | None = None
+    first: int  # a call's first frame, or _LOOP_END
+    done: Callable[[], None]
 
     @property
-    def first(self) -> int:
-        """Its place in the loop: a call at its first frame, a loop's end after every frame."""
-        return self.batch[0].plan.frame if self.batch is not None else sys.maxsize
+    def is_call(self) -> bool:
+        return self.first != _LOOP_END
 
 
 @dataclass

@@ -9,8 +9,8 @@ the next call's frames wait for the workers the current one frees, so no worker 
 between calls while the last frames of one come back, and a faster worker makes more frames
 than a slower one. A frame's request is encoded while it waits for a worker, and the images
 are decoded after the worker is handed on. A worker that fails (a connection refused or cut,
-a timeout, a server error) is dropped and its frame sent to another, at most MAX_TRIES times; when none is left the run
-stops with its folder resumable. A request the worker refuses (4xx: a bad model name, a bad
+a timeout, a server error) is dropped and its frame sent to another, at most MAX_TRIES times;
+when none is left the run stops with its folder resumable. A request the worker refuses (4xx: a bad model name, a bad
 field) is the run's fault, not the worker's: it stops the run with the worker's answer.
 
 URLs are user input: only http(s) with a host, no credentials in them (config.worker_urls);
@@ -382,7 +382,7 @@ class _Dispatch:
 
     def _encode_one(self) -> bool:
         """Encodes the job of one waiting frame; False when every waiting frame's is ready."""
-        index = next((i for i in list(self.waiting) if self.bodies[i] is None), None)
+        index = next((i for i in self.waiting if self.bodies[i] is None), None)
         if index is None:
             return False
         self._body(index)
