@@ -70,7 +70,11 @@ def _gradient_sq(channel: np.ndarray) -> np.ndarray:
     return dx * dx + dy * dy
 
 
-def _round_trip(forward: np.ndarray, backward: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+# Inside the frame, |forward|^2, |backward there|^2, |forward + backward there|^2 (_round_trip).
+RoundTrip = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _round_trip(forward: np.ndarray, backward: np.ndarray) -> RoundTrip:
     """Following the forward flow, then the backward flow from where it lands: whether it lands
     inside the frame, |forward|^2, |backward there|^2 and |forward + backward there|^2.
 
@@ -88,7 +92,11 @@ def _round_trip(forward: np.ndarray, backward: np.ndarray) -> tuple[np.ndarray, 
 
 def valid_mask(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
     """Pixels whose forward flow is trustworthy (the definition in DESIGN.md)."""
-    inside, fwd_sq, back_sq, mismatch_sq = _round_trip(forward, backward)
+    return _valid(forward, _round_trip(forward, backward))
+
+
+def _valid(forward: np.ndarray, trip: RoundTrip) -> np.ndarray:
+    inside, fwd_sq, back_sq, mismatch_sq = trip
     consistent = mismatch_sq <= 0.01 * (fwd_sq + back_sq) + 0.5
     boundary = _gradient_sq(forward[..., 0]) + _gradient_sq(forward[..., 1]) > 0.01 * fwd_sq + 0.002
     return consistent & ~boundary & inside
@@ -102,7 +110,11 @@ def blend_mask(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
     left 15-30% of each frame unblended, so the noise stayed there and flickered; occlusions,
     where ghosting would come from, already fail the forward-backward test.
     """
-    inside, fwd_sq, back_sq, mismatch_sq = _round_trip(forward, backward)
+    return _blend(_round_trip(forward, backward))
+
+
+def _blend(trip: RoundTrip) -> np.ndarray:
+    inside, fwd_sq, back_sq, mismatch_sq = trip
     return (mismatch_sq <= 0.05 * (fwd_sq + back_sq) + 1.0) & inside
 
 
@@ -157,9 +169,10 @@ class PairFlow:
         ga, gb = grey(a), grey(b)
         forward = estimator(ga, gb).astype(np.float16).astype(np.float32)
         backward = estimator(gb, ga).astype(np.float16).astype(np.float32)
-        valid_forward, valid_backward = blend_mask(forward, backward), blend_mask(backward, forward)
+        trip = _round_trip(forward, backward)  # both masks of the forward flow start from it
+        valid_forward, valid_backward = _blend(trip), blend_mask(backward, forward)
         matched = matched_share(ga, gb, forward, backward, valid_forward=valid_forward, valid_backward=valid_backward)
-        return cls(forward, backward, valid_forward, valid_backward, matched, valid_mask(forward, backward))
+        return cls(forward, backward, valid_forward, valid_backward, matched, _valid(forward, trip))
 
     @property
     def cut(self) -> bool:
