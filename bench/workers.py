@@ -16,6 +16,7 @@ first loop also computes the flows, which later loops read back: `--loops` weigh
     .venv/bin/python bench/workers.py --size 256 --workers 8
     .venv/bin/python bench/workers.py --workers 8 --loops 6
     .venv/bin/python bench/workers.py --workers 8 --loops 6 --cores 1   # this side on one core
+    .venv/bin/python bench/workers.py --size 1920x1080 --workers 8 --seconds 2
 
 `--cores` pins this side to that many cores (the workers keep all of them), to see how its
 frames per second grow with cores. `--seconds` may list a time per worker (taken in turn), for
@@ -48,14 +49,14 @@ from PIL import Image
 MODEL = {"title": "bench [0]", "model_name": "bench"}
 
 
-def serve(port: int, seconds: float, size: int, clip: Path, jobs: Path) -> None:
+def serve(port: int, seconds: float, size: tuple[int, int], clip: Path, jobs: Path) -> None:
     """A worker's answer: a frame of the clip as an 8-bit PNG, the size of a generated one. Each
     job's start (the request in) and end (the answer going out) are added to `jobs`."""
     from lib_videoloop.media.sources import open_source
 
     frame = next(iter(open_source(clip, start_frame=port % 100))).image
     buffer = io.BytesIO()
-    Image.fromarray((frame * 255).astype(np.uint8)).resize((size, size)).save(buffer, format="PNG")
+    Image.fromarray((frame * 255).astype(np.uint8)).resize(size).save(buffer, format="PNG")
     image = base64.b64encode(buffer.getvalue()).decode()
 
     class Handler(BaseHTTPRequestHandler):
@@ -85,6 +86,12 @@ def serve(port: int, seconds: float, size: int, clip: Path, jobs: Path) -> None:
             self._answer({"images": [image] * body.get("batch_size", 1) * body.get("n_iter", 1)})
 
     ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+
+
+def frame_size(text: str) -> tuple[int, int]:
+    """ "512" (a square) or "1920x1080": the frames' width and height."""
+    width, _, height = text.partition("x")
+    return int(width), int(height or width)
 
 
 def cpu_seconds(stat: str) -> tuple[float, str]:
@@ -157,7 +164,7 @@ class ThreadClock:
 
 
 def run(
-    clip: Path, urls: list[str], size: int, frames: int, loops: int
+    clip: Path, urls: list[str], size: tuple[int, int], frames: int, loops: int
 ) -> tuple[float, float, float, tuple[float, float], ThreadClock]:
     """The run's wall time, this process's CPU time (all its threads) in seconds, the frames a
     second of the loops after the first (nan with one loop), when they began and ended (the
@@ -168,7 +175,7 @@ def run(
 
     with tempfile.TemporaryDirectory(prefix="bench-workers-") as out:
         settings = Settings(
-            input_directory=str(clip), output_directory=out, width=size, height=size, max_frames=frames, loop_n=loops,
+            input_directory=str(clip), output_directory=out, width=size[0], height=size[1], max_frames=frames, loop_n=loops,
             temporal_superimpose_alpha_list="1,2,3,2,1", steps=20, denoising_strength=0.5, fix_seed=False,
             prompt="a watercolour street", workers=",".join(urls),
         )  # fmt: skip
@@ -198,7 +205,7 @@ def main() -> None:
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--jobs", type=Path, help=argparse.SUPPRESS)  # where a stand-in notes its jobs
     parser.add_argument("--seconds", default="0.5", help="a worker's time per frame, or a list taken in turn")
-    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--size", type=frame_size, default="512", help="a side, or WIDTHxHEIGHT")
     parser.add_argument("--frames", type=int, default=48)
     parser.add_argument("--workers", type=int, nargs="*", default=[1, 2, 4, 8])
     parser.add_argument("--loops", type=int, default=2, help="the first computes the flows, the others read them")
@@ -224,7 +231,7 @@ def main() -> None:
         jobs = [Path(logs.name) / f"{n}-{p}.txt" for p in ports]
         servers = [
             subprocess.Popen(
-                [sys.executable, __file__, "--serve", str(p), "--seconds", str(t), "--size", str(args.size),
+                [sys.executable, __file__, "--serve", str(p), "--seconds", str(t), "--size", "{}x{}".format(*args.size),
                  "--jobs", str(log)]
             )
             for p, t, log in zip(ports, times, jobs, strict=True)

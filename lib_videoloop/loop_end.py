@@ -21,7 +21,7 @@ from lib_videoloop.denoise.weights import WeightPlaces
 from lib_videoloop.frame_order import EveryFrame
 from lib_videoloop.media.flows import FlowFolder
 from lib_videoloop.media.store import INPUT, as_stored, loop_dir_name
-from lib_videoloop.metrics import FlickerMeter
+from lib_videoloop.metrics import FlickerMeter, FlickerResult
 from lib_videoloop.motion import PairFlow
 from lib_videoloop.output_video import video_of
 from lib_videoloop.report import RunReport, report_meter
@@ -49,6 +49,7 @@ class LoopEnd:
         self.flows = flows  # the run's flows of its (first) reference frames
         self.order = order
         self._reporter, self._encoder, self._final = threads.report, threads.video, threads.final
+        self._fidelity = threads.fidelity  # each frame's PSNR and SSIM, beside the report's warp error
         self._loop_videos: list[Future[Path]] = []
         self._reports: list[Future[dict[str, Any] | None]] = []
         self._source_errors: dict[int, float] = {}  # the input's own warp error per pair: the same every loop
@@ -61,7 +62,7 @@ class LoopEnd:
         self._feed_video(loop, index, frame)
         stream = self._stream
         if index == 0 and self.store.frame_count >= 2 and not self._denoised(loop) and self.order.in_frame_order:
-            meter = report_meter(self._input_flows(), self._source_errors)
+            meter = report_meter(self._input_flows(), self._source_errors, self._fidelity)
             stream = self._stream = _LoopMeter(loop, meter, self._reader(loop))
         if stream is None or stream.loop != loop:
             return
@@ -173,22 +174,29 @@ class LoopEnd:
     def _report(self, loop: int, folder: str) -> dict[str, Any] | None:
         try:
             started = time.monotonic()
-            meter = report_meter(self._input_flows(), self._source_errors)
+            meter = report_meter(self._input_flows(), self._source_errors, self._fidelity)
             for index in range(self.store.frame_count):
                 meter.add(self.store.read_frame(folder, index), self.store.read_frame(INPUT, index))
-            return self._add(loop, meter, time.monotonic() - started)
+            result = meter.result()
+            return self._add(loop, result, time.monotonic() - started)
         except Exception:  # a report must never cost the user the run
             log.exception("the flicker report of loop %d could not be made", loop)
             return None
 
     def _report_streamed(self, stream: _LoopMeter, folder: str) -> dict[str, Any] | None:
-        if stream.broken:  # a frame failed after the loop ended
+        result = None
+        if not stream.broken:
+            try:
+                result = stream.meter.result()  # the last frames' fidelity may still be measured
+            except Exception:
+                log.exception("loop %d could not be measured as it was made", stream.loop)
+        if result is None:  # a frame failed after the loop ended: measured from the files
             return self._report(stream.loop, folder)
-        return self._add(stream.loop, stream.meter, stream.seconds)
+        return self._add(stream.loop, result, stream.seconds)
 
-    def _add(self, loop: int, meter: FlickerMeter, seconds: float) -> dict[str, Any]:
+    def _add(self, loop: int, result: FlickerResult, seconds: float) -> dict[str, Any]:
         extra = self.order.report_extra(self.store.root, loop)
-        return RunReport(self.store.root).add_loop(loop, meter.result(), seconds, extra)
+        return RunReport(self.store.root).add_loop(loop, result, seconds, extra)
 
     def _reader(self, loop: int) -> Callable[[int], np.ndarray]:
         """Reads a frame of the loop back, as its file holds it."""

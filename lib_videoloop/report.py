@@ -9,6 +9,7 @@ import io
 import json
 import math
 from collections.abc import Callable
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
 
@@ -146,12 +147,17 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
 
 
 def report_meter(
-    flows: Callable[[int], PairFlow] | None = None, source_errors: dict[int, float] | None = None
+    flows: Callable[[int], PairFlow] | None = None,
+    source_errors: dict[int, float] | None = None,
+    fidelity_pool: Executor | None = None,
 ) -> FlickerMeter:
     """How a run's report measures a loop: motion from the input (`flows`, when the run has them
-    already), fidelity to it. tOF is left to the metrics command: its two Farneback flows would
-    double the cost. source_errors: the input's own warp errors, kept from loop to loop."""
-    return FlickerMeter(fidelity_to_source=True, with_tof=False, flows=flows, source_errors=source_errors)
+    already), fidelity to it (on `fidelity_pool`, when given). tOF is left to the metrics
+    command: its two Farneback flows would double the cost. source_errors: the input's own warp
+    errors, kept from loop to loop."""
+    return FlickerMeter(
+        fidelity_to_source=True, with_tof=False, flows=flows, source_errors=source_errors, fidelity_pool=fidelity_pool
+    )
 
 
 class RunReport:

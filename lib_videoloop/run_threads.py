@@ -26,8 +26,9 @@ class RunThreads:
     copy's frames, resized a few ahead of the one written (copying() holds the copy);
     read: frames of the previous loop and the references, read ahead;
     flow: the reference's flows, FLOW_THREADS pairs ahead;
-    report: each loop's flicker measurement; video: each loop's video; final: the last loop's
-    video, encoded as its frames are made.
+    report: each loop's flicker measurement; fidelity: each frame's PSNR and SSIM, for the
+    report; video: each loop's video; final: the last loop's video, encoded as its frames are
+    made.
     """
 
     def __init__(self) -> None:
@@ -37,6 +38,7 @@ class RunThreads:
         self.read = _pool("read")
         self.flow = _pool("flow", FLOW_THREADS)
         self.report = _pool("report")
+        self.fidelity = _pool("fidelity")
         self.video = _pool("video")
         self.final = _pool("final-video")
         self._copy = contextlib.ExitStack()
@@ -59,8 +61,9 @@ class RunThreads:
             try:
                 self._copy.__exit__(kind, error, trace)  # raises the copy's error, if it failed
             finally:
-                # The report reads flows (and may start reading the next ones): it ends before them.
-                for pool in (self.resize, self.read, self.report, self.flow, self.video, self.final):
+                # The report reads flows (and may start reading the next ones) and waits for the
+                # fidelity it hands on: it ends before them.
+                for pool in (self.resize, self.read, self.report, self.fidelity, self.flow, self.video, self.final):
                     pool.shutdown(wait=True)
 
 

@@ -198,6 +198,49 @@ def test_a_loop_measured_as_it_is_made_reports_what_its_frames_on_disk_measure(
     assert report["e_warp_source"] == on_disk.e_warp_source
 
 
+@pytest.mark.parametrize("failing", [3, 6], ids=["a frame within the loop", "the loop's last frame"])
+def test_a_frame_whose_fidelity_fails_leaves_the_loop_measured_from_its_files(
+    tmp_path: Path, bikes: Path, tiny_backend, failing: int, *, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """Each frame's PSNR and SSIM are measured on a thread of their own beside the warp error;
+    one that fails there, even after the loop's last frame came, costs neither the run nor the
+    loop's report: the loop is measured again from its files."""
+    import logging
+
+    from lib_videoloop import metrics
+    from lib_videoloop.config import Settings
+    from lib_videoloop.engine import Engine
+    from lib_videoloop.media.flows import FlowFolder
+    from lib_videoloop.media.store import FrameStore
+
+    calls: list[int] = []
+    fidelity = metrics._fidelity
+
+    def failing_once(out: np.ndarray, src: np.ndarray) -> tuple[float, float]:
+        calls.append(1)
+        if len(calls) == failing:
+            raise MemoryError("no room for the SSIM's blur")
+        return fidelity(out, src)
+
+    monkeypatch.setattr(metrics, "_fidelity", failing_once)
+    settings = Settings(
+        input_directory=str(bikes), output_directory=str(tmp_path), width=64, height=48, max_frames=6, loop_n=2, steps=4,
+        denoising_strength=0.5, seed=1, fix_seed=False, temporal_superimpose_alpha_list="1,2,1",
+    )  # fmt: skip
+    with caplog.at_level(logging.ERROR):
+        result = Engine(settings, tiny_backend).run()
+    assert any("loop 1" in r.getMessage() and r.exc_info for r in caplog.records), "the failure is logged with its loop"
+    report = json.loads((result.run_dir / "report.json").read_text())
+    store = FrameStore.open(result.run_dir)
+    flows = FlowFolder(result.run_dir / "flows", lambda i: store.read_frame("input", i), store.frame_count)
+    assert [entry["loop"] for entry in report["loops"]] == [1, 2]
+    for entry in report["loops"]:
+        on_disk = measure(store.frames(f"loop_{entry['loop']:03d}"), store.frames("input"), fidelity_to_source=True,
+                          with_tof=False, flows=flows.pair)  # fmt: skip
+        assert (entry["e_warp"], entry["psnr"], entry["ssim"]) == (on_disk.e_warp, on_disk.psnr, on_disk.ssim)
+
+
 def test_a_stopped_run_does_not_wait_for_the_frames_its_report_has_not_reached(
     tmp_path: Path, bikes: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
