@@ -10,8 +10,9 @@ between calls while the last frames of one come back, and a faster worker makes 
 than a slower one. A frame's request is encoded while it waits for a worker, and the images
 are decoded after the worker is handed on. A worker that fails (a connection refused or cut,
 a timeout, a server error) is dropped and its frame sent to another, at most MAX_TRIES times;
-when none is left the run stops with its folder resumable. A request the worker refuses (4xx: a bad model name, a bad
-field) is the run's fault, not the worker's: it stops the run with the worker's answer.
+when none is left the run stops with its folder resumable. A request the worker refuses (4xx:
+a bad model name, a bad field) is the run's fault, not the worker's: it stops the run with the
+worker's answer.
 
 URLs are user input: only http(s) with a host, no credentials in them (config.worker_urls);
 the API user and password (the workers' --api-auth) come from VIDEO_LOOPBACK_WORKER_AUTH or
